@@ -1,0 +1,160 @@
+"""The ``coldrec`` command line. Thin: each command parses options and calls one library
+function. Errors a user can act on print as one line and exit with status 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from coldrec.config import merge, parse_overrides, read_yaml, validate
+from coldrec.data.dataset import Dataset
+from coldrec.data.prepare import DataConfig, build_dataset
+from coldrec.errors import ColdrecError
+
+app = typer.Typer(
+    help="coldrec: strict item cold-start recommendation with LLM weak supervision.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Prepare and inspect data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+error_console = Console(stderr=True)
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+class SourceKind(StrEnum):
+    amazon2014 = "amazon2014"
+    amazon2018 = "amazon2018"
+    lcrec = "lcrec"
+    recbole = "recbole"
+    csv = "csv"
+    synthetic = "synthetic"
+
+
+class SplitName(StrEnum):
+    global_time = "global-time"
+    loo = "loo"
+    user_ratio = "user-ratio"
+    item_holdout = "item-holdout"
+
+
+def user_errors(command: Command) -> Command:
+    """Print a :class:`ColdrecError` as one line on stderr and exit with status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ColdrecError as exc:
+            error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug details."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log warnings and errors only."),
+) -> None:
+    """Configure logging for every command."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    # Rich wraps long lines to the terminal; logs that go to a file or pipe stay one line each.
+    handler: logging.Handler = (
+        RichHandler(console=error_console, show_path=False)
+        if error_console.is_terminal
+        else logging.StreamHandler(sys.stderr)
+    )
+    if not error_console.is_terminal:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+@data_app.command("prepare")
+@user_errors
+def data_prepare(
+    out: Path = typer.Option(..., "--out", help="Folder to write the prepared Dataset to."),
+    source: SourceKind | None = typer.Option(
+        None, "--source", help="Raw format (default: synthetic)."
+    ),
+    interactions: Path | None = typer.Option(
+        None,
+        "--interactions",
+        "--reviews",
+        help="Interactions file: reviews_X_5.json.gz, X.inter.json, X.inter, or a CSV/Parquet.",
+    ),
+    items: Path | None = typer.Option(
+        None, "--items", "--meta", help="Item file: meta_X.json.gz, X.item.json, X.item, CSV."
+    ),
+    split: SplitName | None = typer.Option(
+        None, "--split", help="Default: global-time, or loo for order-only data."
+    ),
+    valid_share: float | None = typer.Option(
+        None, "--valid-share", help="Validation carved from the end of train (0 = none)."
+    ),
+    kcore: int | None = typer.Option(None, "--kcore", help="Keep users/items with >= k rows."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the synthetic data and splits."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML with 'source' and 'prepare' sections."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override any setting: --set source.n_users=5000."
+    ),
+) -> None:
+    """Read raw data, filter, weight, split and index it, and save a Dataset folder."""
+    flags: dict[str, Any] = {"source": {}, "prepare": {}}
+    if source is not None:
+        flags["source"]["kind"] = source.value
+    for key, value in (("interactions", interactions), ("items", items)):
+        if value is not None:
+            flags["source"][key] = str(value)
+    for key, value in (("split", split and split.value), ("valid_share", valid_share)):
+        if value is not None:
+            flags["prepare"][key] = value
+    if kcore is not None:
+        flags["prepare"]["kcore"] = kcore
+    layers = merge({"source": {"kind": "synthetic"}}, read_yaml(config) if config else {}, flags)
+    if seed is not None:
+        layers = merge(layers, {"prepare": {"seed": seed}})
+        if layers["source"]["kind"] == "synthetic":
+            layers = merge(layers, {"source": {"seed": seed}})
+    layers = merge(layers, parse_overrides(overrides))
+    dataset = build_dataset(validate(DataConfig, layers))
+    dataset.save(out)
+    console.print(f"Dataset written to [bold]{out}[/]")
+    _print_stats(dataset.stats())
+
+
+@data_app.command("stats")
+@user_errors
+def data_stats(
+    path: Path = typer.Argument(..., help="A prepared Dataset folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Print the counts of a prepared Dataset."""
+    stats = Dataset.load(path).stats()
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+    else:
+        _print_stats(stats)
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
+    table = Table(title="Dataset", show_header=False)
+    for key, value in stats.items():
+        is_count = isinstance(value, int) and not isinstance(value, bool) and key != "cut_ts"
+        table.add_row(key, f"{value:,}" if is_count else str(value))
+    console.print(table)

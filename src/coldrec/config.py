@@ -1,0 +1,73 @@
+"""Layered configuration: defaults → YAML file → command-line flags → ``--set a.b=c``.
+
+Each later layer overrides the earlier ones key by key. Every config model forbids
+unknown keys, so a typo is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from coldrec.errors import ConfigError
+
+__all__ = ["merge", "parse_overrides", "read_yaml", "validate"]
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML)."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        *parents, leaf = key.strip().split(".")
+        node = result
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+    return result
+
+
+def merge(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings; later layers win, nested mappings merge key by key."""
+    result = dict(base)
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                result[key] = merge(result[key], value)
+            else:
+                result[key] = value
+    return result
+
+
+def validate(model: type[Model], data: Mapping[str, Any]) -> Model:
+    """Build ``model`` from ``data``, turning pydantic's report into one :class:`ConfigError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid {model.__name__}: {problems}") from None

@@ -1,0 +1,171 @@
+"""The prepared Dataset: split interactions, contiguous ids, cold sets, item text.
+
+On disk a Dataset is a folder::
+
+    interactions.parquet  user, item, ts, rating, weight, split, user_idx, item_idx
+                          (rows in time order; ties keep the source order)
+    items.parquet         row i is item_idx i: item, cold, title, categories, brand,
+                          price, description, text
+    users.parquet         row u is user_idx u: user, cold
+    meta.json             every count a reader checks (see :meth:`Dataset.count_stats`),
+                          the split, the source files and their SHA-256, what was dropped
+
+Ids are contiguous from 0 and follow the sorted original ids. Sequential models that
+need 0 as padding shift item ids by one themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coldrec._io import atomic_dir, read_json, write_json_atomic
+from coldrec.errors import DataError
+
+__all__ = ["STATS_KEYS", "Dataset"]
+
+STATS_KEYS = (
+    "interactions",
+    "users",
+    "items",
+    "train_interactions",
+    "valid_interactions",
+    "test_interactions",
+    "cold_items",
+    "cold_users",
+    "valid_cold_items",
+    "order_only",
+)
+_FILES = ("interactions", "items", "users")
+_COLUMNS = {
+    "interactions": ["user", "item", "ts", "rating", "weight", "split", "user_idx", "item_idx"],
+    "items": ["item", "cold", "title", "categories", "brand", "price", "description", "text"],
+    "users": ["user", "cold"],
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A prepared data set. Build one with :func:`coldrec.data.prepare` or :meth:`load`."""
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    meta: dict[str, Any]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def cold_items(self) -> np.ndarray:
+        """Item ids that occur in test and never before it (strict cold items)."""
+        return np.flatnonzero(self.items["cold"].to_numpy())
+
+    @property
+    def cold_users(self) -> np.ndarray:
+        """User ids that occur in test and never before it."""
+        return np.flatnonzero(self.users["cold"].to_numpy())
+
+    @property
+    def item_text(self) -> list[str]:
+        """Item text per item id, built by :func:`coldrec.data.prepare.item_text`."""
+        return self.items["text"].tolist()
+
+    def split(self, name: str) -> pd.DataFrame:
+        """The interactions of one split (``train``, ``valid`` or ``test``), in time order."""
+        if name not in ("train", "valid", "test"):
+            raise ValueError(f"split must be 'train', 'valid' or 'test', got {name!r}")
+        return self.interactions.loc[self.interactions["split"] == name]
+
+    def sequences(self, *splits: str) -> list[np.ndarray]:
+        """Each user's item ids in time order over the given splits (default ``train``).
+
+        Entry ``u`` belongs to user id ``u``; users without such interactions get an
+        empty array.
+        """
+        rows = self.interactions.loc[self.interactions["split"].isin(splits or ("train",))]
+        users = rows["user_idx"].to_numpy()
+        order = np.argsort(users, kind="stable")
+        bounds = np.searchsorted(users[order], np.arange(self.n_users + 1))
+        items = rows["item_idx"].to_numpy()[order]
+        return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+
+    def stats(self) -> dict[str, Any]:
+        """The counts of ``meta.json`` (at least :data:`STATS_KEYS`), plus the split used."""
+        keys = (*STATS_KEYS, "cold_test_interactions", "cut_ts")
+        return {
+            **{k: self.meta[k] for k in keys if k in self.meta},
+            "split": self.meta["prepare"]["split"],
+        }
+
+    @staticmethod
+    def count_stats(
+        interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame
+    ) -> dict[str, int]:
+        """The counts a reader checks, computed from the frames."""
+        split = interactions["split"]
+        train_items = interactions.loc[split == "train", "item_idx"].unique()
+        valid_items = interactions.loc[split == "valid", "item_idx"].unique()
+        return {
+            "interactions": len(interactions),
+            "users": len(users),
+            "items": len(items),
+            "train_interactions": int((split == "train").sum()),
+            "valid_interactions": int((split == "valid").sum()),
+            "test_interactions": int((split == "test").sum()),
+            "cold_items": int(items["cold"].sum()),
+            "cold_users": int(users["cold"].sum()),
+            "valid_cold_items": int((~pd.Index(valid_items).isin(train_items)).sum()),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the Dataset folder atomically (a crash leaves any old folder intact)."""
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            for name in _FILES:
+                getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
+            write_json_atomic(tmp / "meta.json", self.meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Dataset:
+        """Read a Dataset folder and check it against its ``meta.json``."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise DataError(f"{path} is not a prepared dataset (no meta.json)")
+        frames = {name: _read_frame(path / f"{name}.parquet", _COLUMNS[name]) for name in _FILES}
+        frames["interactions"]["split"] = pd.Categorical(
+            frames["interactions"]["split"], categories=["train", "valid", "test"]
+        )
+        dataset = cls(**frames, meta=read_json(meta_path))
+        counted = cls.count_stats(dataset.interactions, dataset.items, dataset.users)
+        wrong = {
+            k: (dataset.meta.get(k), v) for k, v in counted.items() if dataset.meta.get(k) != v
+        }
+        if wrong:
+            raise DataError(
+                f"{meta_path}: counts disagree with the parquet files (meta, files): {wrong}"
+            )
+        return dataset
+
+
+def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"dataset file missing: {path}")
+    frame = pd.read_parquet(path)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}")
+    if "categories" in frame:
+        frame["categories"] = [[list(p) for p in paths] for paths in frame["categories"]]
+    return frame

@@ -1,0 +1,196 @@
+"""The canonical frames every source returns, and the helpers that build them.
+
+``interactions`` — one row per event, in the order of the source file:
+
+========  ===================  ==================================================
+column    dtype                meaning
+========  ===================  ==================================================
+user      string               original user id
+item      string               original item id
+ts        int64                Unix seconds, or the position when ``order_only``
+rating    Float64 (nullable)   explicit rating; missing means "no rating given"
+========  ===================  ==================================================
+
+``items`` — one row per item with metadata: ``item`` (string), ``title``, ``brand``,
+``description`` (nullable strings), ``price`` (nullable Float64) and ``categories``
+(a list of category paths, each a list of names from the root; empty when unknown).
+
+Preparation (:mod:`coldrec.data.prepare`) adds ``weight`` and ``split``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from coldrec._io import open_text
+from coldrec.errors import DataError
+
+__all__ = [
+    "INTERACTION_COLUMNS",
+    "ITEM_COLUMNS",
+    "Frames",
+    "SkippedLines",
+    "clean_text",
+    "iter_lines",
+    "make_interactions",
+    "make_items",
+    "parse_price",
+]
+
+INTERACTION_COLUMNS = ("user", "item", "ts", "rating")
+ITEM_COLUMNS = ("item", "title", "categories", "brand", "price", "description")
+_EXAMPLES_KEPT = 5
+
+
+@dataclass
+class SkippedLines:
+    """Malformed input records that were skipped: a count per file and the first examples."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, path: Path | str, line: int | None, reason: str) -> None:
+        """Record one skipped record of ``path`` (1-based ``line`` when known) and why."""
+        key = str(path)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if len(self.examples) < _EXAMPLES_KEPT:
+            where = key if line is None else f"{key}:{line}"
+            self.examples.append(f"{where}: {reason}")
+
+    @property
+    def total(self) -> int:
+        """Number of skipped lines over all files."""
+        return sum(self.counts.values())
+
+    def extend(self, other: SkippedLines) -> None:
+        """Add the records of ``other`` to this one."""
+        for key, count in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + count
+        room = _EXAMPLES_KEPT - len(self.examples)
+        self.examples.extend(other.examples[:room])
+
+    def summary(self) -> str:
+        """One line for the log: how many lines were skipped and where the first ones are."""
+        return f"skipped {self.total} malformed record(s); first: " + "; ".join(self.examples)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, stored in the Dataset's ``meta.json``."""
+        return {"total": self.total, "per_file": dict(self.counts), "examples": list(self.examples)}
+
+
+@dataclass
+class Frames:
+    """What a source returns: canonical ``interactions`` and ``items`` plus provenance."""
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    source: str
+    order_only: bool = False
+    files: tuple[Path, ...] = ()
+    skipped: SkippedLines = field(default_factory=SkippedLines)
+
+    def __post_init__(self) -> None:
+        for name, frame, columns in (
+            ("interactions", self.interactions, INTERACTION_COLUMNS),
+            ("items", self.items, ITEM_COLUMNS),
+        ):
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise DataError(f"{self.source}: {name} frame lacks column(s) {missing}")
+        if self.interactions.empty:
+            where = ", ".join(str(f) for f in self.files) or self.source
+            raise DataError(f"no interactions could be read from {where}")
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each non-blank line of a text or ``.gz`` file."""
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(value: Any) -> str | None:
+    """Unescape HTML entities and collapse whitespace (tabs, newlines); ``None`` if empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, list | tuple):
+        value = " ".join(str(v) for v in value if v is not None)
+    text = _SPACES.sub(" ", html.unescape(str(value))).strip()
+    return text or None
+
+
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def parse_price(value: Any) -> float | None:
+    """A price as float: numbers pass through, text like ``"$1,012.99"`` is parsed.
+
+    A range such as ``"$5.00 - $9.00"`` gives its lower end; text without a number
+    gives ``None``.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return None if math.isnan(value) else float(value)
+    match = _NUMBER.search(str(value))
+    return float(match.group().replace(",", "")) if match else None
+
+
+def make_interactions(
+    users: Sequence[str],
+    items: Sequence[str],
+    ts: Sequence[int],
+    ratings: Sequence[float | None] | None = None,
+) -> pd.DataFrame:
+    """Build the canonical interactions frame from parallel columns."""
+    frame = pd.DataFrame(
+        {
+            "user": pd.array(users, dtype="string"),
+            "item": pd.array(items, dtype="string"),
+            "ts": pd.array(ts, dtype="int64"),
+            "rating": pd.array(
+                [None] * len(users) if ratings is None else ratings, dtype="Float64"
+            ),
+        }
+    )
+    return frame
+
+
+def make_items(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Build the canonical items frame from dicts with the keys of :data:`ITEM_COLUMNS`.
+
+    Text fields are cleaned with :func:`clean_text`, prices with :func:`parse_price`;
+    ``categories`` must already be a list of paths (lists of strings).
+    """
+    rows = [
+        {
+            "item": str(r["item"]),
+            "title": clean_text(r.get("title")),
+            "categories": [
+                [name for name in (clean_text(n) for n in path) if name]
+                for path in (r.get("categories") or [])
+            ],
+            "brand": clean_text(r.get("brand")),
+            "price": parse_price(r.get("price")),
+            "description": clean_text(r.get("description")),
+        }
+        for r in records
+    ]
+    frame = pd.DataFrame(rows, columns=list(ITEM_COLUMNS))
+    for column in ("item", "title", "brand", "description"):
+        frame[column] = frame[column].astype("string")
+    frame["price"] = frame["price"].astype("Float64")
+    frame["categories"] = [[p for p in paths if p] for paths in frame["categories"]]
+    return frame

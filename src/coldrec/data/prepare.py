@@ -1,0 +1,302 @@
+"""Preparation (thesis §3.2): filter → implicit weights → de-duplicate → k-core → split →
+cold sets → ids → item text.
+
+The one entry point is :func:`prepare`; every count it drops or keeps lands in the
+Dataset's ``meta.json`` so that nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec import __version__
+from coldrec._io import file_sha256
+from coldrec.data.dataset import Dataset
+from coldrec.data.frames import Frames
+from coldrec.data.sources import SourceConfig, SyntheticSource
+from coldrec.errors import DataError
+
+__all__ = [
+    "SPLITS",
+    "DataConfig",
+    "PrepareConfig",
+    "SplitKind",
+    "build_dataset",
+    "item_text",
+    "prepare",
+]
+
+log = logging.getLogger(__name__)
+
+SplitKind = Literal["global-time", "loo", "user-ratio", "item-holdout"]
+SPLITS: tuple[str, ...] = ("global-time", "loo", "user-ratio", "item-holdout")
+
+
+class PrepareConfig(BaseModel):
+    """How raw frames become a Dataset. Defaults follow the thesis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    split: SplitKind | None = None
+    """``global-time`` (default for timestamped data), ``loo`` (default for order-only
+    data), ``user-ratio`` or ``item-holdout``."""
+    train_share: float = Field(0.7, gt=0, lt=1)
+    """Global-time: share of all interactions (by time) in train; user-ratio: per user."""
+    valid_share: float = Field(0.0, ge=0, lt=1)
+    """Validation carved from the end of train: global-time and user-ratio take this
+    share of the train rows (the same rule as the test cut, applied inside train);
+    item-holdout takes this share of the training items; loo takes each user's
+    second-to-last interaction when it is above 0."""
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    """Item-holdout: share of items removed from training entirely (all go to test)."""
+    strong_rating: float = 4.0
+    """A rating at or above this is a strong positive (weight 1.0)."""
+    weak_rating: float = 3.0
+    """A rating in ``[weak_rating, strong_rating)`` is a weak positive; below it is dropped."""
+    weak_weight: float = Field(0.3, ge=0, le=1)
+    kcore: int | None = Field(None, ge=1)
+    """Keep only users and items with at least this many interactions (iterated)."""
+    duplicates: Literal["exact", "pair"] = "exact"
+    """``exact``: drop rows equal in user, item, ts and rating; ``pair``: keep only the
+    first interaction of each (user, item)."""
+    seed: int = 0
+    """Seeds the random item hold-out."""
+
+
+class DataConfig(BaseModel):
+    """Where the data come from and how they are prepared (the ``data`` node of a run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: SourceConfig = Field(default_factory=SyntheticSource)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+
+
+def build_dataset(config: DataConfig) -> Dataset:
+    """Load the configured source and prepare it."""
+    return prepare(config.source.load(), config.prepare)
+
+
+def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
+    """Turn a source's canonical frames into a split, indexed :class:`Dataset`."""
+    config = config or PrepareConfig()
+    if frames.skipped.total:
+        log.warning("%s", frames.skipped.summary())
+    counts: dict[str, int] = {"raw_interactions": len(frames.interactions)}
+    items = _unique_items(frames.items, counts)
+    interactions = _with_metadata(frames.interactions, items, counts)
+    interactions = _implicit_weights(interactions, config, counts)
+    interactions = _without_duplicates(interactions, config.duplicates, counts)
+    if config.kcore:
+        interactions = _kcore(interactions, config.kcore, counts)
+    if interactions.empty:
+        raise DataError(f"no interactions left after filtering {frames.source} data: {counts}")
+    # A stable sort keeps the input order among equal timestamps (thesis §3.2).
+    interactions = interactions.sort_values("ts", kind="stable", ignore_index=True)
+    kind = config.split or ("loo" if frames.order_only else "global-time")
+    if kind == "global-time" and frames.order_only:
+        raise DataError(
+            f"{frames.source} data are order-only (no timestamps): a global time split is "
+            "meaningless; use --split loo, user-ratio or item-holdout"
+        )
+    interactions["split"] = pd.Categorical(
+        _SPLITTERS[kind](interactions, config), categories=["train", "valid", "test"]
+    )
+    interactions, items, users = _index(interactions, items, counts)
+    meta = _meta(frames, config, kind, interactions, items, users, counts)
+    log.info(
+        "%s: kept %d of %d interactions (%s); %s split: %d cold items, %d cold users",
+        frames.source,
+        len(interactions),
+        counts["raw_interactions"],
+        ", ".join(f"{k} {v}" for k, v in counts.items() if k != "raw_interactions" and v)
+        or "nothing dropped",
+        kind,
+        meta["cold_items"],
+        meta["cold_users"],
+    )
+    return Dataset(interactions=interactions, items=items, users=users, meta=meta)
+
+
+def item_text(title: str | None, categories: list[list[str]]) -> str:
+    """The text an item is encoded from: ``"title | cat > sub > leaf"``.
+
+    The path is the longest of the item's category paths (the first among equals); a
+    missing title or path leaves just the other part.
+    """
+    path = max(categories, key=len, default=[])
+    parts = [p for p in (title if isinstance(title, str) else "", " > ".join(path)) if p]
+    return " | ".join(parts)
+
+
+def _unique_items(items: pd.DataFrame, counts: dict[str, int]) -> pd.DataFrame:
+    duplicated = items["item"].duplicated()
+    counts["duplicate_item_rows"] = int(duplicated.sum())
+    return items.loc[~duplicated].reset_index(drop=True)
+
+
+def _with_metadata(
+    interactions: pd.DataFrame, items: pd.DataFrame, counts: dict[str, int]
+) -> pd.DataFrame:
+    """Keep interactions whose item has metadata: a title or at least one category path."""
+    described = items["title"].notna() | items["categories"].map(bool)
+    keep = interactions["item"].isin(items.loc[described, "item"])
+    counts["dropped_no_metadata"] = int((~keep).sum())
+    counts["items_without_metadata"] = int(interactions.loc[~keep, "item"].nunique())
+    return interactions.loc[keep].reset_index(drop=True)
+
+
+def _implicit_weights(
+    interactions: pd.DataFrame, config: PrepareConfig, counts: dict[str, int]
+) -> pd.DataFrame:
+    """Ratings → weights: strong 1.0, weak ``weak_weight``, below weak dropped, none 1.0."""
+    rating = interactions["rating"].astype("float64").to_numpy(na_value=np.nan)
+    weight = np.where(rating >= config.strong_rating, 1.0, config.weak_weight)
+    weight[np.isnan(rating)] = 1.0
+    keep = np.isnan(rating) | (rating >= config.weak_rating)
+    counts["dropped_low_rating"] = int((~keep).sum())
+    counts["weak_positives"] = int(
+        (keep & ~np.isnan(rating) & (rating < config.strong_rating)).sum()
+    )
+    return interactions.assign(weight=weight).loc[keep].reset_index(drop=True)
+
+
+def _without_duplicates(
+    interactions: pd.DataFrame, mode: str, counts: dict[str, int]
+) -> pd.DataFrame:
+    keys = ["user", "item", "ts", "rating"] if mode == "exact" else ["user", "item"]
+    if mode == "pair":
+        interactions = interactions.sort_values("ts", kind="stable")
+    duplicated = interactions.duplicated(keys)
+    counts["duplicates_removed"] = int(duplicated.sum())
+    return interactions.loc[~duplicated].sort_index().reset_index(drop=True)
+
+
+def _kcore(interactions: pd.DataFrame, k: int, counts: dict[str, int]) -> pd.DataFrame:
+    """Drop users and items with fewer than ``k`` interactions until none is left."""
+    before = len(interactions)
+    while True:
+        user_ok = interactions.groupby("user")["item"].transform("size") >= k
+        item_ok = interactions.groupby("item")["user"].transform("size") >= k
+        keep = user_ok & item_ok
+        if keep.all():
+            break
+        interactions = interactions.loc[keep].reset_index(drop=True)
+    counts["kcore_removed"] = before - len(interactions)
+    return interactions
+
+
+def _global_time(interactions: pd.DataFrame, config: PrepareConfig) -> np.ndarray:
+    """The first ``int(train_share·N)`` rows by time are train, the rest test."""
+    labels = np.full(len(interactions), "test", dtype=object)
+    n_train = int(config.train_share * len(interactions))
+    labels[:n_train] = "train"
+    if config.valid_share:
+        labels[int((1 - config.valid_share) * n_train) : n_train] = "valid"
+    return labels
+
+
+def _leave_one_out(interactions: pd.DataFrame, config: PrepareConfig) -> np.ndarray:
+    """Each user's last interaction is test (users with at least 2), the one before it
+    valid when ``valid_share > 0`` (users with at least 3)."""
+    by_user = interactions.groupby("user", sort=False)
+    from_end = by_user.cumcount(ascending=False).to_numpy()
+    size = by_user["item"].transform("size").to_numpy()
+    labels = np.full(len(interactions), "train", dtype=object)
+    labels[(from_end == 0) & (size >= 2)] = "test"
+    if config.valid_share:
+        labels[(from_end == 1) & (size >= 3)] = "valid"
+    return labels
+
+
+def _user_ratio(interactions: pd.DataFrame, config: PrepareConfig) -> np.ndarray:
+    """Each user's first ``int(train_share·n_u)`` interactions are train, the rest test."""
+    by_user = interactions.groupby("user", sort=False)
+    position = by_user.cumcount().to_numpy()
+    n_train = np.floor(config.train_share * by_user["item"].transform("size").to_numpy())
+    labels = np.where(position < n_train, "train", "test").astype(object)
+    if config.valid_share:
+        n_fit = np.floor((1 - config.valid_share) * n_train)
+        labels[(position >= n_fit) & (position < n_train)] = "valid"
+    return labels
+
+
+def _item_holdout(interactions: pd.DataFrame, config: PrepareConfig) -> np.ndarray:
+    """A seeded random ``holdout_share`` of items goes wholly to test (and
+    ``valid_share`` of the remaining items wholly to validation)."""
+    items = np.sort(interactions["item"].unique())
+    order = np.random.default_rng(config.seed).permutation(len(items))
+    n_test = int(config.holdout_share * len(items))
+    n_valid = int(config.valid_share * (len(items) - n_test))
+    item_split = pd.Series("train", index=items, dtype=object)
+    item_split.iloc[order[:n_test]] = "test"
+    item_split.iloc[order[n_test : n_test + n_valid]] = "valid"
+    return item_split.loc[interactions["item"]].to_numpy()
+
+
+_SPLITTERS = {
+    "global-time": _global_time,
+    "loo": _leave_one_out,
+    "user-ratio": _user_ratio,
+    "item-holdout": _item_holdout,
+}
+
+
+def _index(
+    interactions: pd.DataFrame, items: pd.DataFrame, counts: dict[str, int]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Contiguous ids (sorted by original id), cold flags and item text."""
+    seen_before_test = interactions["split"] != "test"
+    users = _cold_table(interactions, "user", seen_before_test)
+    catalogue = _cold_table(interactions, "item", seen_before_test)
+    counts["items_without_interactions"] = int((~items["item"].isin(catalogue["item"])).sum())
+    items = catalogue.merge(items, on="item", how="left", validate="one_to_one")
+    items["text"] = pd.array(
+        [
+            item_text(t, c)
+            for t, c in zip(items["title"].tolist(), items["categories"], strict=True)
+        ],
+        dtype="string",
+    )
+    interactions["user_idx"] = pd.Index(users["user"]).get_indexer(interactions["user"])
+    interactions["item_idx"] = pd.Index(items["item"]).get_indexer(interactions["item"])
+    return interactions, items, users
+
+
+def _cold_table(interactions: pd.DataFrame, key: str, seen_before_test: pd.Series) -> pd.DataFrame:
+    """Sorted unique ``key`` values with ``cold`` = has test rows but none before test."""
+    ids = np.sort(interactions[key].unique())
+    warm = interactions.loc[seen_before_test, key].unique()
+    return pd.DataFrame({key: pd.array(ids, dtype="string"), "cold": ~pd.Index(ids).isin(warm)})
+
+
+def _meta(
+    frames: Frames,
+    config: PrepareConfig,
+    kind: str,
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    counts: dict[str, int],
+) -> dict[str, Any]:
+    split = interactions["split"]
+    test = interactions.loc[split == "test"]
+    return {
+        "coldrec_version": __version__,
+        "source": {
+            "kind": frames.source,
+            "files": {str(path): file_sha256(path) for path in frames.files},
+        },
+        "order_only": frames.order_only,
+        "prepare": {**config.model_dump(), "split": kind},
+        **Dataset.count_stats(interactions, items, users),
+        "cold_test_interactions": int(test["item_idx"].isin(np.flatnonzero(items["cold"])).sum()),
+        "cut_ts": int(test["ts"].min()) if kind == "global-time" and len(test) else None,
+        "filtering": counts,
+        "skipped": frames.skipped.to_dict(),
+    }

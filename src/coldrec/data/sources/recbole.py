@@ -1,0 +1,121 @@
+"""RecBole atomic files: tab-separated ``X.inter`` and ``X.item`` with ``name:type`` headers.
+
+Types are ``token``, ``token_seq`` (space-separated tokens), ``float`` and
+``float_seq``. Interactions need a user and an item field; ``rating`` and ``timestamp``
+are optional (without a timestamp the file order becomes ``ts`` and the data are marked
+order-only). The item title is the first of :data:`TITLE_FIELDS` present unless named;
+a category field holds labels (``class`` in MovieLens: each genre becomes a one-level
+category path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from coldrec._io import require_file
+from coldrec.data.frames import Frames, SkippedLines, iter_lines, make_interactions, make_items
+from coldrec.data.sources._base import SourceBase
+from coldrec.errors import DataError
+
+__all__ = ["CATEGORY_FIELDS", "TITLE_FIELDS", "RecBoleSource"]
+
+TITLE_FIELDS = ("title", "movie_title", "item_name", "name")
+CATEGORY_FIELDS = ("categories", "category", "class", "genre", "genres")
+
+
+class RecBoleSource(SourceBase):
+    """RecBole atomic ``.inter`` and ``.item`` files."""
+
+    kind: Literal["recbole"] = "recbole"
+    interactions: Path
+    """``X.inter``."""
+    items: Path
+    """``X.item``."""
+    user_field: str = "user_id"
+    item_field: str = "item_id"
+    rating_field: str = "rating"
+    """Optional in the file."""
+    time_field: str = "timestamp"
+    """Optional in the file; without it the data are order-only."""
+    title_field: str | None = None
+    """Defaults to the first of ``title, movie_title, item_name, name`` present."""
+    category_field: str | None = None
+    """Defaults to the first of ``categories, category, class, genre, genres`` present."""
+
+    def load(self) -> Frames:
+        inter_path = require_file(self.interactions, "interactions")
+        item_path = require_file(self.items, "items")
+        skipped = SkippedLines()
+        header, rows = _read_atomic(inter_path, skipped)
+        _require_fields(inter_path, header, (self.user_field, self.item_field))
+        order_only = self.time_field not in header
+        users, items, times, ratings = [], [], [], []
+        for number, row in rows:
+            try:
+                ts = number if order_only else int(float(row[self.time_field]))
+                rating = row.get(self.rating_field)
+                ratings.append(float(rating) if rating not in (None, "") else None)
+            except ValueError as exc:
+                skipped.add(inter_path, number, f"not a number ({exc})")
+                continue
+            users.append(row[self.user_field])
+            items.append(row[self.item_field])
+            times.append(ts)
+        return Frames(
+            interactions=make_interactions(users, items, times, ratings),
+            items=make_items(self._item_records(item_path, skipped)),
+            source=self.kind,
+            order_only=order_only,
+            files=(inter_path, item_path),
+            skipped=skipped,
+        )
+
+    def _item_records(self, path: Path, skipped: SkippedLines) -> list[dict[str, Any]]:
+        header, rows = _read_atomic(path, skipped)
+        _require_fields(path, header, (self.item_field,))
+        title = self.title_field or next((f for f in TITLE_FIELDS if f in header), None)
+        category = self.category_field or next((f for f in CATEGORY_FIELDS if f in header), None)
+        _require_fields(path, header, tuple(f for f in (title, category) if f))
+        records = []
+        for _, row in rows:
+            labels = (row.get(category) or "").split() if category else []
+            records.append(
+                {
+                    "item": row[self.item_field],
+                    "title": row.get(title) if title else None,
+                    "categories": [[label] for label in labels],
+                    "brand": row.get("brand"),
+                    "price": row.get("price"),
+                    "description": row.get("description"),
+                }
+            )
+        return records
+
+
+def _read_atomic(
+    path: Path, skipped: SkippedLines
+) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """The field names of an atomic file and an iterator over its well-formed rows."""
+    lines = iter_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise DataError(f"{path}: empty file, expected a 'name:type' header")
+    header = [cell.split(":", 1)[0].strip() for cell in first[1].rstrip("\r\n").split("\t")]
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        for number, line in lines:
+            cells = line.rstrip("\r\n").split("\t")
+            if len(cells) != len(header):
+                skipped.add(path, number, f"{len(cells)} cells, header has {len(header)}")
+                continue
+            yield number, dict(zip(header, cells, strict=True))
+
+    return header, rows()
+
+
+def _require_fields(path: Path, header: list[str], fields: tuple[str, ...]) -> None:
+    missing = [f for f in fields if f not in header]
+    if missing:
+        raise DataError(f"{path}:1: header lacks field(s) {missing}; it has {header}")

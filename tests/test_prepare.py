@@ -1,0 +1,271 @@
+"""Preparation rules on hand-made frames with answers worked out by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coldrec.data import Dataset, Frames, PrepareConfig, prepare
+from coldrec.data.frames import make_interactions, make_items
+from coldrec.data.prepare import item_text
+from coldrec.errors import DataError
+
+
+def frames_of(
+    rows: list[tuple], items: list[str] | None = None, order_only: bool = False
+) -> Frames:
+    """rows: (user, item, ts[, rating]); every item gets a title unless ``items`` says which."""
+    users, its, ts = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    ratings = [r[3] if len(r) > 3 else None for r in rows]
+    catalogue = items if items is not None else sorted(set(its))
+    records = [{"item": i, "title": f"title {i}", "categories": [["Root", i]]} for i in catalogue]
+    return Frames(
+        make_interactions(users, its, ts, ratings),
+        make_items(records),
+        "test",
+        order_only=order_only,
+    )
+
+
+def test_ratings_become_weights_and_low_ratings_are_dropped() -> None:
+    data = prepare(
+        frames_of(
+            [
+                ("u", "a", 1, 5.0),
+                ("u", "b", 2, 4.0),
+                ("u", "c", 3, 3.0),
+                ("u", "d", 4, 2.0),
+                ("u", "e", 5, None),
+                ("v", "a", 6, 3.5),
+            ]
+        ),
+        PrepareConfig(split="loo"),
+    )
+    by_pair = {
+        (u, i): w
+        for u, i, w in data.interactions[["user", "item", "weight"]].itertuples(index=False)
+    }
+    assert by_pair == {
+        ("u", "a"): 1.0,
+        ("u", "b"): 1.0,
+        ("u", "c"): 0.3,
+        ("u", "e"): 1.0,
+        ("v", "a"): 0.3,
+    }
+    assert data.meta["filtering"]["dropped_low_rating"] == 1
+    assert data.meta["filtering"]["weak_positives"] == 2
+
+
+def test_thresholds_are_configurable() -> None:
+    config = PrepareConfig(split="loo", strong_rating=5, weak_rating=2, weak_weight=0.5)
+    data = prepare(frames_of([("u", "a", 1, 5.0), ("u", "b", 2, 4.0), ("u", "c", 3, 1.0)]), config)
+    assert data.interactions["weight"].tolist() == [1.0, 0.5]
+
+
+def test_interactions_without_item_metadata_are_dropped_and_counted() -> None:
+    frames = frames_of([("u", "a", 1), ("u", "x", 2), ("v", "x", 3), ("v", "a", 4)], items=["a"])
+    data = prepare(frames, PrepareConfig(split="loo"))
+    assert set(data.interactions["item"]) == {"a"}
+    assert data.meta["filtering"]["dropped_no_metadata"] == 2
+    assert data.meta["filtering"]["items_without_metadata"] == 1
+
+
+def test_an_item_with_neither_title_nor_category_has_no_metadata() -> None:
+    frames = frames_of([("u", "a", 1), ("u", "b", 2)])
+    frames.items.loc[frames.items["item"] == "b", "title"] = None
+    frames.items["categories"] = [[["R"]], []]
+    data = prepare(frames, PrepareConfig(split="loo"))
+    assert data.meta["filtering"]["dropped_no_metadata"] == 1
+
+
+def test_exact_duplicates_are_removed_but_repeat_purchases_kept() -> None:
+    rows = [("u", "a", 1, 5.0), ("u", "a", 1, 5.0), ("u", "a", 9, 5.0), ("u", "b", 2, 5.0)]
+    exact = prepare(frames_of(rows), PrepareConfig(split="loo"))
+    assert exact.meta["filtering"]["duplicates_removed"] == 1
+    assert exact.meta["interactions"] == 3
+    pair = prepare(frames_of(rows), PrepareConfig(split="loo", duplicates="pair"))
+    assert pair.meta["filtering"]["duplicates_removed"] == 2
+    assert sorted(pair.interactions["ts"]) == [1, 2]
+
+
+def test_kcore_iterates_until_stable() -> None:
+    # 2-core: w has one interaction → removed; then item c has one → removed; then v has one.
+    rows = [
+        ("u", "a", 1),
+        ("u", "b", 2),
+        ("t", "a", 3),
+        ("t", "b", 4),
+        ("v", "c", 5),
+        ("v", "a", 6),
+        ("w", "c", 7),
+    ]
+    data = prepare(frames_of(rows), PrepareConfig(split="loo", kcore=2))
+    assert sorted(set(data.interactions["user"])) == ["t", "u"]
+    assert data.meta["filtering"]["kcore_removed"] == 3
+
+
+def test_global_split_is_a_stable_time_cut_with_exact_cold_sets() -> None:
+    # 10 rows → first int(0.7·10) = 7 by time are train; equal times keep file order.
+    rows = [
+        ("u1", "a", 1),
+        ("u1", "b", 2),
+        ("u2", "a", 2),
+        ("u2", "c", 3),
+        ("u3", "b", 4),
+        ("u3", "a", 5),
+        ("u1", "c", 6),
+        ("u2", "d", 6),
+        ("u4", "d", 7),
+        ("u4", "a", 8),
+    ]
+    data = prepare(frames_of(list(reversed(rows[:4])) + rows[4:]))
+    inter = data.interactions
+    assert inter["ts"].tolist() == [1, 2, 2, 3, 4, 5, 6, 6, 7, 8]
+    assert inter["user"].tolist()[1:3] == ["u2", "u1"]  # reversed input order kept at ts 2
+    assert inter["split"].tolist() == ["train"] * 7 + ["test"] * 3
+    assert data.items.loc[data.cold_items, "item"].tolist() == ["d"]
+    assert data.users.loc[data.cold_users, "user"].tolist() == ["u4"]
+    assert data.meta["cut_ts"] == 6
+    assert data.meta["cold_test_interactions"] == 2
+    assert data.stats()["train_interactions"] == 7
+
+
+def test_validation_carve_out_mirrors_the_test_cut_inside_train() -> None:
+    rows = [(f"u{i % 3}", f"i{i}", i) for i in range(20)]
+    data = prepare(frames_of(rows), PrepareConfig(valid_share=0.3))
+    # 14 train rows by the 70% cut; the last int(0.3·14)=4 of them → fit 0.7·14 = 9.8 → 9
+    assert data.interactions["split"].tolist() == ["train"] * 9 + ["valid"] * 5 + ["test"] * 6
+    assert data.meta["valid_cold_items"] == 5
+
+
+def test_leave_one_out_takes_each_users_last_items() -> None:
+    rows = [
+        ("u", "a", 1),
+        ("u", "b", 2),
+        ("u", "c", 3),
+        ("v", "a", 1),
+        ("v", "c", 5),
+        ("w", "b", 4),
+    ]
+    data = prepare(frames_of(rows), PrepareConfig(split="loo", valid_share=0.1))
+    got = {
+        (u, i): s
+        for u, i, s in data.interactions[["user", "item", "split"]].itertuples(index=False)
+    }
+    assert got == {
+        ("u", "a"): "train",
+        ("u", "b"): "valid",
+        ("u", "c"): "test",
+        ("v", "a"): "train",
+        ("v", "c"): "test",
+        ("w", "b"): "train",
+    }
+    assert data.items.loc[data.cold_items, "item"].tolist() == ["c"]  # only ever in test
+
+
+def test_user_ratio_split_per_user() -> None:
+    rows = [("u", f"i{k}", k) for k in range(5)] + [("v", "i0", 9), ("v", "i9", 10)]
+    data = prepare(frames_of(rows), PrepareConfig(split="user-ratio", train_share=0.6))
+    assert data.interactions.sort_values(["user", "ts"])["split"].tolist() == [
+        "train",
+        "train",
+        "train",
+        "test",
+        "test",
+        "train",
+        "test",
+    ]
+
+
+def test_item_holdout_removes_items_from_training_entirely() -> None:
+    rows = [(f"u{k % 7}", f"i{k % 10}", k) for k in range(60)]
+    data = prepare(frames_of(rows), PrepareConfig(split="item-holdout", holdout_share=0.3, seed=3))
+    split = data.interactions.groupby("item")["split"].agg(lambda s: set(s.astype(str)))
+    assert all(len(s) == 1 for s in split)  # each item wholly train or wholly test
+    held = sorted(i for i, s in split.items() if s == {"test"})
+    assert len(held) == 3
+    assert data.items.loc[data.cold_items, "item"].tolist() == held
+    again = prepare(frames_of(rows), PrepareConfig(split="item-holdout", holdout_share=0.3, seed=3))
+    assert again.items.loc[again.cold_items, "item"].tolist() == held
+
+
+def test_order_only_data_default_to_leave_one_out_and_refuse_a_time_cut() -> None:
+    rows = [("u", "a", 0), ("u", "b", 1), ("v", "b", 0), ("v", "a", 1)]
+    assert prepare(frames_of(rows, order_only=True)).meta["prepare"]["split"] == "loo"
+    with pytest.raises(DataError, match="order-only"):
+        prepare(frames_of(rows, order_only=True), PrepareConfig(split="global-time"))
+
+
+def test_nothing_left_after_filtering_is_an_error() -> None:
+    with pytest.raises(DataError, match="no interactions left"):
+        prepare(frames_of([("u", "a", 1, 1.0)]))
+
+
+def test_item_text_uses_the_longest_path() -> None:
+    assert item_text("Red Lipstick", [["Beauty", "Makeup"], ["Beauty", "Makeup", "Lips"]]) == (
+        "Red Lipstick | Beauty > Makeup > Lips"
+    )
+    assert item_text(None, [["Beauty"]]) == "Beauty"
+    assert item_text("Only title", []) == "Only title"
+
+
+def test_ids_are_contiguous_and_follow_sorted_original_ids() -> None:
+    data = prepare(
+        frames_of([("z", "b", 1), ("y", "a", 2), ("y", "c", 3), ("x", "b", 4)]),
+        PrepareConfig(split="loo"),
+    )
+    assert data.users["user"].tolist() == ["x", "y", "z"]
+    assert data.items["item"].tolist() == ["a", "b", "c"]
+    inter = data.interactions
+    assert (data.users["user"].to_numpy()[inter["user_idx"]] == inter["user"].to_numpy()).all()
+    assert (data.items["item"].to_numpy()[inter["item_idx"]] == inter["item"].to_numpy()).all()
+    assert data.item_text == ["title a | Root > a", "title b | Root > b", "title c | Root > c"]
+    assert [s.tolist() for s in data.sequences()] == [[1], [0], [1]]  # x and z: one row each
+    assert [s.tolist() for s in data.sequences("train", "test")] == [[1], [0, 2], [1]]
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    data = prepare(frames_of([("u", "a", 1, 5.0), ("u", "b", 2), ("v", "a", 3), ("v", "c", 4)]))
+    data.save(tmp_path / "ds")
+    loaded = Dataset.load(tmp_path / "ds")
+    pd.testing.assert_frame_equal(loaded.interactions, data.interactions)
+    pd.testing.assert_frame_equal(loaded.items, data.items)
+    pd.testing.assert_frame_equal(loaded.users, data.users)
+    assert loaded.meta == data.meta
+    data.save(tmp_path / "ds")  # overwriting an existing folder works
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_load_checks_counts_against_meta(tmp_path: Path) -> None:
+    data = prepare(frames_of([("u", "a", 1), ("u", "b", 2), ("v", "a", 3), ("v", "c", 4)]))
+    data.save(tmp_path / "ds")
+    data.interactions.iloc[:-1].to_parquet(tmp_path / "ds" / "interactions.parquet", index=False)
+    with pytest.raises(DataError, match=r"meta.json: counts disagree"):
+        Dataset.load(tmp_path / "ds")
+
+
+events = st.lists(
+    st.tuples(st.integers(0, 6), st.integers(0, 8), st.integers(0, 20)), min_size=2, max_size=60
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events)
+def test_global_split_invariants(rows: list[tuple[int, int, int]]) -> None:
+    data = prepare(frames_of([(f"u{u}", f"i{i}", t) for u, i, t in rows]))
+    inter = data.interactions
+    train, test = inter[inter["split"] == "train"], inter[inter["split"] == "test"]
+    assert len(train) == int(0.7 * len(inter))
+    if len(train) and len(test):
+        assert test["ts"].min() >= train["ts"].max()  # no test row earlier than a train row
+    expected_cold = sorted(set(test["item"]) - set(train["item"]))
+    assert data.items.loc[data.cold_items, "item"].tolist() == expected_cold
+    assert data.users.loc[data.cold_users, "user"].tolist() == sorted(
+        set(test["user"]) - set(train["user"])
+    )
+    assert np.isin(data.cold_items, train["item_idx"]).sum() == 0
