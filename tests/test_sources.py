@@ -290,3 +290,22 @@ def test_every_source_returns_the_canonical_columns(tmp_path: Path) -> None:
         assert tuple(frames.items.columns) == ITEM_COLUMNS
         assert frames.interactions["ts"].dtype == "int64"
         assert str(frames.interactions["rating"].dtype) == "Float64"
+
+
+def test_a_mapped_column_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    inter = tmp_path / "events.csv"
+    inter.write_text("user,item\nu,i\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item,title\ni,I\n")
+    source = TabularSource(interactions=inter, items=items, columns={"ts": "time"})
+    with pytest.raises(DataError, match=r"events.csv: missing column\(s\) \['time'\]"):
+        source.load()
+
+
+def test_parquet_rows_are_named_by_row_number(tmp_path: Path) -> None:
+    events = pd.DataFrame({"user": ["a", None], "item": ["x", "y"], "rating": ["5", "bad"]})
+    events.to_parquet(tmp_path / "i.parquet")
+    pd.DataFrame({"item": ["x", "y"], "title": ["X", "Y"]}).to_parquet(tmp_path / "m.parquet")
+    frames = TabularSource(interactions=tmp_path / "i.parquet", items=tmp_path / "m.parquet").load()
+    assert frames.skipped.examples == [f"{tmp_path / 'i.parquet'}: row 1: field 'user' is empty"]
+    assert frames.interactions["rating"].tolist() == [5.0]

@@ -39,6 +39,7 @@ __all__ = [
     "Frames",
     "SkippedLines",
     "clean_text",
+    "item_record",
     "iter_lines",
     "make_interactions",
     "make_items",
@@ -146,6 +147,19 @@ def parse_price(value: Any) -> float | None:
         return None if math.isnan(value) else float(value)
     match = _NUMBER.search(str(value))
     return float(match.group().replace(",", "")) if match else None
+
+
+def item_record(raw: Mapping[str, Any], item: Any, categories: list[list[str]]) -> dict[str, Any]:
+    """An item record for :func:`make_items`: ``item`` and ``categories`` as given, the
+    text fields and price taken from ``raw`` (absent ones become ``None``)."""
+    return {
+        "item": item,
+        "title": raw.get("title"),
+        "categories": categories,
+        "brand": raw.get("brand"),
+        "price": raw.get("price"),
+        "description": raw.get("description"),
+    }
 
 
 def make_interactions(

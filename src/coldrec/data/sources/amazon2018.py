@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from coldrec._io import require_file
-from coldrec.data.frames import Frames, SkippedLines, iter_lines, make_items
+from coldrec.data.frames import Frames, item_record
+from coldrec.data.sources._amazon import load_amazon
 from coldrec.data.sources._base import SourceBase
-from coldrec.data.sources.amazon2014 import read_review_lines
 
 __all__ = ["Amazon2018Source"]
 
@@ -30,33 +29,15 @@ class Amazon2018Source(SourceBase):
     """``meta_<Category>.json[.gz]``, JSON lines."""
 
     def load(self) -> Frames:
-        reviews = require_file(self.interactions, "reviews")
-        meta = require_file(self.items, "meta")
-        skipped = SkippedLines()
-        interactions = read_review_lines(reviews, skipped)
-        records = []
-        for number, line in iter_lines(meta):
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                skipped.add(meta, number, f"not valid JSON ({exc.msg})")
-                continue
-            record = _meta_record(raw)
-            if isinstance(record, str):
-                skipped.add(meta, number, record)
-                continue
-            records.append(record)
-        return Frames(
-            interactions=interactions,
-            items=make_items(records),
-            source=self.kind,
-            files=(reviews, meta),
-            skipped=skipped,
-        )
+        return load_amazon(self.kind, self.interactions, self.items, _meta_record)
 
 
-def _meta_record(raw: Any) -> dict[str, Any] | str:
-    """The canonical item record of a 2018 meta object, or the reason it is malformed."""
+def _meta_record(line: str) -> dict[str, Any] | str:
+    """The canonical item record of a 2018 meta line, or the reason it is malformed."""
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg})"
     if not isinstance(raw, dict):
         return "not a JSON object"
     if raw.get("asin") in (None, ""):
@@ -64,11 +45,4 @@ def _meta_record(raw: Any) -> dict[str, Any] | str:
     path = raw.get("category") or []
     if not isinstance(path, list) or not all(isinstance(n, str) for n in path):
         return "field 'category' is not a list of strings"
-    return {
-        "item": raw["asin"],
-        "title": raw.get("title"),
-        "categories": [path] if path else [],
-        "brand": raw.get("brand"),
-        "price": raw.get("price"),
-        "description": raw.get("description"),
-    }
+    return item_record(raw, raw["asin"], [path] if path else [])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coldrec._io import read_json, require_file
-from coldrec.data.frames import Frames, SkippedLines, make_interactions, make_items
+from coldrec.data.frames import Frames, SkippedLines, item_record, make_interactions, make_items
 from coldrec.data.sources._base import SourceBase
 from coldrec.errors import DataError
 
@@ -76,11 +76,4 @@ def _item_record(item: str, raw: Any) -> dict[str, Any] | str:
     if not isinstance(categories, str):
         return "field 'categories' is not a string"
     path = [name.strip() for name in categories.split(",") if name.strip()]
-    return {
-        "item": item,
-        "title": raw.get("title"),
-        "categories": [path] if path else [],
-        "brand": raw.get("brand"),
-        "price": raw.get("price"),
-        "description": raw.get("description"),
-    }
+    return item_record(raw, item, [path] if path else [])

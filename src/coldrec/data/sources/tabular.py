@@ -19,7 +19,13 @@ import pandas as pd
 from pydantic import Field
 
 from coldrec._io import require_file
-from coldrec.data.frames import Frames, SkippedLines, make_interactions, make_items
+from coldrec.data.frames import (
+    INTERACTION_COLUMNS,
+    Frames,
+    SkippedLines,
+    make_interactions,
+    make_items,
+)
 from coldrec.data.sources._base import SourceBase
 from coldrec.errors import DataError
 
@@ -43,35 +49,7 @@ class TabularSource(SourceBase):
         inter_path = require_file(self.interactions, "interactions")
         item_path = require_file(self.items, "items")
         skipped = SkippedLines()
-        table = _read_table(inter_path)
-        cols = {name: self.columns.get(name, name) for name in ("user", "item", "ts", "rating")}
-        _require_columns(inter_path, table, [cols["user"], cols["item"]])
-        keep = table[cols["user"]].notna() & table[cols["item"]].notna()
-        order_only = cols["ts"] not in table.columns
-        ts = (
-            pd.Series(np.arange(len(table)), index=table.index)
-            if order_only
-            else _seconds(table[cols["ts"]])
-        )
-        rating = (
-            pd.to_numeric(table[cols["rating"]], errors="coerce")
-            if cols["rating"] in table.columns
-            else pd.Series(np.nan, index=table.index)
-        )
-        bad_rating = (
-            rating.isna() & table[cols["rating"]].notna() if cols["rating"] in table else False
-        )
-        for row in np.flatnonzero(~keep | ts.isna() | bad_rating):
-            skipped.add(
-                inter_path, _line(inter_path, row), _row_problem(table, row, cols, ts, rating)
-            )
-        keep &= ts.notna() & ~bad_rating
-        interactions = make_interactions(
-            table.loc[keep, cols["user"]].astype(str).tolist(),
-            table.loc[keep, cols["item"]].astype(str).tolist(),
-            ts[keep].astype("int64").tolist(),
-            [None if np.isnan(r) else float(r) for r in rating[keep]],
-        )
+        interactions, order_only = self._interactions(inter_path, skipped)
         return Frames(
             interactions=interactions,
             items=make_items(self._item_records(item_path)),
@@ -80,6 +58,33 @@ class TabularSource(SourceBase):
             files=(inter_path, item_path),
             skipped=skipped,
         )
+
+    def _interactions(self, path: Path, skipped: SkippedLines) -> tuple[pd.DataFrame, bool]:
+        """Canonical interactions and whether they are order-only (no ``ts`` column)."""
+        table = _read_table(path)
+        cols = {name: self.columns.get(name, name) for name in INTERACTION_COLUMNS}
+        # Columns named in the mapping must exist; unmapped ts and rating are optional.
+        _require_columns(path, table, [cols["user"], cols["item"], *self.columns.values()])
+        order_only = cols["ts"] not in table.columns
+        ts = (
+            pd.Series(np.arange(len(table)), index=table.index, dtype="float64")
+            if order_only
+            else _seconds(table[cols["ts"]])
+        )
+        has_rating = cols["rating"] in table.columns
+        raw_rating = table[cols["rating"]] if has_rating else pd.Series(None, index=table.index)
+        rating = pd.to_numeric(raw_rating, errors="coerce").astype("float64")
+        keep = table[cols["user"]].notna() & table[cols["item"]].notna() & ts.notna()
+        keep &= rating.notna() | raw_rating.isna()
+        for row in np.flatnonzero(~keep):
+            skipped.add(path, *_where(path, row, _row_problem(table, row, cols, ts)))
+        interactions = make_interactions(
+            table.loc[keep, cols["user"]].astype(str).tolist(),
+            table.loc[keep, cols["item"]].astype(str).tolist(),
+            ts[keep].astype("int64").tolist(),
+            [None if np.isnan(r) else float(r) for r in rating[keep]],
+        )
+        return interactions, order_only
 
     def _item_records(self, path: Path) -> list[dict[str, Any]]:
         table = _read_table(path)
@@ -139,14 +144,14 @@ def _seconds(column: pd.Series) -> pd.Series:
     return seconds.astype("float64")
 
 
-def _line(path: Path, row: int) -> int | None:
-    """1-based file line of a data row (CSV has a header line), or None for Parquet."""
-    return None if path.name.lower().endswith(".parquet") else int(row) + 2
+def _where(path: Path, row: int, reason: str) -> tuple[int | None, str]:
+    """File line of a data row (CSV has a header line); Parquet has rows, not lines."""
+    if path.name.lower().endswith(".parquet"):
+        return None, f"row {row}: {reason}"
+    return int(row) + 2, reason
 
 
-def _row_problem(
-    table: pd.DataFrame, row: int, cols: dict[str, str], ts: pd.Series, rating: pd.Series
-) -> str:
+def _row_problem(table: pd.DataFrame, row: int, cols: dict[str, str], ts: pd.Series) -> str:
     for name in ("user", "item"):
         if pd.isna(table[cols[name]].iloc[row]):
             return f"field '{cols[name]}' is empty"

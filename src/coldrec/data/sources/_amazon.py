@@ -1,0 +1,83 @@
+"""What the Amazon 2014 and 2018 loaders share: the review lines and the load loop."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from coldrec._io import require_file
+from coldrec.data.frames import Frames, SkippedLines, iter_lines, make_interactions, make_items
+
+__all__ = ["MetaParser", "load_amazon", "read_reviews"]
+
+MetaParser = Callable[[str], dict[str, Any] | str]
+"""Turns one meta line into a canonical item record, or returns why it is malformed."""
+
+
+def load_amazon(kind: str, reviews: Path, meta: Path, parse_meta: MetaParser) -> Frames:
+    """Read a review file and a meta file, skipping and counting malformed lines."""
+    reviews = require_file(reviews, "reviews")
+    meta = require_file(meta, "meta")
+    skipped = SkippedLines()
+    interactions = read_reviews(reviews, skipped)
+    records = []
+    for number, line in iter_lines(meta):
+        record = parse_meta(line)
+        if isinstance(record, str):
+            skipped.add(meta, number, record)
+        else:
+            records.append(record)
+    return Frames(
+        interactions=interactions,
+        items=make_items(records),
+        source=kind,
+        files=(reviews, meta),
+        skipped=skipped,
+    )
+
+
+def read_reviews(path: Path, skipped: SkippedLines) -> pd.DataFrame:
+    """Review JSON lines (``reviewerID``, ``asin``, ``unixReviewTime``, optional
+    ``overall``) as canonical interactions."""
+    users: list[str] = []
+    items: list[str] = []
+    times: list[int] = []
+    ratings: list[float | None] = []
+    for number, line in iter_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            skipped.add(path, number, f"not valid JSON ({exc.msg})")
+            continue
+        problem = _review_problem(row)
+        if problem:
+            skipped.add(path, number, problem)
+            continue
+        users.append(str(row["reviewerID"]))
+        items.append(str(row["asin"]))
+        times.append(int(row["unixReviewTime"]))
+        rating = row.get("overall")
+        ratings.append(None if rating is None else float(rating))
+    return make_interactions(users, items, times, ratings)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _review_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    for key in ("reviewerID", "asin", "unixReviewTime"):
+        if row.get(key) in (None, ""):
+            return f"field '{key}' is missing"
+    if not _is_number(row["unixReviewTime"]):
+        return f"field 'unixReviewTime' is not a number: {row['unixReviewTime']!r}"
+    rating = row.get("overall")
+    if rating is not None and not _is_number(rating):
+        return f"field 'overall' is not a number: {rating!r}"
+    return None
