@@ -1,6 +1,9 @@
 # The two set-up commands of the README. Both build .venv on first use:
-# torch (CPU build where available) first, then coldrec with its test tools.
+# torch first, then coldrec with its test tools. TORCH_PIP_ARGS passes extra pip
+# options for torch alone, e.g. an index of CPU-only wheels on machines whose pip
+# would otherwise fetch the large CUDA build.
 PYTHON ?= python3
+TORCH_PIP_ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -12,7 +15,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

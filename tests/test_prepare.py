@@ -10,26 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coldrec.data import Dataset, Frames, PrepareConfig, prepare
-from coldrec.data.frames import make_interactions, make_items
+from coldrec.data import Dataset, PrepareConfig, prepare
 from coldrec.data.prepare import item_text
 from coldrec.errors import DataError
-
-
-def frames_of(
-    rows: list[tuple], items: list[str] | None = None, order_only: bool = False
-) -> Frames:
-    """rows: (user, item, ts[, rating]); every item gets a title unless ``items`` says which."""
-    users, its, ts = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-    ratings = [r[3] if len(r) > 3 else None for r in rows]
-    catalogue = items if items is not None else sorted(set(its))
-    records = [{"item": i, "title": f"title {i}", "categories": [["Root", i]]} for i in catalogue]
-    return Frames(
-        make_interactions(users, its, ts, ratings),
-        make_items(records),
-        "test",
-        order_only=order_only,
-    )
+from tests.helpers import frames_of
 
 
 def test_ratings_become_weights_and_low_ratings_are_dropped() -> None:
@@ -68,19 +52,27 @@ def test_thresholds_are_configurable() -> None:
 
 
 def test_interactions_without_item_metadata_are_dropped_and_counted() -> None:
-    frames = frames_of([("u", "a", 1), ("u", "x", 2), ("v", "x", 3), ("v", "a", 4)], items=["a"])
-    data = prepare(frames, PrepareConfig(split="loo"))
-    assert set(data.interactions["item"]) == {"a"}
+    rows = [
+        ("u", "a", 1),
+        ("u", "x", 2),
+        ("u", "b", 3),
+        ("v", "x", 3),
+        ("v", "a", 4),
+        ("v", "b", 5),
+    ]
+    data = prepare(frames_of(rows, items=["a", "b"]), PrepareConfig(split="loo"))
+    assert set(data.interactions["item"]) == {"a", "b"}
     assert data.meta["filtering"]["dropped_no_metadata"] == 2
     assert data.meta["filtering"]["items_without_metadata"] == 1
 
 
 def test_an_item_with_neither_title_nor_category_has_no_metadata() -> None:
-    frames = frames_of([("u", "a", 1), ("u", "b", 2)])
+    frames = frames_of([("u", "a", 1), ("u", "b", 2), ("u", "c", 3)])
     frames.items.loc[frames.items["item"] == "b", "title"] = None
-    frames.items["categories"] = [[["R"]], []]
+    frames.items["categories"] = [[["R"]], [], []]  # c keeps its title, b has nothing
     data = prepare(frames, PrepareConfig(split="loo"))
     assert data.meta["filtering"]["dropped_no_metadata"] == 1
+    assert data.items["item"].tolist() == ["a", "c"]
 
 
 def test_exact_duplicates_are_removed_but_repeat_purchases_kept() -> None:
@@ -91,6 +83,10 @@ def test_exact_duplicates_are_removed_but_repeat_purchases_kept() -> None:
     pair = prepare(frames_of(rows), PrepareConfig(split="loo", duplicates="pair"))
     assert pair.meta["filtering"]["duplicates_removed"] == 2
     assert sorted(pair.interactions["ts"]) == [1, 2]
+    # The first interaction in time is kept, even when a later one comes first in the file.
+    late_first = [("u", "a", 9, 5.0), ("u", "a", 1, 4.0), ("u", "b", 2, 5.0)]
+    kept = prepare(frames_of(late_first), PrepareConfig(split="loo", duplicates="pair"))
+    assert kept.interactions[["item", "ts"]].values.tolist() == [["a", 1], ["b", 2]]
 
 
 def test_kcore_iterates_until_stable() -> None:
@@ -138,9 +134,32 @@ def test_global_split_is_a_stable_time_cut_with_exact_cold_sets() -> None:
 def test_validation_carve_out_mirrors_the_test_cut_inside_train() -> None:
     rows = [(f"u{i % 3}", f"i{i}", i) for i in range(20)]
     data = prepare(frames_of(rows), PrepareConfig(valid_share=0.3))
-    # 14 train rows by the 70% cut; the last int(0.3·14)=4 of them → fit 0.7·14 = 9.8 → 9
+    # 14 rows before the 70% cut; the fit part is the first int(0.7·14) = 9, the other 5 valid.
     assert data.interactions["split"].tolist() == ["train"] * 9 + ["valid"] * 5 + ["test"] * 6
     assert data.meta["valid_cold_items"] == 5
+
+
+def test_cold_means_never_seen_before_test_validation_included() -> None:
+    # a, a2, a3: train; d: only valid; b: valid then test (not cold); c: only test (cold).
+    rows = [("u", "a", 1), ("v", "a", 2), ("u", "a2", 3), ("v", "a3", 4), ("u", "d", 5),
+            ("w", "a", 6), ("w", "b", 7), ("v", "b", 8), ("v", "a2", 9),
+            ("w", "c", 10)]  # fmt: skip
+    data = prepare(frames_of(rows), PrepareConfig(valid_share=0.3))
+    split = dict(zip(data.interactions["ts"], data.interactions["split"].astype(str), strict=True))
+    assert [split[t] for t in range(1, 11)] == ["train"] * 4 + ["valid"] * 3 + ["test"] * 3
+    assert data.items.loc[data.cold_items, "item"].tolist() == ["c"]
+    assert data.meta["valid_cold_items"] == 2  # b and d appear first in valid
+    assert data.users.loc[data.cold_users, "user"].tolist() == []
+
+
+def test_equal_timestamps_keep_the_input_order_at_scale() -> None:
+    # Far more ties than numpy's small-array insertion sort handles (16): a quicksort
+    # would reorder them; the stable sort keeps the file order around the cut.
+    rows = [(f"u{i}", f"i{i % 7}", 5) for i in range(200)] + [("x", "i0", 1)]
+    data = prepare(frames_of(rows))
+    assert data.interactions["user"].tolist() == ["x"] + [f"u{i}" for i in range(200)]
+    train_users = data.interactions.loc[data.interactions["split"] == "train", "user"]
+    assert train_users.tolist() == ["x"] + [f"u{i}" for i in range(int(0.7 * 201) - 1)]
 
 
 def test_leave_one_out_takes_each_users_last_items() -> None:
@@ -182,6 +201,23 @@ def test_user_ratio_split_per_user() -> None:
     ]
 
 
+def test_user_ratio_validation_carve_out() -> None:
+    rows = [("u", f"i{k}", k) for k in range(10)]
+    data = prepare(frames_of(rows), PrepareConfig(split="user-ratio", valid_share=0.3))
+    # 7 train rows by floor(0.7·10); the fit part is floor(0.7·7) = 4, then 3 valid.
+    assert data.interactions["split"].tolist() == ["train"] * 4 + ["valid"] * 3 + ["test"] * 3
+
+
+def test_item_holdout_with_validation_items() -> None:
+    rows = [(f"u{k % 7}", f"i{k % 10}", k) for k in range(60)]
+    config = PrepareConfig(split="item-holdout", holdout_share=0.2, valid_share=0.25, seed=1)
+    data = prepare(frames_of(rows), config)
+    per_item = data.interactions.groupby("item")["split"].agg(lambda s: set(s.astype(str)))
+    sizes = per_item.map(lambda s: next(iter(s))).value_counts().to_dict()
+    assert all(len(s) == 1 for s in per_item)
+    assert sizes == {"train": 6, "test": 2, "valid": 2}  # 20% of 10; 25% of the other 8
+
+
 def test_item_holdout_removes_items_from_training_entirely() -> None:
     rows = [(f"u{k % 7}", f"i{k % 10}", k) for k in range(60)]
     data = prepare(frames_of(rows), PrepareConfig(split="item-holdout", holdout_share=0.3, seed=3))
@@ -204,6 +240,20 @@ def test_order_only_data_default_to_leave_one_out_and_refuse_a_time_cut() -> Non
 def test_nothing_left_after_filtering_is_an_error() -> None:
     with pytest.raises(DataError, match="no interactions left"):
         prepare(frames_of([("u", "a", 1, 1.0)]))
+
+
+@pytest.mark.parametrize(
+    ("config", "empty"),
+    [
+        (PrepareConfig(train_share=0.01), "train"),
+        (PrepareConfig(split="item-holdout", holdout_share=0.01), "test"),
+        (PrepareConfig(valid_share=0.99), "train"),
+    ],
+)
+def test_an_empty_train_or_test_split_is_an_error(config: PrepareConfig, empty: str) -> None:
+    rows = [(f"u{k % 3}", f"i{k % 5}", k) for k in range(20)]
+    with pytest.raises(DataError, match=f"leaves {empty} empty"):
+        prepare(frames_of(rows), config)
 
 
 def test_item_text_uses_the_longest_path() -> None:
@@ -257,7 +307,13 @@ events = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(events)
 def test_global_split_invariants(rows: list[tuple[int, int, int]]) -> None:
-    data = prepare(frames_of([(f"u{u}", f"i{i}", t) for u, i, t in rows]))
+    frames = frames_of([(f"u{u}", f"i{i}", t) for u, i, t in rows])
+    n = len(set(rows))  # exact duplicates are removed
+    if int(0.7 * n) in (0, n):
+        with pytest.raises(DataError, match="empty"):
+            prepare(frames)
+        return
+    data = prepare(frames)
     inter = data.interactions
     train, test = inter[inter["split"] == "train"], inter[inter["split"] == "test"]
     assert len(train) == int(0.7 * len(inter))

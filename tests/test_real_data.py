@@ -24,8 +24,11 @@ def test_beauty_global_split_matches_the_published_counts(shared_datasets: Path)
         "items": 12_101,
     }
     assert (stats["train_interactions"], stats["test_interactions"]) == (138_951, 59_551)
-    assert 600 <= stats["cold_items"] <= 700  # thesis: 651 on the original file
-    assert 2_600 <= stats["cold_users"] <= 2_800  # thesis: 2,722
+    # The bands (the thesis reports 651 and 2,722 on the original file) and the
+    # exact figures of this copy, which a non-stable sort of the tied timestamps changes.
+    assert 600 <= stats["cold_items"] <= 700
+    assert 2_600 <= stats["cold_users"] <= 2_800
+    assert (stats["cold_items"], stats["cold_users"]) == (623, 2_734)
     assert stats["order_only"] is False
     assert frames.skipped.total == 0
 

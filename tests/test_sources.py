@@ -280,16 +280,32 @@ def test_a_file_of_only_bad_lines_is_an_error(tmp_path: Path, source: type) -> N
 
 def test_every_source_returns_the_canonical_columns(tmp_path: Path) -> None:
     reviews = write(tmp_path / "r.json", AMAZON14_REVIEWS)
-    meta = write(tmp_path / "m.json", AMAZON14_META)
+    meta14 = write(tmp_path / "m14.json", AMAZON14_META)
+    meta18 = write(tmp_path / "m18.json", [json.dumps({"asin": "A", "price": "$.99"})])
+    (tmp_path / "x.inter.json").write_text(json.dumps({"0": [1, 2]}))
+    (tmp_path / "x.item.json").write_text(json.dumps({"1": {"title": "T", "categories": "A, B"}}))
+    atomic = write(tmp_path / "x.inter", ["user_id:token\titem_id:token", "a\t1"])
+    atomic_items = write(tmp_path / "x.item", ["item_id:token\ttitle:token_seq", "1\tOne"])
+    (tmp_path / "i.csv").write_text("user,item\na,1\n")
+    (tmp_path / "m.csv").write_text("item,title,price\n1,One,2.5\n")
     loaded: list[Frames] = [
-        Amazon2014Source(interactions=reviews, items=meta).load(),
+        Amazon2014Source(interactions=reviews, items=meta14).load(),
+        Amazon2018Source(interactions=reviews, items=meta18).load(),
+        LCRecSource(interactions=tmp_path / "x.inter.json", items=tmp_path / "x.item.json").load(),
+        RecBoleSource(interactions=atomic, items=atomic_items).load(),
+        TabularSource(interactions=tmp_path / "i.csv", items=tmp_path / "m.csv").load(),
         SyntheticSource(n_users=50, n_items=100).load(),
     ]
     for frames in loaded:
-        assert tuple(frames.interactions.columns) == INTERACTION_COLUMNS
-        assert tuple(frames.items.columns) == ITEM_COLUMNS
-        assert frames.interactions["ts"].dtype == "int64"
-        assert str(frames.interactions["rating"].dtype) == "Float64"
+        inter, items = frames.interactions, frames.items
+        assert tuple(inter.columns) == INTERACTION_COLUMNS, frames.source
+        assert tuple(items.columns) == ITEM_COLUMNS, frames.source
+        assert [str(inter[c].dtype) for c in INTERACTION_COLUMNS] == [
+            "string", "string", "int64", "Float64"], frames.source  # fmt: skip
+        assert [str(items[c].dtype) for c in ITEM_COLUMNS] == [
+            "string", "string", "object", "string", "Float64", "string"], frames.source  # fmt: skip
+    assert loaded[1].items["price"].tolist() == [0.99]
+    assert loaded[4].items["price"].tolist() == [2.5]
 
 
 def test_a_mapped_column_that_is_missing_is_an_error(tmp_path: Path) -> None:
@@ -309,3 +325,31 @@ def test_parquet_rows_are_named_by_row_number(tmp_path: Path) -> None:
     frames = TabularSource(interactions=tmp_path / "i.parquet", items=tmp_path / "m.parquet").load()
     assert frames.skipped.examples == [f"{tmp_path / 'i.parquet'}: row 1: field 'user' is empty"]
     assert frames.interactions["rating"].tolist() == [5.0]
+
+
+def test_parquet_datetime_time_becomes_seconds(tmp_path: Path) -> None:
+    events = pd.DataFrame(
+        {
+            "user": ["a", "a"],
+            "item": ["x", "y"],
+            "ts": pd.to_datetime(["2020-01-02 00:00:00", "2020-01-03 00:00:01"]),
+        }
+    )
+    events.to_parquet(tmp_path / "i.parquet")
+    pd.DataFrame({"item": ["x", "y"], "title": ["X", "Y"]}).to_parquet(tmp_path / "m.parquet")
+    frames = TabularSource(interactions=tmp_path / "i.parquet", items=tmp_path / "m.parquet").load()
+    assert frames.interactions["ts"].tolist() == [1577923200, 1578009601]
+
+
+def test_csv_time_cells_are_read_one_by_one(tmp_path: Path) -> None:
+    inter = tmp_path / "events.csv"
+    inter.write_text("user,item,ts\na,x,100\na,y,2020-01-02\n\nb,x,soon\nb,y,200.7\n")
+    items = tmp_path / "items.csv"
+    items.write_text("item,title\nx,X\ny,Y\n,Orphan\n")
+    frames = TabularSource(interactions=inter, items=items).load()
+    assert frames.interactions["ts"].tolist() == [100, 1577923200, 200]
+    # The blank line 4 does not shift the line numbers of later rows.
+    assert frames.skipped.examples == [
+        f"{inter}:5: field 'ts' is not a time: 'soon'",
+        f"{items}:4: field 'item' is empty",
+    ]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +22,7 @@ from coldrec.errors import DataError
 __all__ = [
     "atomic_dir",
     "file_sha256",
-    "open_text",
+    "open_bytes",
     "read_json",
     "require_file",
     "write_json_atomic",
@@ -38,25 +38,28 @@ def require_file(path: str | os.PathLike[str], what: str) -> Path:
 
 
 @contextmanager
-def open_text(path: Path) -> Iterator[IO[str]]:
-    """Open a UTF-8 text file (gunzipping ``*.gz``) with a progress bar over its bytes.
+def open_bytes(path: Path) -> Iterator[IO[bytes]]:
+    """Open a file for reading bytes (gunzipping ``*.gz``) with a progress bar.
 
-    The bar shows on a terminal only and disappears when the file is closed.
+    The bar shows on a terminal only and disappears when the file is closed. A file
+    that is not valid gzip, or is cut short, raises :class:`DataError` naming it.
     """
     console = Console(stderr=True)
-    with (
-        path.open("rb") as raw,
-        wrap_file(
-            raw,
-            total=path.stat().st_size,
-            description=f"reading {path.name}",
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as tracked,
-    ):
-        binary: IO[bytes] = gzip.GzipFile(fileobj=tracked) if path.suffix == ".gz" else tracked
-        yield io.TextIOWrapper(binary, encoding="utf-8", newline="")
+    try:
+        with (
+            path.open("rb") as raw,
+            wrap_file(
+                raw,
+                total=path.stat().st_size,
+                description=f"reading {path.name}",
+                console=console,
+                transient=True,
+                disable=not console.is_terminal,
+            ) as tracked,
+        ):
+            yield gzip.GzipFile(fileobj=tracked) if path.suffix == ".gz" else tracked
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
 
 
 def file_sha256(path: Path) -> str:
@@ -69,10 +72,13 @@ def file_sha256(path: Path) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file, naming the file and position on a syntax error."""
+    """Parse a UTF-8 JSON file, naming the file and position on a malformed one."""
+    with open_bytes(path) as handle:
+        data = handle.read()
     try:
-        with open_text(path) as handle:
-            return json.load(handle)
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
@@ -81,22 +87,35 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(obj, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
     os.replace(tmp, path)
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
+def atomic_dir(target: Path, marker: str) -> Iterator[Path]:
     """Yield a temporary folder beside ``target`` that replaces it once the block succeeds.
 
     A crash inside the block leaves ``target`` as it was (or absent) and removes the
-    temporary folder, so readers never see a half-written artifact.
+    temporary folder, so readers never see a half-written artifact. An existing
+    ``target`` is replaced only if it is a folder holding the file ``marker`` (an
+    artifact of the same kind); anything else raises :class:`DataError`.
     """
-    target = Path(target)
+    target = Path(target).resolve()
+    if target.exists() and not (target / marker).is_file():
+        raise DataError(f"{target} exists and has no {marker}: refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         if target.exists():

@@ -21,6 +21,8 @@ from coldrec.config import merge, parse_overrides, read_yaml, validate
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import DataConfig, build_dataset
 from coldrec.errors import ColdrecError
+from coldrec.eval.report import write_report
+from coldrec.eval.runner import EvaluateConfig, run_evaluation
 
 app = typer.Typer(
     help="coldrec: strict item cold-start recommendation with LLM weak supervision.",
@@ -44,6 +46,13 @@ class SourceKind(StrEnum):
     synthetic = "synthetic"
 
 
+class ModelKind(StrEnum):
+    popularity = "popularity"
+    itemknn = "itemknn"
+    bm25 = "bm25"
+    hybrid = "hybrid"
+
+
 class SplitName(StrEnum):
     global_time = "global-time"
     loo = "loo"
@@ -52,14 +61,17 @@ class SplitName(StrEnum):
 
 
 def user_errors(command: Command) -> Command:
-    """Print a :class:`ColdrecError` as one line on stderr and exit with status 2."""
+    """Print a :class:`ColdrecError` (or an ``OSError`` such as an unwritable output
+    folder) as one line on stderr and exit with status 2."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except ColdrecError as exc:
-            error_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except (ColdrecError, OSError) as exc:
+            # One line, whatever the message holds (YAML errors span several).
+            message = " ".join(str(exc).split())
+            error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -150,6 +162,58 @@ def data_stats(
         typer.echo(json.dumps(stats, indent=2))
     else:
         _print_stats(stats)
+
+
+@app.command("evaluate")
+@user_errors
+def evaluate_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder for config.json and metrics."),
+    model: ModelKind | None = typer.Option(None, "--model", help="Default: popularity."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
+    name: str | None = typer.Option(None, "--name", help="Method name in reports."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override any setting: --set model.alpha=0.7."
+    ),
+) -> None:
+    """Fit a model on a Dataset's history and evaluate it on the test split (full ranking)."""
+    flags: dict[str, Any] = {"dataset": str(dataset)}
+    if model is not None:
+        flags["model"] = {"kind": model.value}
+    for key, value in (("seed", seed), ("name", name)):
+        if value is not None:
+            flags[key] = value
+    layers = merge(read_yaml(config) if config else {}, flags, parse_overrides(overrides))
+    result = run_evaluation(validate(EvaluateConfig, layers), out)
+    _print_metrics(result)
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders written by 'evaluate'."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.md and the bar chart."),
+) -> None:
+    """Render Markdown tables (mean ± std over seeds) and a cold/warm bar chart."""
+    path = write_report(run_dirs, out)
+    console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
+def _print_metrics(result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['method']} (seed {result['seed']})")
+    metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+    for column in ("segment", "users", "targets", *metrics):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for segment, values in result["segments"].items():
+        counts = result["counts"][segment]
+        table.add_row(
+            segment,
+            f"{counts['users']:,}",
+            f"{counts['targets']:,}",
+            *(f"{values[m]:.4f}" for m in metrics),
+        )
+    console.print(table)
 
 
 def _print_stats(stats: dict[str, Any]) -> None:

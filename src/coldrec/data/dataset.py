@@ -16,15 +16,18 @@ need 0 as padding shift item ids by one themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+from scipy import sparse
 
 from coldrec._io import atomic_dir, read_json, write_json_atomic
-from coldrec.errors import DataError
+from coldrec.errors import ConfigError, DataError
 
 __all__ = ["STATS_KEYS", "Dataset"]
 
@@ -99,6 +102,25 @@ class Dataset:
         items = rows["item_idx"].to_numpy()[order]
         return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
 
+    def recent_items(
+        self, last_n: int, splits: Sequence[str] = ("train", "valid")
+    ) -> sparse.csr_matrix:
+        """Each user's last ``last_n`` distinct items in ``splits`` as a 0/1 sparse
+        ``n_users × n_items`` matrix (an item seen twice counts at its latest time)."""
+        if last_n < 1:
+            raise ConfigError(f"last_n must be at least 1, got {last_n}")
+        unknown = sorted(set(splits) - {"train", "valid", "test"})
+        if unknown or not splits:
+            raise ConfigError(f"splits must be among train, valid, test; got {tuple(splits)}")
+        rows = self.interactions.loc[self.interactions["split"].isin(splits)]
+        latest = rows[["user_idx", "item_idx"]].drop_duplicates(keep="last")
+        recent = latest.groupby("user_idx", sort=False).tail(last_n)
+        ones = np.ones(len(recent), dtype=np.float32)
+        return sparse.csr_matrix(
+            (ones, (recent["user_idx"].to_numpy(), recent["item_idx"].to_numpy())),
+            shape=(self.n_users, self.n_items),
+        )
+
     def stats(self) -> dict[str, Any]:
         """The counts of ``meta.json`` (at least :data:`STATS_KEYS`), plus the split used."""
         keys = (*STATS_KEYS, "cold_test_interactions", "cut_ts")
@@ -130,7 +152,7 @@ class Dataset:
     def save(self, path: str | Path) -> Path:
         """Write the Dataset folder atomically (a crash leaves any old folder intact)."""
         path = Path(path)
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, marker="meta.json") as tmp:
             for name in _FILES:
                 getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
             write_json_atomic(tmp / "meta.json", self.meta)
@@ -143,11 +165,17 @@ class Dataset:
         meta_path = path / "meta.json"
         if not meta_path.is_file():
             raise DataError(f"{path} is not a prepared dataset (no meta.json)")
+        meta = read_json(meta_path)
+        missing = [
+            k for k in (*STATS_KEYS, "prepare") if not isinstance(meta, dict) or k not in meta
+        ]
+        if missing:
+            raise DataError(f"{meta_path}: not a coldrec dataset meta file (lacks {missing})")
         frames = {name: _read_frame(path / f"{name}.parquet", _COLUMNS[name]) for name in _FILES}
         frames["interactions"]["split"] = pd.Categorical(
             frames["interactions"]["split"], categories=["train", "valid", "test"]
         )
-        dataset = cls(**frames, meta=read_json(meta_path))
+        dataset = cls(**frames, meta=meta)
         counted = cls.count_stats(dataset.interactions, dataset.items, dataset.users)
         wrong = {
             k: (dataset.meta.get(k), v) for k, v in counted.items() if dataset.meta.get(k) != v
@@ -162,7 +190,10 @@ class Dataset:
 def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"dataset file missing: {path}")
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")

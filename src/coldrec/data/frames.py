@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from coldrec._io import open_text
+from coldrec._io import open_bytes
 from coldrec.errors import DataError
 
 __all__ = [
@@ -108,13 +108,20 @@ class Frames:
                 raise DataError(f"{self.source}: {name} frame lacks column(s) {missing}")
         if self.interactions.empty:
             where = ", ".join(str(f) for f in self.files) or self.source
-            raise DataError(f"no interactions could be read from {where}")
+            why = f" ({self.skipped.summary()})" if self.skipped.total else ""
+            raise DataError(f"no interactions could be read from {where}{why}")
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` for each non-blank line of a text or ``.gz`` file."""
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
+def iter_lines(path: Path, skipped: SkippedLines) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each non-blank UTF-8 line of a (``.gz``) file;
+    a line that is not UTF-8 is recorded in ``skipped``."""
+    with open_bytes(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                skipped.add(path, number, f"not UTF-8 text (byte {exc.start})")
+                continue
             if line.strip():
                 yield number, line
 
@@ -132,7 +139,7 @@ def clean_text(value: Any) -> str | None:
     return text or None
 
 
-_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 
 
 def parse_price(value: Any) -> float | None:

@@ -64,7 +64,7 @@ class PrepareConfig(BaseModel):
     duplicates: Literal["exact", "pair"] = "exact"
     """``exact``: drop rows equal in user, item, ts and rating; ``pair``: keep only the
     first interaction of each (user, item)."""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     """Seeds the random item hold-out."""
 
 
@@ -107,20 +107,32 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     interactions["split"] = pd.Categorical(
         _SPLITTERS[kind](interactions, config), categories=["train", "valid", "test"]
     )
+    _require_train_and_test(interactions["split"], kind, config)
     interactions, items, users = _index(interactions, items, counts)
     meta = _meta(frames, config, kind, interactions, items, users, counts)
+    dropped = ("dropped_no_metadata", "dropped_low_rating", "duplicates_removed", "kcore_removed")
     log.info(
-        "%s: kept %d of %d interactions (%s); %s split: %d cold items, %d cold users",
+        "%s: kept %d of %d interactions (dropped: %s); %s split: %d cold items, %d cold users",
         frames.source,
         len(interactions),
         counts["raw_interactions"],
-        ", ".join(f"{k} {v}" for k, v in counts.items() if k != "raw_interactions" and v)
-        or "nothing dropped",
+        ", ".join(f"{k} {counts[k]}" for k in dropped if counts.get(k)) or "none",
         kind,
         meta["cold_items"],
         meta["cold_users"],
     )
     return Dataset(interactions=interactions, items=items, users=users, meta=meta)
+
+
+def _require_train_and_test(split: pd.Series, kind: str, config: PrepareConfig) -> None:
+    sizes = split.value_counts()
+    empty = [name for name in ("train", "test") if sizes.get(name, 0) == 0]
+    if empty:
+        raise DataError(
+            f"the {kind} split of {len(split)} interactions leaves {' and '.join(empty)} empty "
+            f"(train_share={config.train_share}, valid_share={config.valid_share}, "
+            f"holdout_share={config.holdout_share})"
+        )
 
 
 def item_text(title: str | None, categories: list[list[str]]) -> str:

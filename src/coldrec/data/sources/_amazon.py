@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ def load_amazon(kind: str, reviews: Path, meta: Path, parse_meta: MetaParser) ->
     skipped = SkippedLines()
     interactions = read_reviews(reviews, skipped)
     records = []
-    for number, line in iter_lines(meta):
+    for number, line in iter_lines(meta, skipped):
         record = parse_meta(line)
         if isinstance(record, str):
             skipped.add(meta, number, record)
@@ -47,7 +48,7 @@ def read_reviews(path: Path, skipped: SkippedLines) -> pd.DataFrame:
     items: list[str] = []
     times: list[int] = []
     ratings: list[float | None] = []
-    for number, line in iter_lines(path):
+    for number, line in iter_lines(path, skipped):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -66,7 +67,13 @@ def read_reviews(path: Path, skipped: SkippedLines) -> pd.DataFrame:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite JSON number of a sane size (not a bool, NaN, infinity or 1e30)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) < 1e15
+    )
 
 
 def _review_problem(row: Any) -> str | None:

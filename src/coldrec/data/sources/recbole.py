@@ -98,7 +98,7 @@ def _read_atomic(
     path: Path, skipped: SkippedLines
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
     """The field names of an atomic file and an iterator over its well-formed rows."""
-    lines = iter_lines(path)
+    lines = iter_lines(path, skipped)
     first = next(lines, None)
     if first is None:
         raise DataError(f"{path}: empty file, expected a 'name:type' header")

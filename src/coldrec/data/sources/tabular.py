@@ -11,11 +11,13 @@ cell is either a list of paths (Parquet), one path as a list, or text: paths sep
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import Field
 
 from coldrec._io import require_file
@@ -52,7 +54,7 @@ class TabularSource(SourceBase):
         interactions, order_only = self._interactions(inter_path, skipped)
         return Frames(
             interactions=interactions,
-            items=make_items(self._item_records(item_path)),
+            items=make_items(self._item_records(item_path, skipped)),
             source=self.kind,
             order_only=order_only,
             files=(inter_path, item_path),
@@ -76,8 +78,8 @@ class TabularSource(SourceBase):
         rating = pd.to_numeric(raw_rating, errors="coerce").astype("float64")
         keep = table[cols["user"]].notna() & table[cols["item"]].notna() & ts.notna()
         keep &= rating.notna() | raw_rating.isna()
-        for row in np.flatnonzero(~keep):
-            skipped.add(path, *_where(path, row, _row_problem(table, row, cols, ts)))
+        for label in table.index[~keep]:
+            skipped.add(path, *_where(path, label, _row_problem(table.loc[label], cols, ts[label])))
         interactions = make_interactions(
             table.loc[keep, cols["user"]].astype(str).tolist(),
             table.loc[keep, cols["item"]].astype(str).tolist(),
@@ -86,18 +88,21 @@ class TabularSource(SourceBase):
         )
         return interactions, order_only
 
-    def _item_records(self, path: Path) -> list[dict[str, Any]]:
+    def _item_records(self, path: Path, skipped: SkippedLines) -> list[dict[str, Any]]:
         table = _read_table(path)
         names = ("item", "title", "categories", "brand", "price", "description")
         cols = {name: self.item_columns.get(name, name) for name in names}
         _require_columns(path, table, [cols["item"]])
         present = {name: col for name, col in cols.items() if col in table.columns}
         records = []
-        for values in table[list(present.values())].itertuples(index=False, name=None):
+        for label, *values in table[list(present.values())].itertuples(name=None):
             record = {name: _none_if_na(v) for name, v in zip(present, values, strict=True)}
+            if record["item"] is None:
+                skipped.add(path, *_where(path, label, f"field '{cols['item']}' is empty"))
+                continue
             record["categories"] = self._paths(record.get("categories"))
             records.append(record)
-        return [r for r in records if r["item"] is not None]
+        return records
 
     def _paths(self, cell: Any) -> list[list[str]]:
         if cell is None:
@@ -114,17 +119,27 @@ class TabularSource(SourceBase):
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    """The table as strings (CSV/TSV) or typed columns (Parquet); fully blank rows of a
+    CSV are dropped, keeping row ``r`` on file line ``r + 2`` for messages."""
     name = path.name.lower()
-    if name.endswith(".parquet"):
-        return pd.read_parquet(path)
-    if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-        sep = "\t" if ".tsv" in name else ","
-        try:
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise DataError(
-                f"{path}: cannot be read as {'TSV' if sep == chr(9) else 'CSV'}: {exc}"
-            ) from None
+    try:
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+            table = pd.read_csv(
+                path,
+                sep="\t" if ".tsv" in name else ",",
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                skip_blank_lines=False,
+            )
+            return table.dropna(how="all")
+    except (ValueError, OSError, EOFError, zlib.error, pa.ArrowException) as exc:
+        # pandas' parser, empty-file and decoding errors are ValueErrors; gzip's are OSError.
+        raise DataError(
+            f"{path}: cannot be read as a table ({type(exc).__name__}: {exc})"
+        ) from None
     raise DataError(f"{path}: unknown table format (expected .csv, .tsv, .csv.gz or .parquet)")
 
 
@@ -135,29 +150,33 @@ def _require_columns(path: Path, table: pd.DataFrame, columns: list[str]) -> Non
 
 
 def _seconds(column: pd.Series) -> pd.Series:
-    """Unix seconds from numbers or date-time text; unparseable cells become NaN."""
-    numbers = pd.to_numeric(column, errors="coerce")
-    if numbers.notna().sum() >= column.notna().sum() / 2:
-        return numbers.astype("float64").map(np.floor)
-    stamps = pd.to_datetime(column, errors="coerce", utc=True)
-    seconds = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return seconds.astype("float64")
+    """Unix seconds (float, NaN where unparseable) from date-times, numbers, or text cells
+    holding either: each text cell is read as a number if it is one, else as a date."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        stamps = pd.to_datetime(column, utc=True)
+        return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("float64")
+    numbers = pd.to_numeric(column, errors="coerce").astype("float64")
+    text = numbers.isna() & column.notna()
+    if text.any():
+        stamps = pd.to_datetime(column[text], errors="coerce", utc=True, format="mixed")
+        numbers[text] = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return numbers.map(np.floor)
 
 
-def _where(path: Path, row: int, reason: str) -> tuple[int | None, str]:
-    """File line of a data row (CSV has a header line); Parquet has rows, not lines."""
+def _where(path: Path, row: Any, reason: str) -> tuple[int | None, str]:
+    """File line of data row ``row`` (CSV has a header line); Parquet has rows, not lines."""
     if path.name.lower().endswith(".parquet"):
         return None, f"row {row}: {reason}"
     return int(row) + 2, reason
 
 
-def _row_problem(table: pd.DataFrame, row: int, cols: dict[str, str], ts: pd.Series) -> str:
+def _row_problem(row: pd.Series, cols: dict[str, str], ts: float) -> str:
     for name in ("user", "item"):
-        if pd.isna(table[cols[name]].iloc[row]):
+        if pd.isna(row[cols[name]]):
             return f"field '{cols[name]}' is empty"
-    if pd.isna(ts.iloc[row]):
-        return f"field '{cols['ts']}' is not a time: {table[cols['ts']].iloc[row]!r}"
-    return f"field '{cols['rating']}' is not a number: {table[cols['rating']].iloc[row]!r}"
+    if pd.isna(ts):
+        return f"field '{cols['ts']}' is not a time: {row[cols['ts']]!r}"
+    return f"field '{cols['rating']}' is not a number: {row[cols['rating']]!r}"
 
 
 def _none_if_na(value: Any) -> Any:

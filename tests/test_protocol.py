@@ -1,0 +1,104 @@
+"""Evaluation protocol: segments, masking, candidates and ranking, worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coldrec.data import PrepareConfig, prepare
+from coldrec.eval.protocol import evaluate, top_k
+from coldrec.models.base import scores_at
+from tests.helpers import frames_of
+
+
+class FixedScores:
+    """A model whose scores are a given users × items matrix."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = np.asarray(scores, dtype=np.float32)
+
+    def fit(self, dataset: object) -> FixedScores:
+        return self
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        return scores_at(self.scores[users], items)
+
+
+@pytest.fixture
+def data():
+    # Items a..f → ids 0..5. Global split, 7 of 10 rows in train (ts 1..7).
+    # u1: train a, b; test c (warm), f (cold).  u2: train a; test d (warm).
+    # u3: train c; test e (cold).               u4: no train; test c.
+    rows = [
+        ("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 3), ("u3", "c", 4), ("u2", "c", 5),
+        ("u1", "d", 6), ("u3", "d", 7),
+        ("u1", "c", 8), ("u1", "f", 9), ("u2", "d", 10), ("u3", "e", 11), ("u4", "c", 12),
+    ]  # fmt: skip
+    dataset = prepare(frames_of(rows), PrepareConfig(train_share=7 / 12 + 1e-9))
+    assert dataset.items.loc[dataset.cold_items, "item"].tolist() == ["e", "f"]
+    return dataset
+
+
+def test_segments_follow_the_thesis_rules(data) -> None:
+    # Scores rank items e, f, c, d, b, a for everyone (history masked).
+    order = np.array([0.1, 0.2, 0.6, 0.5, 0.9, 0.8])
+    result = evaluate(FixedScores(np.tile(order, (data.n_users, 1))), data, ks=(1, 2))
+    counts = result["counts"]
+    assert counts["all"] == {"users": 3, "targets": 4}  # u1{c,f}, u2{d}, u3{e}
+    assert counts["warm"] == {"users": 2, "targets": 2}  # u1{c}, u2{d}; u3 has none
+    assert counts["cold"] == {"users": 2, "targets": 2}  # u1{f}, u3{e}; u2 left out
+    assert counts["cold_users"] == {"users": 1, "targets": 1}  # u4 has no history
+    assert result["excluded"] == {"users_without_history": 1, "targets_in_history": 0}
+    seg = result["segments"]
+    # Top-2 after masking: u1 (history a,b,d) → e, f; u2 (a,c) → e, f; u3 (c,d) → e, f.
+    assert seg["all"]["recall@2"] == pytest.approx((1 / 2 + 0 + 1) / 3)
+    assert seg["cold"]["recall@1"] == pytest.approx((0 + 1) / 2)  # u1 top-1 e, u3 top-1 e
+    assert seg["warm"]["recall@2"] == 0.0
+    assert seg["cold_users"]["recall@2"] == 0.0  # u4 gets e, f; target c
+
+
+def test_masked_history_items_never_count_as_hits(data) -> None:
+    # Scores put u1's history items first, then its targets.
+    scores = np.zeros((data.n_users, data.n_items))
+    u1 = data.users["user"].tolist().index("u1")
+    scores[u1] = [9, 8, 5, 7, 0, 4]  # a, b (train) and d (train) highest
+    result = evaluate(FixedScores(scores), data, ks=(1, 2))
+    # u1: a, b, d masked → c (5), f (4): both targets. u2 (all zero, a and c masked):
+    # ties go to the lower id → b, d: d is a target. u3 (c, d masked) → a, b: miss.
+    assert result["segments"]["all"]["recall@2"] == pytest.approx((1 + 1 + 0) / 3)
+    ranked_u1 = top_k(np.where(np.isin(np.arange(6), [0, 1, 3]), -np.inf, scores[u1])[None], 2)
+    assert ranked_u1.tolist() == [[2, 5]]
+
+
+def test_repeat_targets_in_history_are_excluded_and_counted() -> None:
+    rows = [("u", "a", 1), ("u", "b", 2), ("v", "a", 3), ("u", "a", 4), ("v", "b", 5)]
+    dataset = prepare(frames_of(rows), PrepareConfig(train_share=0.6))
+    result = evaluate(FixedScores(np.ones((2, 2))), dataset, ks=(1,))
+    assert result["excluded"]["targets_in_history"] == 1  # u buys a again
+    assert result["counts"]["all"] == {"users": 1, "targets": 1}  # only v → b
+
+
+def test_candidate_protocol_scores_only_candidates(data) -> None:
+    order = np.array([0.1, 0.2, 0.6, 0.5, 0.9, 0.8])
+    model = FixedScores(np.tile(order, (data.n_users, 1)))
+    candidates = np.full((data.n_users, 3), -1)
+    u1, u3 = (data.users["user"].tolist().index(u) for u in ("u1", "u3"))
+    candidates[u1] = [2, 0, -1]  # c and a (a is history → masked)
+    candidates[u3] = [3, 4, 5]  # d (history), e, f
+    result = evaluate(model, data, ks=(1, 2), candidates=candidates, candidate_ms=(1, 2, 3, 50))
+    seg = result["segments"]
+    assert result["protocol"] == "candidates"
+    # u1 ranks c first (hit); u2 has no candidates; u3 ranks e first (hit).
+    assert seg["all"]["recall@1"] == pytest.approx((1 / 2 + 0 + 1) / 3)
+    assert seg["all"]["candidate_recall@2"] == pytest.approx((1 / 2 + 0 + 1) / 3)
+    assert seg["all"]["candidate_recall@1"] == pytest.approx((1 / 2 + 0 + 0) / 3)
+    assert "candidate_recall@50" not in seg["all"]  # wider than the candidate lists
+
+
+def test_top_k_breaks_ties_by_lower_index_and_skips_unrankable() -> None:
+    scores = np.array([[1.0, 3.0, 3.0, 2.0, 3.0], [np.nan, -np.inf, 1.0, np.nan, 0.5]])
+    assert top_k(scores, 3).tolist() == [[1, 2, 4], [2, 4, -1]]
+    assert top_k(scores, 2).tolist() == [[1, 2], [2, 4]]
+    many = np.zeros((3, 50))
+    many[:, 30] = 1
+    assert top_k(many, 4).tolist() == [[30, 0, 1, 2]] * 3
