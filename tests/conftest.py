@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from coldrec.data import Dataset, prepare
+from coldrec.data.sources import SyntheticSource
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -13,3 +18,22 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real data sets not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_vector_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Text vectors go to a per-session folder, never to the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("coldrec-cache")
+    previous = os.environ.get("COLDREC_CACHE_DIR")
+    os.environ["COLDREC_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["COLDREC_CACHE_DIR"]
+    else:
+        os.environ["COLDREC_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def small_dataset() -> Dataset:
+    """A prepared synthetic data set small enough for every model (global 70/30 split)."""
+    return prepare(SyntheticSource(n_users=300, n_items=200, seed=5).load())

@@ -93,6 +93,8 @@ def main(
     if not error_console.is_terminal:
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # bm25s sets its own logger to DEBUG on import; keep it at ours, no chattier than INFO.
+    logging.getLogger("bm25s").setLevel(max(level, logging.INFO))
 
 
 @data_app.command("prepare")

@@ -29,9 +29,9 @@ Summary = dict[str, dict[str, Any]]
 
 
 def load_metrics(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    """Every ``metrics-seed*.json`` in the given run folders."""
+    """Every ``metrics-seed*.json`` in the given run folders (each folder read once)."""
     found = []
-    for run_dir in run_dirs:
+    for run_dir in dict.fromkeys(Path(d).resolve() for d in run_dirs):
         files = sorted(Path(run_dir).glob("metrics-seed*.json"))
         if not files:
             raise DataError(f"{run_dir}: no metrics-seed*.json files (not a run folder?)")
@@ -123,11 +123,12 @@ def plot_cold_warm(summary: Summary, path: Path, metric: str = "recall@20") -> P
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(methods) + 2), 3.6))
     for offset, segment in ((-width / 2, "warm"), (width / 2, "cold")):
         means = [summary[m]["segments"].get(segment, {}).get(metric, (0.0, 0.0)) for m in methods]
+        spread = [std for _, std in means]
         ax.bar(
             [i + offset for i in range(len(methods))],
             [mean for mean, _ in means],
             width,
-            yerr=[std for _, std in means],
+            yerr=spread if any(spread) else None,
             label=segment,
             capsize=3,
         )
