@@ -15,10 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BEAUTY = Path("../shared/datasets/amazon-beauty-2014")
+from _common import BEAUTY, RESULTS, ROOT
+
 RUNS = Path("runs/beauty")
-RESULTS = ROOT / "benchmarks" / "results"
 COLDREC = str(Path(sys.executable).with_name("coldrec"))
 MODELS = ("popularity", "itemknn", "bm25", "hybrid")
 
@@ -30,11 +29,16 @@ REFERENCE = {
 REFERENCE_USERS = {"all": 10_660, "warm": 9_443, "cold": 2_979}
 
 
+def _relative(path: Path) -> Path:
+    """``path`` as seen from the project root (``../shared/…``), for readable commands."""
+    return Path("..") / path.relative_to(ROOT.parent)
+
+
 def commands() -> list[list[str]]:
     prepare = [
         "data", "prepare", "--source", "amazon2014",
-        "--reviews", str(BEAUTY / "reviews_Beauty_5.json.gz"),
-        "--meta", str(BEAUTY / "meta_Beauty.json.gz"), "--out", str(RUNS / "data"),
+        "--reviews", str(_relative(BEAUTY / "reviews_Beauty_5.json.gz")),
+        "--meta", str(_relative(BEAUTY / "meta_Beauty.json.gz")), "--out", str(RUNS / "data"),
     ]  # fmt: skip
     evaluate = [
         ["evaluate", "--dataset", str(RUNS / "data"), "--model", m, "--out", str(RUNS / m)]
@@ -61,8 +65,8 @@ def comparison() -> str:
 
 
 def main() -> None:
-    if not (ROOT / BEAUTY).is_dir():
-        raise SystemExit(f"Amazon Beauty not found at {ROOT / BEAUTY}")
+    if not BEAUTY.is_dir():
+        raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
     for args in commands():
         subprocess.run([COLDREC, "-q", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     report = (ROOT / RUNS / "report" / "report.md").read_text()

@@ -1,0 +1,39 @@
+"""What the benchmark scripts share: where the data and the results are, and how
+results are written (JSON for machines, Markdown for people, machine info in both)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from coldrec.data.frames import Frames
+from coldrec.data.sources import Amazon2014Source
+
+ROOT = Path(__file__).resolve().parents[1]
+BEAUTY = ROOT.parent / "shared" / "datasets" / "amazon-beauty-2014"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def load_beauty() -> Frames:
+    """The canonical frames of Amazon Beauty 2014 (exits if the data set is absent)."""
+    if not BEAUTY.is_dir():
+        raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
+    return Amazon2014Source(
+        interactions=BEAUTY / "reviews_Beauty_5.json.gz", items=BEAUTY / "meta_Beauty.json.gz"
+    ).load()
+
+
+def write_results(name: str, figures: dict[str, Any], markdown: str) -> None:
+    """Write ``results/<name>.json`` (figures plus machine info) and ``results/<name>.md``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {**figures, "machine": machine()}
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    cpus = machine()["cpus"]
+    (RESULTS / f"{name}.md").write_text(f"{markdown.rstrip()}\n\nMachine: {cpus} CPUs.\n")
