@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coldrec.data import Dataset, PrepareConfig, prepare
-from coldrec.data.prepare import item_text
+from coldrec.data.prepare import item_text, validation_view
 from coldrec.errors import DataError
 from tests.helpers import frames_of
 
@@ -325,3 +325,26 @@ def test_global_split_invariants(rows: list[tuple[int, int, int]]) -> None:
         set(test["user"]) - set(train["user"])
     )
     assert np.isin(data.cold_items, train["item_idx"]).sum() == 0
+
+
+def test_validation_view_carves_the_history_like_the_test_cut() -> None:
+    rows = [(f"u{i % 4}", f"i{i}", i) for i in range(20)]
+    data = prepare(frames_of(rows))  # 14 train, 6 test
+    view = validation_view(data, share=0.3)
+    # History = the first 14 rows; its own 70% cut: int(0.7·14) = 9 train, 5 test.
+    assert view.interactions["ts"].tolist() == list(range(14))
+    assert view.interactions["split"].tolist() == ["train"] * 9 + ["test"] * 5
+    assert sorted(view.items.loc[view.cold_items, "item"]) == sorted(f"i{i}" for i in range(9, 14))
+    assert (view.n_items, view.n_users) == (data.n_items, data.n_users)  # ids unchanged
+    assert view.meta["test_interactions"] == 5 and view.meta["cut_ts"] == 9
+    assert view.meta["cold_test_interactions"] == 5
+
+
+def test_validation_view_uses_existing_valid_rows() -> None:
+    rows = [(f"u{i % 4}", f"i{i}", i) for i in range(20)]
+    data = prepare(frames_of(rows), PrepareConfig(valid_share=0.3))
+    view = validation_view(data)
+    before = data.interactions["split"].astype(str).tolist()
+    assert view.interactions["split"].astype(str).tolist() == [
+        "test" if s == "valid" else s for s in before if s != "test"
+    ]

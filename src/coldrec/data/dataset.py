@@ -123,7 +123,7 @@ class Dataset:
 
     def stats(self) -> dict[str, Any]:
         """The counts of ``meta.json`` (at least :data:`STATS_KEYS`), plus the split used."""
-        keys = (*STATS_KEYS, "cold_test_interactions", "cut_ts")
+        keys = (*STATS_KEYS, "cold_test_interactions", "cut_ts")  # cut_ts: global-time only
         return {
             **{k: self.meta[k] for k in keys if k in self.meta},
             "split": self.meta["prepare"]["split"],
@@ -147,6 +147,9 @@ class Dataset:
             "cold_items": int(items["cold"].sum()),
             "cold_users": int(users["cold"].sum()),
             "valid_cold_items": int((~pd.Index(valid_items).isin(train_items)).sum()),
+            "cold_test_interactions": int(
+                items["cold"].to_numpy()[interactions.loc[split == "test", "item_idx"]].sum()
+            ),
         }
 
     def save(self, path: str | Path) -> Path:

@@ -27,8 +27,10 @@ __all__ = [
     "PrepareConfig",
     "SplitKind",
     "build_dataset",
+    "cold_flags",
     "item_text",
     "prepare",
+    "validation_view",
 ]
 
 log = logging.getLogger(__name__)
@@ -263,10 +265,13 @@ def _index(
     interactions: pd.DataFrame, items: pd.DataFrame, counts: dict[str, int]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Contiguous ids (sorted by original id), cold flags and item text."""
-    seen_before_test = interactions["split"] != "test"
-    users = _cold_table(interactions, "user", seen_before_test)
-    catalogue = _cold_table(interactions, "item", seen_before_test)
-    counts["items_without_interactions"] = int((~items["item"].isin(catalogue["item"])).sum())
+    user_ids = np.sort(interactions["user"].unique())
+    item_ids = np.sort(interactions["item"].unique())
+    interactions["user_idx"] = pd.Index(user_ids).get_indexer(interactions["user"])
+    interactions["item_idx"] = pd.Index(item_ids).get_indexer(interactions["item"])
+    counts["items_without_interactions"] = int((~items["item"].isin(item_ids)).sum())
+    users = pd.DataFrame({"user": pd.array(user_ids, dtype="string")})
+    catalogue = pd.DataFrame({"item": pd.array(item_ids, dtype="string")})
     items = catalogue.merge(items, on="item", how="left", validate="one_to_one")
     items["text"] = pd.array(
         [
@@ -275,16 +280,59 @@ def _index(
         ],
         dtype="string",
     )
-    interactions["user_idx"] = pd.Index(users["user"]).get_indexer(interactions["user"])
-    interactions["item_idx"] = pd.Index(items["item"]).get_indexer(interactions["item"])
+    users.insert(1, "cold", cold_flags(interactions, "user_idx", len(users)))
+    items.insert(1, "cold", cold_flags(interactions, "item_idx", len(items)))
     return interactions, items, users
 
 
-def _cold_table(interactions: pd.DataFrame, key: str, seen_before_test: pd.Series) -> pd.DataFrame:
-    """Sorted unique ``key`` values with ``cold`` = has test rows but none before test."""
-    ids = np.sort(interactions[key].unique())
-    warm = interactions.loc[seen_before_test, key].unique()
-    return pd.DataFrame({key: pd.array(ids, dtype="string"), "cold": ~pd.Index(ids).isin(warm)})
+def cold_flags(interactions: pd.DataFrame, key: str, n: int) -> np.ndarray:
+    """Per id of ``key`` (``user_idx`` or ``item_idx``): has test rows and none before."""
+    ids = interactions[key].to_numpy()
+    in_test = (interactions["split"] == "test").to_numpy()
+    seen_before = np.bincount(ids[~in_test], minlength=n) > 0
+    return (np.bincount(ids[in_test], minlength=n) > 0) & ~seen_before
+
+
+def _cut_ts(interactions: pd.DataFrame, kind: str) -> int | None:
+    """The first test timestamp of a global time split (``None`` for other splits)."""
+    test = interactions.loc[interactions["split"] == "test", "ts"]
+    return int(test.min()) if kind == "global-time" and len(test) else None
+
+
+def validation_view(dataset: Dataset, share: float = 0.3) -> Dataset:
+    """The validation carve-out as a Dataset of its own, for choosing weights, epochs and
+    thresholds without touching test.
+
+    Test rows are dropped. If the Dataset has ``valid`` rows they become the view's test;
+    otherwise the Dataset's own split rule is applied again inside the history, with
+    ``share`` as the held-out part (global-time: its last ``share`` of rows, so the view
+    has strict cold items of its own, as the test period does). Ids and the catalogue
+    are unchanged; cold flags and counts are recomputed.
+    """
+    inter = dataset.interactions
+    history = inter.loc[inter["split"] != "test"].reset_index(drop=True)
+    if (history["split"] == "valid").any():
+        labels = np.where(history["split"] == "valid", "test", "train")
+    else:
+        settings = dataset.meta["prepare"]
+        kind = settings["split"]
+        config = PrepareConfig(
+            split=kind, train_share=1 - share, holdout_share=share, seed=settings["seed"]
+        )
+        labels = _SPLITTERS[kind](history, config)
+    history["split"] = pd.Categorical(labels, categories=["train", "valid", "test"])
+    _require_train_and_test(history["split"], "validation", PrepareConfig())
+    users = dataset.users.assign(cold=cold_flags(history, "user_idx", dataset.n_users))
+    items = dataset.items.assign(cold=cold_flags(history, "item_idx", dataset.n_items))
+    meta = {
+        **dataset.meta,
+        **Dataset.count_stats(history, items, users),
+        "validation_of": {
+            "valid_share": share,
+            "test_interactions": dataset.meta["test_interactions"],
+        },
+    }
+    return Dataset(interactions=history, items=items, users=users, meta=meta)
 
 
 def _meta(
@@ -296,8 +344,6 @@ def _meta(
     users: pd.DataFrame,
     counts: dict[str, int],
 ) -> dict[str, Any]:
-    split = interactions["split"]
-    test = interactions.loc[split == "test"]
     return {
         "coldrec_version": __version__,
         "source": {
@@ -307,8 +353,7 @@ def _meta(
         "order_only": frames.order_only,
         "prepare": {**config.model_dump(), "split": kind},
         **Dataset.count_stats(interactions, items, users),
-        "cold_test_interactions": int(test["item_idx"].isin(np.flatnonzero(items["cold"])).sum()),
-        "cut_ts": int(test["ts"].min()) if kind == "global-time" and len(test) else None,
+        "cut_ts": _cut_ts(interactions, kind),
         "filtering": counts,
         "skipped": frames.skipped.to_dict(),
     }
