@@ -327,6 +327,7 @@ def validation_view(dataset: Dataset, share: float = 0.3) -> Dataset:
     meta = {
         **dataset.meta,
         **Dataset.count_stats(history, items, users),
+        "cut_ts": _cut_ts(history, dataset.meta["prepare"]["split"]),
         "validation_of": {
             "valid_share": share,
             "test_interactions": dataset.meta["test_interactions"],
