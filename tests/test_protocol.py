@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from coldrec.candidates import Candidates
 from coldrec.data import PrepareConfig, prepare
 from coldrec.eval.protocol import evaluate, top_k
-from coldrec.models.base import scores_at
+from coldrec.recommender import scores_at
 from tests.helpers import frames_of
 
 
@@ -81,10 +82,9 @@ def test_repeat_targets_in_history_are_excluded_and_counted() -> None:
 def test_candidate_protocol_scores_only_candidates(data) -> None:
     order = np.array([0.1, 0.2, 0.6, 0.5, 0.9, 0.8])
     model = FixedScores(np.tile(order, (data.n_users, 1)))
-    candidates = np.full((data.n_users, 3), -1)
     u1, u3 = (data.users["user"].tolist().index(u) for u in ("u1", "u3"))
-    candidates[u1] = [2, 0, -1]  # c and a (a is history → masked)
-    candidates[u3] = [3, 4, 5]  # d (history), e, f
+    items = np.array([[2, 0, -1], [3, 4, 5]])  # u1: c, a (history → masked); u3: d (history), e, f
+    candidates = Candidates(np.array([u1, u3]), items, np.zeros(items.shape, dtype=np.float32))
     result = evaluate(model, data, ks=(1, 2), candidates=candidates, candidate_ms=(1, 2, 3, 50))
     seg = result["segments"]
     assert result["protocol"] == "candidates"
@@ -102,3 +102,17 @@ def test_top_k_breaks_ties_by_lower_index_and_skips_unrankable() -> None:
     many = np.zeros((3, 50))
     many[:, 30] = 1
     assert top_k(many, 4).tolist() == [[30, 0, 1, 2]] * 3
+
+
+def test_candidates_round_trip_through_parquet(tmp_path) -> None:
+    items = np.array([[4, 2, -1], [7, 1, 3]])
+    scores = np.array([[0.9, 0.5, -np.inf], [0.8, 0.7, 0.1]], dtype=np.float32)
+    candidates = Candidates(np.array([5, 2]), items, scores)
+    frame = candidates.to_frame()
+    assert frame.values.tolist() == [[5, 4, 0.8999999761581421, 1], [5, 2, 0.5, 2],
+                                     [2, 7, 0.800000011920929, 1], [2, 1, 0.699999988079071, 2],
+                                     [2, 3, 0.10000000149011612, 3]]  # fmt: skip
+    back = Candidates.load(candidates.save(tmp_path / "candidates.parquet"))
+    assert back.users.tolist() == [2, 5]
+    assert back.items.tolist() == [[7, 1, 3], [4, 2, -1]]
+    assert back.for_users(np.array([5, 9])).tolist() == [[4, 2, -1], [-1, -1, -1]]

@@ -23,6 +23,7 @@ from coldrec.data.prepare import DataConfig, build_dataset
 from coldrec.errors import ColdrecError
 from coldrec.eval.report import write_report
 from coldrec.eval.runner import EvaluateConfig, run_evaluation
+from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 
 app = typer.Typer(
     help="coldrec: strict item cold-start recommendation with LLM weak supervision.",
@@ -51,6 +52,7 @@ class ModelKind(StrEnum):
     itemknn = "itemknn"
     bm25 = "bm25"
     hybrid = "hybrid"
+    two_tower = "two_tower"
 
 
 class SplitName(StrEnum):
@@ -188,6 +190,29 @@ def evaluate_command(
             flags[key] = value
     layers = merge(read_yaml(config) if config else {}, flags, parse_overrides(overrides))
     result = run_evaluation(validate(EvaluateConfig, layers), out)
+    _print_metrics(result)
+
+
+@app.command("retrieve")
+@user_errors
+def retrieve_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder: candidates, vectors, metrics."),
+    top_m: int | None = typer.Option(None, "--top-m", help="Candidates per user (default 2000)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
+    name: str | None = typer.Option(None, "--name", help="Method name in reports."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override any setting: --set model.training.epochs=20."
+    ),
+) -> None:
+    """Train the Two-Tower retriever and write each test user's top-M candidates."""
+    flags: dict[str, Any] = {"dataset": str(dataset)}
+    for key, value in (("top_m", top_m), ("seed", seed), ("name", name)):
+        if value is not None:
+            flags[key] = value
+    layers = merge(read_yaml(config) if config else {}, flags, parse_overrides(overrides))
+    result = run_retrieval(validate(RetrieveConfig, layers), out)
     _print_metrics(result)
 
 

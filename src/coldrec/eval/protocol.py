@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.eval.metrics import candidate_recall, coverage, hit_matrix, mean_metrics
-from coldrec.models.base import Recommender, history_splits
+from coldrec.recommender import Recommender, history_splits
 
-__all__ = ["CANDIDATE_MS", "KS", "SEGMENTS", "Csr", "evaluate", "rank", "top_k"]
+__all__ = ["CANDIDATE_MS", "KS", "SEGMENTS", "Csr", "EvaluationPlan", "evaluate", "rank", "top_k"]
 
 KS = (5, 10, 20)
 CANDIDATE_MS = (50, 100, 200, 500, 1000, 2000)
@@ -129,21 +130,21 @@ def evaluate(
     model: Recommender,
     dataset: Dataset,
     ks: Sequence[int] = KS,
-    candidates: np.ndarray | None = None,
+    candidates: Candidates | None = None,
     candidate_ms: Sequence[int] = CANDIDATE_MS,
     batch_size: int = 1024,
 ) -> dict[str, Any]:
     """Metrics of a fitted model on the test split, per segment (see the module doc).
 
-    ``candidates``: an ``n_users × M`` matrix of retrieved item ids in retrieval order
-    (row = user id, ``-1`` padding) switches to candidate re-ranking and adds
-    candidate ``recall@M`` for each ``M`` in ``candidate_ms`` up to the width.
+    ``candidates`` (retrieved items per user, in retrieval order) switches to candidate
+    re-ranking: only they are scored, a user without candidates has none, and candidate
+    ``recall@M`` is added for each ``M`` in ``candidate_ms`` up to their width.
 
     Returns ``{"protocol", "segments": {name: {"recall@5": …}}, "counts": {name:
     {"users", "targets"}}, "excluded": {"users_without_history", "targets_in_history"}}``.
     """
-    plan = _Plan.of(dataset)
-    block = candidates[plan.users] if candidates is not None else None
+    plan = EvaluationPlan.of(dataset)
+    block = candidates.for_users(plan.users) if candidates is not None else None
     ranked = rank(model, plan.users, plan.history, max(ks), block, batch_size)
     widths = [m for m in candidate_ms if block is not None and m <= block.shape[1]]
     segments: dict[str, dict[str, float]] = {}
@@ -168,9 +169,10 @@ def evaluate(
 
 
 @dataclass(frozen=True)
-class _Plan:
+class EvaluationPlan:
     """Who is evaluated: ``users`` (those with a history first, ``n_with_history`` of
-    them, then those without), with their history and targets in the same row order."""
+    them, then those without), with their history and targets in the same row order.
+    Retrieval uses it too, so candidates are made for exactly the evaluated users."""
 
     users: np.ndarray
     n_with_history: int
@@ -179,7 +181,7 @@ class _Plan:
     excluded: dict[str, int]
 
     @classmethod
-    def of(cls, dataset: Dataset) -> _Plan:
+    def of(cls, dataset: Dataset) -> EvaluationPlan:
         inter = dataset.interactions
         before = inter["split"].isin(history_splits()).to_numpy()
         keys = inter["user_idx"].to_numpy(np.int64) * dataset.n_items + inter["item_idx"]

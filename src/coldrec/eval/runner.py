@@ -53,7 +53,7 @@ class EvaluateConfig(BaseModel):
         return self.name or self.model.kind
 
 
-def config_hash(config: EvaluateConfig, dataset: Dataset) -> str:
+def config_hash(config: BaseModel, dataset: Dataset) -> str:
     """Hash of the settings and of the data they ran on (source files and preparation),
     not of the dataset's path or the seed."""
     payload = {

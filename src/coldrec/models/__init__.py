@@ -1,4 +1,5 @@
-"""Models behind one interface (:class:`Recommender`): ``fit(dataset)``, ``score(users, items)``.
+"""Models behind one interface, :class:`~coldrec.recommender.Recommender`:
+``fit(dataset)`` then ``score(users, items)``.
 
 Each model has a typed config beside it whose ``kind`` names it and whose ``build()``
 makes the model; :data:`ModelConfig` is their union, so a YAML ``model:`` node picks one.
@@ -10,11 +11,12 @@ from typing import Annotated
 
 from pydantic import Field
 
-from coldrec.models.base import Recommender
 from coldrec.models.bm25 import BM25, BM25Config
 from coldrec.models.content import ItemKNNContent, ItemKNNContentConfig
 from coldrec.models.hybrid import Hybrid, HybridConfig
 from coldrec.models.popularity import Popularity, PopularityConfig
+from coldrec.recommender import Recommender
+from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 
 __all__ = [
     "BM25",
@@ -28,12 +30,14 @@ __all__ = [
     "Popularity",
     "PopularityConfig",
     "Recommender",
+    "TwoTower",
+    "TwoTowerConfig",
 ]
 
 ModelConfig = Annotated[
-    PopularityConfig | ItemKNNContentConfig | BM25Config | HybridConfig,
+    PopularityConfig | ItemKNNContentConfig | BM25Config | HybridConfig | TwoTowerConfig,
     Field(discriminator="kind"),
 ]
 """Any model config; ``kind`` selects the model."""
 
-MODEL_KINDS = ("popularity", "itemknn", "bm25", "hybrid")
+MODEL_KINDS = ("popularity", "itemknn", "bm25", "hybrid", "two_tower")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 
 from coldrec.data.dataset import Dataset
-from coldrec.models.base import history_splits, scores_at
+from coldrec.recommender import history_splits, scores_at
 
 __all__ = ["BM25", "BM25Config"]
 

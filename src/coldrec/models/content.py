@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec.data.dataset import Dataset
-from coldrec.models.base import history_splits
+from coldrec.recommender import history_splits
 from coldrec.text import TextEncoder, TextEncoderConfig, user_content_vectors
 
 __all__ = ["ItemKNNContent", "ItemKNNContentConfig"]

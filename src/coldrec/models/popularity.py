@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from coldrec.data.dataset import Dataset
-from coldrec.models.base import history_splits, scores_at
+from coldrec.recommender import history_splits, scores_at
 
 __all__ = ["Popularity", "PopularityConfig"]
 

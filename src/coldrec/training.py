@@ -1,0 +1,112 @@
+"""The one trainer loop every trained model plugs into.
+
+A model supplies ``train_epoch(epoch) -> {"loss": …}`` and, for early stopping, a
+``validate() -> float`` (higher is better) computed on the validation carve-out. The
+loop owns the rest: progress, logs with fields, patience, and restoring the best
+weights. Seeding is the caller's (``coldrec.eval.runner.seed_everything``), done once
+before the model is built.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = ["TrainingConfig", "TrainingLog", "run_epochs"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingConfig(BaseModel):
+    """Optimisation settings shared by the trained models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(50, gt=0)
+    """Most epochs to run."""
+    batch_size: int = Field(1024, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    """AdamW learning rate."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW decoupled weight decay."""
+    eval_every: int = Field(1, gt=0)
+    """Validate every this many epochs (with early stopping)."""
+    patience: int = Field(5, gt=0)
+    """Stop after this many validations without improvement."""
+    device: str = "cpu"
+
+
+@dataclass
+class TrainingLog:
+    """What happened: per-epoch losses, validation scores, and the epoch kept."""
+
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    losses: list[float] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+
+
+def run_epochs(
+    module: torch.nn.Module,
+    train_epoch: Callable[[int], dict[str, float]],
+    config: TrainingConfig,
+    validate: Callable[[], float] | None = None,
+    name: str = "training",
+) -> TrainingLog:
+    """Run up to ``config.epochs`` epochs; with ``validate``, stop early and keep the best
+    weights (restored into ``module``), else keep the last."""
+    result = TrainingLog()
+    best_state: dict[str, torch.Tensor] | None = None
+    waited = 0
+    with _progress() as progress:
+        task = progress.add_task(name, total=config.epochs)
+        for epoch in range(1, config.epochs + 1):
+            module.train()
+            metrics = train_epoch(epoch)
+            result.epochs_run = epoch
+            result.losses.append(metrics["loss"])
+            line = f"{name} epoch {epoch}: loss {metrics['loss']:.4f}"
+            if validate is not None and epoch % config.eval_every == 0:
+                module.eval()
+                with torch.no_grad():
+                    score = validate()
+                result.scores[epoch] = score
+                line += f", validation {score:.4f}"
+                if score > result.best_score:
+                    result.best_score, result.best_epoch, waited = score, epoch, 0
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    waited += 1
+            log.info(line)
+            progress.advance(task)
+            if waited >= config.patience:
+                log.info("%s: no improvement in %d validations, stopping", name, waited)
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    else:
+        result.best_epoch = result.epochs_run
+    module.eval()
+    return result
+
+
+def _progress() -> Progress:
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
