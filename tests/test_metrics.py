@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import ranx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,6 @@ def csr(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_agrees_with_ranx_on_random_rankings() -> None:
-    ranx = pytest.importorskip("ranx")
     rng = np.random.default_rng(0)
     n_users, n_items, depth = 1200, 300, 20
     scores = rng.permutation(n_users * n_items).reshape(n_users, n_items).astype(float)

@@ -113,3 +113,14 @@ def test_hybrid_mixes_normalised_scores(small_dataset: Dataset) -> None:
 def test_minmax_by_hand() -> None:
     got = minmax(np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]]))
     assert got.tolist() == [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]
+
+
+def test_padding_is_unscored_and_does_not_move_the_hybrid(small_dataset: Dataset) -> None:
+    model = Hybrid().fit(small_dataset)
+    users = np.arange(30)
+    items = np.random.default_rng(1).permutation(small_dataset.n_items)[:8][None].repeat(30, 0)
+    padded = np.concatenate([items, np.full((30, 2), -1)], axis=1)
+    plain, with_pads = model.score(users, items), model.score(users, padded)
+    assert np.isnan(with_pads[:, 8:]).all()
+    np.testing.assert_allclose(with_pads[:, :8], plain, atol=1e-6)
+    assert minmax(np.array([[2.0, np.nan, 4.0]])).tolist()[0][::2] == [0.0, 1.0]

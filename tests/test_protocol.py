@@ -49,7 +49,11 @@ def test_segments_follow_the_thesis_rules(data) -> None:
     assert counts["warm"] == {"users": 2, "targets": 2}  # u1{c}, u2{d}; u3 has none
     assert counts["cold"] == {"users": 2, "targets": 2}  # u1{f}, u3{e}; u2 left out
     assert counts["cold_users"] == {"users": 1, "targets": 1}  # u4 has no history
-    assert result["excluded"] == {"users_without_history": 1, "targets_in_history": 0}
+    assert result["excluded"] == {
+        "users_without_history": 1,
+        "targets_in_history": 0,
+        "users_with_only_repeat_targets": 0,
+    }
     seg = result["segments"]
     # Top-2 after masking: u1 (history a,b,d) → e, f; u2 (a,c) → e, f; u3 (c,d) → e, f.
     assert seg["all"]["recall@2"] == pytest.approx((1 / 2 + 0 + 1) / 3)
@@ -76,6 +80,7 @@ def test_repeat_targets_in_history_are_excluded_and_counted() -> None:
     dataset = prepare(frames_of(rows), PrepareConfig(train_share=0.6))
     result = evaluate(FixedScores(np.ones((2, 2))), dataset, ks=(1,))
     assert result["excluded"]["targets_in_history"] == 1  # u buys a again
+    assert result["excluded"]["users_with_only_repeat_targets"] == 1  # … and nothing else
     assert result["counts"]["all"] == {"users": 1, "targets": 1}  # only v → b
 
 

@@ -19,11 +19,14 @@ from coldrec.models import PopularityConfig
 runner = CliRunner()
 
 
-def fake_run(folder: Path, method: str, seed: int, recall20: float, hash_: str = "h") -> Path:
+def fake_run(
+    folder: Path, method: str, seed: int, recall20: float, hash_: str = "h", data: str = "d"
+) -> Path:
     values = {f"{m}@{k}": recall20 / 2 for m in ("recall", "ndcg") for k in (5, 10, 20)}
     values["recall@20"] = recall20
     metrics = {
-        "method": method, "seed": seed, "config_hash": hash_, "protocol": "full",
+        "method": method, "seed": seed, "config_hash": hash_, "data_hash": data,
+        "protocol": "full",
         "segments": {s: dict(values) for s in ("all", "warm", "cold")},
         "counts": {s: {"users": 10, "targets": 12} for s in ("all", "warm", "cold")},
     }  # fmt: skip
@@ -52,6 +55,9 @@ def test_aggregate_refuses_mixed_settings_or_repeated_seeds(tmp_path: Path) -> N
                                 fake_run(tmp_path / "d", "B", 1, 0.2)]))  # fmt: skip
     with pytest.raises(DataError, match="no metrics-seed"):
         load_metrics([tmp_path / "empty"])
+    with pytest.raises(DataError, match="different data sets"):
+        aggregate(load_metrics([fake_run(tmp_path / "e", "A", 1, 0.1, data="beauty"),
+                                fake_run(tmp_path / "f", "B", 1, 0.1, data="office")]))  # fmt: skip
 
 
 def test_markdown_has_the_thesis_table_layout(tmp_path: Path) -> None:
@@ -109,3 +115,25 @@ def test_evaluate_and_report_commands(tmp_path: Path, small_dataset: Dataset) ->
         app, ["evaluate", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]
     )
     assert missing.exit_code == 2 and "is not a prepared dataset" in missing.stderr
+
+
+def test_empty_segments_are_null_in_json_and_a_dash_in_tables(tmp_path: Path) -> None:
+    from coldrec.data import PrepareConfig, prepare
+    from tests.helpers import frames_of
+
+    rows = [(f"u{k % 4}", f"i{k % 6}", k) for k in range(30)]
+    prepare(frames_of(rows), PrepareConfig(split="loo")).save(tmp_path / "ds")  # no cold users
+    run_evaluation(EvaluateConfig(dataset=tmp_path / "ds"), tmp_path / "run")
+    text = (tmp_path / "run" / "metrics-seed0.json").read_text()
+    assert "NaN" not in text
+    saved = json.loads(text)
+    assert saved["counts"]["cold_users"] == {"users": 0, "targets": 0}
+    assert saved["segments"]["cold_users"]["recall@20"] is None
+    table = markdown(aggregate(load_metrics([tmp_path / "run"])), segments=("cold_users",))
+    assert "| popularity (n=1) | – | – | – | – | – | – |" in table
+
+
+def test_cut_offs_must_be_positive(tmp_path: Path) -> None:
+    args = ["evaluate", "--dataset", str(tmp_path), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--set", "ks=[0]"])
+    assert result.exit_code == 2 and "ks.0: Input should be greater than 0" in result.stderr

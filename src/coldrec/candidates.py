@@ -39,6 +39,22 @@ class Candidates:
                 f"{self.scores.shape} must agree"
             )
 
+    def check(self, n_items: int) -> None:
+        """Raise :class:`DataError` unless every id is ``-1`` or an item id below
+        ``n_items`` and no user lists an item twice (a duplicate would count as two hits)."""
+        items = self.items
+        if items.size and (items.min() < -1 or items.max() >= n_items):
+            raise DataError(
+                f"candidate item ids must lie in [-1, {n_items}), got {items.min()}..{items.max()}"
+            )
+        ordered = np.sort(items, axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+        if repeated.any():
+            row = int(np.flatnonzero(repeated.any(axis=1))[0])
+            raise DataError(f"user {self.users[row]} has a candidate item listed twice")
+        if len(np.unique(self.users)) != len(self.users):
+            raise DataError("a user has two candidate rows")
+
     @property
     def width(self) -> int:
         """M, the number of candidate slots per user."""

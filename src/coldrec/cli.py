@@ -228,18 +228,24 @@ def report_command(
 
 
 def _print_metrics(result: dict[str, Any]) -> None:
+    ks = sorted(
+        {
+            int(name.split("@")[1])
+            for name in result["segments"]["all"]
+            if name.startswith("recall@")
+        }
+    )
+    metrics = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks[-2:]]
     table = Table(title=f"{result['method']} (seed {result['seed']})")
-    metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
     for column in ("segment", "users", "targets", *metrics):
         table.add_column(column, justify="left" if column == "segment" else "right")
     for segment, values in result["segments"].items():
         counts = result["counts"][segment]
-        table.add_row(
-            segment,
-            f"{counts['users']:,}",
-            f"{counts['targets']:,}",
-            *(f"{values[m]:.4f}" for m in metrics),
+        cells = (
+            "–" if values[m] is None or values[m] != values[m] else f"{values[m]:.4f}"
+            for m in metrics
         )
+        table.add_row(segment, f"{counts['users']:,}", f"{counts['targets']:,}", *cells)
     console.print(table)
 
 

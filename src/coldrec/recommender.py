@@ -40,7 +40,9 @@ def history_splits() -> tuple[str, ...]:
 
 
 def scores_at(full: np.ndarray, items: np.ndarray | None) -> np.ndarray:
-    """Pick candidate columns from full-catalogue scores (``items`` may hold ``-1``)."""
+    """Pick candidate columns from full-catalogue scores; a ``-1`` padding slot gets NaN."""
     if items is None:
         return full
-    return np.take_along_axis(full, np.maximum(items, 0), axis=1)
+    picked = np.take_along_axis(full, np.maximum(items, 0), axis=1).astype(np.float32)
+    picked[items < 0] = np.nan
+    return picked

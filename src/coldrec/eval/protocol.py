@@ -12,8 +12,9 @@ Who is evaluated, and against what (thesis §5.1):
   left out of that segment; ``cold_users``: users with targets but no history, scored
   by the model all the same. Every segment records its users and targets.
 
-Ranks are deterministic: ties go to the lower item id. ``NaN`` and masked scores are
-never ranked; a top-K list with fewer rankable items has ``-1`` in its empty slots.
+Ranks are deterministic: ties go to the lower item id in full ranking and to the earlier
+candidate in candidate re-ranking. ``NaN``, ``-inf`` and masked scores are never ranked;
+a top-K list with fewer rankable items has ``-1`` in its empty slots.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
+from coldrec.errors import ConfigError
 from coldrec.eval.metrics import candidate_recall, coverage, hit_matrix, mean_metrics
 from coldrec.recommender import Recommender, history_splits
 
@@ -143,10 +145,16 @@ def evaluate(
     Returns ``{"protocol", "segments": {name: {"recall@5": …}}, "counts": {name:
     {"users", "targets"}}, "excluded": {"users_without_history", "targets_in_history"}}``.
     """
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"ks must be one or more positive cut-offs, got {list(ks)}")
     plan = EvaluationPlan.of(dataset)
-    block = candidates.for_users(plan.users) if candidates is not None else None
+    block = None
+    widths: list[int] = []
+    if candidates is not None:
+        candidates.check(dataset.n_items)
+        block = candidates.for_users(plan.users)
+        widths = sorted({m for m in candidate_ms if m <= candidates.width} | {candidates.width})
     ranked = rank(model, plan.users, plan.history, max(ks), block, batch_size)
-    widths = [m for m in candidate_ms if block is not None and m <= block.shape[1]]
     segments: dict[str, dict[str, float]] = {}
     counts: dict[str, dict[str, int]] = {}
     for name, rows, targets in plan.segments(dataset.items["cold"].to_numpy()):
@@ -190,6 +198,7 @@ class EvaluationPlan:
         repeat = np.isin(test_keys, history_keys)
         target_keys = test_keys[~repeat]
         tested = np.unique(target_keys // dataset.n_items)
+        only_repeats = np.setdiff1d(np.unique(test_keys // dataset.n_items), tested)
         has_history = np.isin(tested, history_keys // dataset.n_items)
         users = np.concatenate([tested[has_history], tested[~has_history]])
         history = _csr_of_keys(history_keys, dataset.n_items, dataset.n_users)
@@ -197,6 +206,7 @@ class EvaluationPlan:
         excluded = {
             "users_without_history": int((~has_history).sum()),
             "targets_in_history": int(repeat.sum()),
+            "users_with_only_repeat_targets": len(only_repeats),
         }
         return cls(
             users, int(has_history.sum()), history.select(users), targets.select(users), excluded

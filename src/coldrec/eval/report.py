@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 TABLE_METRICS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
-TABLE_SEGMENTS = ("all", "warm", "cold")
+TABLE_SEGMENTS = ("all", "warm", "cold", "cold_users")
 
 Summary = dict[str, dict[str, Any]]
 """method → {"seeds": [...], "segments": {segment: {metric: (mean, std)}}, "counts": …}"""
@@ -47,8 +47,15 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> Summary:
     """Mean and sample standard deviation over seeds, per method, segment and metric.
 
     Runs of one method must share a ``config_hash`` (the same settings and data) and
-    differ in ``seed``; a mix is refused rather than averaged.
+    differ in ``seed``; all methods must share a ``data_hash`` (the same data set and
+    split, so their user and target counts are the same). A mix is refused rather
+    than averaged. A metric that is ``null`` (an empty segment) stays ``None``.
     """
+    data = {run.get("data_hash") for run in runs}
+    if len(data) > 1:
+        raise DataError(
+            f"the runs were made on different data sets (data_hash {sorted(map(str, data))})"
+        )
     by_method: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
@@ -62,7 +69,7 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> Summary:
             raise DataError(f"method {method!r} has two runs with the same seed: {seeds}")
         segments = {
             segment: {
-                metric: _mean_std([run["segments"][segment][metric] for run in group])
+                metric: _mean_std([_value(run, method, segment, metric) for run in group])
                 for metric in group[0]["segments"][segment]
             }
             for segment in group[0]["segments"]
@@ -71,11 +78,23 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> Summary:
     return summary
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
+def _value(run: dict[str, Any], method: str, segment: str, metric: str) -> float | None:
+    try:
+        return run["segments"][segment][metric]
+    except KeyError:
+        raise DataError(
+            f"method {method!r}, seed {run['seed']}: no {metric} for {segment}"
+        ) from None
+
+
+def _mean_std(values: list[float | None]) -> tuple[float, float] | None:
+    known = [v for v in values if v is not None and not math.isnan(v)]
+    if len(known) < len(values):
+        return None
+    mean = sum(known) / len(known)
+    if len(known) < 2:
         return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1))
 
 
 def markdown(summary: Summary, segments: Sequence[str] = TABLE_SEGMENTS) -> str:
@@ -84,17 +103,19 @@ def markdown(summary: Summary, segments: Sequence[str] = TABLE_SEGMENTS) -> str:
     rule = "|---|" + "---:|" * len(TABLE_METRICS)
     parts = []
     for segment in segments:
+        with_segment = {m: info for m, info in summary.items() if segment in info["segments"]}
+        if not with_segment:
+            continue
         rows = [
             f"| {method} (n={len(info['seeds'])}) | "
             + " | ".join(_cell(info["segments"][segment].get(m)) for m in TABLE_METRICS)
             + " |"
-            for method, info in summary.items()
-            if segment in info["segments"]
+            for method, info in with_segment.items()
         ]
-        counts = next(iter(summary.values()))["counts"].get(segment, {})
+        counts = next(iter(with_segment.values()))["counts"][segment]
         parts.append(
-            f"### {segment} ({counts.get('users', '?'):,} users, "
-            f"{counts.get('targets', '?'):,} targets)\n\n" + "\n".join([header, rule, *rows])
+            f"### {segment} ({counts['users']:,} users, {counts['targets']:,} targets)\n\n"
+            + "\n".join([header, rule, *rows])
         )
     return "\n\n".join(parts) + "\n"
 
@@ -122,7 +143,7 @@ def plot_cold_warm(summary: Summary, path: Path, metric: str = "recall@20") -> P
     width = 0.38
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(methods) + 2), 3.6))
     for offset, segment in ((-width / 2, "warm"), (width / 2, "cold")):
-        means = [summary[m]["segments"].get(segment, {}).get(metric, (0.0, 0.0)) for m in methods]
+        means = [summary[m]["segments"].get(segment, {}).get(metric) or (0.0, 0.0) for m in methods]
         spread = [std for _, std in means]
         ax.bar(
             [i + offset for i in range(len(methods))],

@@ -14,21 +14,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec._io import write_json_atomic
-from coldrec.data.dataset import Dataset
+from coldrec.data.dataset import STATS_KEYS, Dataset
 from coldrec.eval.protocol import KS, evaluate
 from coldrec.models import ModelConfig, PopularityConfig
 
-__all__ = ["EvaluateConfig", "config_hash", "run_evaluation"]
+__all__ = [
+    "EvaluateConfig",
+    "config_hash",
+    "data_hash",
+    "json_safe",
+    "run_evaluation",
+    "seed_everything",
+    "write_run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +53,8 @@ class EvaluateConfig(BaseModel):
     name: str | None = None
     """Method name in reports; defaults to the model's ``kind``."""
     seed: int = 0
-    ks: tuple[int, ...] = KS
+    ks: tuple[Annotated[int, Field(gt=0)], ...] = Field(KS, min_length=1)
+    """Cut-offs of every metric."""
     batch_size: int = Field(1024, gt=0)
     """Users scored at once."""
 
@@ -53,15 +63,32 @@ class EvaluateConfig(BaseModel):
         return self.name or self.model.kind
 
 
+def data_hash(dataset: Dataset) -> str:
+    """Fingerprint of the data a run used: source files, preparation and counts."""
+    keys = ("source", "prepare", *STATS_KEYS)
+    return _hash({key: dataset.meta.get(key) for key in keys})
+
+
 def config_hash(config: BaseModel, dataset: Dataset) -> str:
-    """Hash of the settings and of the data they ran on (source files and preparation),
-    not of the dataset's path or the seed."""
-    payload = {
-        "config": config.model_dump(mode="json", exclude={"dataset", "seed"}),
-        "data": {"source": dataset.meta["source"], "prepare": dataset.meta["prepare"]},
-    }
-    text = json.dumps(payload, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Hash of the settings and of the data they ran on; the dataset's path, the seed,
+    the method name and batch sizes (which change no metric) are left out."""
+    settings = config.model_dump(mode="json", exclude={"dataset", "seed", "name", "batch_size"})
+    return _hash({"config": settings, "data": data_hash(dataset)})
+
+
+def _hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def seed_everything(seed: int) -> None:
@@ -69,6 +96,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # for libraries that still use the global state
     torch.manual_seed(seed)
+
+
+def write_run(out: Path, config: BaseModel, result: dict[str, Any]) -> None:
+    """Write ``config.json`` and ``metrics-seed<N>.json`` (NaN written as ``null``)."""
+    write_json_atomic(out / "config.json", config.model_dump(mode="json"))
+    write_json_atomic(out / f"metrics-seed{result['seed']}.json", json_safe(result))
 
 
 def run_evaluation(config: EvaluateConfig, out: Path) -> dict[str, Any]:
@@ -84,10 +117,10 @@ def run_evaluation(config: EvaluateConfig, out: Path) -> dict[str, Any]:
         "method": config.method,
         "seed": config.seed,
         "config_hash": config_hash(config, dataset),
+        "data_hash": data_hash(dataset),
         **metrics,
         "timings": {"fit_s": round(fitted - start, 3), "evaluate_s": round(done - fitted, 3)},
     }
-    write_json_atomic(out / "config.json", config.model_dump(mode="json"))
-    write_json_atomic(out / f"metrics-seed{config.seed}.json", result)
+    write_run(out, config, result)
     log.info("%s: metrics written to %s", config.method, out)
     return result

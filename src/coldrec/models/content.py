@@ -52,4 +52,5 @@ class ItemKNNContent:
         queries = self.user_vectors[users]
         if items is None:
             return queries @ self.item_vectors.T
-        return np.einsum("ud,umd->um", queries, self.item_vectors[np.maximum(items, 0)])
+        picked = np.einsum("ud,umd->um", queries, self.item_vectors[np.maximum(items, 0)])
+        return np.where(items < 0, np.float32(np.nan), picked)

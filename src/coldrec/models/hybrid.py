@@ -31,9 +31,9 @@ class HybridConfig(BaseModel):
 
 class Hybrid:
     """``alpha · minmax(dense) + (1 - alpha) · minmax(bm25)``, where ``minmax`` rescales
-    each user's scores over the scored items (the catalogue, or the candidates) to
-    [0, 1], so that the two scales are comparable (a user whose scores are all equal
-    gets 0 from that part)."""
+    each user's scores over the scored items (the catalogue, or the candidates; padding
+    left out) to [0, 1], so that the two scales are comparable (a user whose scores are
+    all equal gets 0 from that part)."""
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         self.config = config or HybridConfig()
@@ -53,7 +53,11 @@ class Hybrid:
 
 
 def minmax(scores: np.ndarray) -> np.ndarray:
-    """Rescale each row to [0, 1]; a constant row becomes all zeros."""
-    low = scores.min(axis=1, keepdims=True)
-    span = scores.max(axis=1, keepdims=True) - low
-    return np.divide(scores - low, span, out=np.zeros_like(scores), where=span > 0)
+    """Rescale each row to [0, 1] over its scored (non-NaN) entries; NaN stays NaN and a
+    constant row becomes zeros."""
+    known = ~np.isnan(scores)
+    filled_low = np.where(known, scores, np.inf).min(axis=1, keepdims=True)
+    filled_high = np.where(known, scores, -np.inf).max(axis=1, keepdims=True)
+    span = filled_high - filled_low
+    scaled = np.divide(scores - filled_low, span, out=np.zeros_like(scores), where=span > 0)
+    return np.where(known, scaled, np.nan)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec._io import write_json_atomic
 from coldrec.data.dataset import Dataset
 from coldrec.eval.protocol import CANDIDATE_MS, KS, EvaluationPlan, evaluate
-from coldrec.eval.runner import config_hash, seed_everything
+from coldrec.eval.runner import config_hash, data_hash, seed_everything, write_run
 from coldrec.retrieval.index import IndexConfig, build_index, search
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 
@@ -41,8 +40,8 @@ class RetrieveConfig(BaseModel):
     name: str | None = None
     """Method name in reports; defaults to ``two_tower``."""
     seed: int = 0
-    ks: tuple[int, ...] = KS
-    candidate_ms: tuple[int, ...] = CANDIDATE_MS
+    ks: tuple[Annotated[int, Field(gt=0)], ...] = Field(KS, min_length=1)
+    candidate_ms: tuple[Annotated[int, Field(gt=0)], ...] = CANDIDATE_MS
     batch_size: int = Field(1024, gt=0)
 
     @property
@@ -74,6 +73,7 @@ def run_retrieval(config: RetrieveConfig, out: Path) -> dict[str, Any]:
         "method": config.method,
         "seed": config.seed,
         "config_hash": config_hash(config, dataset),
+        "data_hash": data_hash(dataset),
         **metrics,
         "training": {
             name: {
@@ -89,8 +89,7 @@ def run_retrieval(config: RetrieveConfig, out: Path) -> dict[str, Any]:
             "evaluate_s": round(done - retrieved, 3),
         },
     }
-    write_json_atomic(out / "config.json", config.model_dump(mode="json"))
-    write_json_atomic(out / f"metrics-seed{config.seed}.json", result)
+    write_run(out, config, result)
     log.info(
         "%s: %d users x %d candidates written to %s",
         config.method,
