@@ -97,6 +97,7 @@ def test_candidate_protocol_scores_only_candidates(data) -> None:
     assert seg["all"]["recall@1"] == pytest.approx((1 / 2 + 0 + 1) / 3)
     assert seg["all"]["candidate_recall@2"] == pytest.approx((1 / 2 + 0 + 1) / 3)
     assert seg["all"]["candidate_recall@1"] == pytest.approx((1 / 2 + 0 + 0) / 3)
+    assert seg["all"]["candidate_hit_rate@2"] == pytest.approx(2 / 3)  # u1 and u3
     assert "candidate_recall@50" not in seg["all"]  # wider than the candidate lists
 
 

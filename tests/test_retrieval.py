@@ -69,7 +69,14 @@ def test_retrieve_command_writes_candidates_and_metrics(
             "--set", "model.early_stopping=false"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "tw" / "metrics-seed0.json").read_text())
+
+    def strict(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    metrics = json.loads(
+        (tmp_path / "tw" / "metrics-seed0.json").read_text(), parse_constant=strict
+    )
+    assert metrics["training"]["final"]["best_score"] is None  # no validation in the refit
     assert metrics["protocol"] == "candidates"
     assert "candidate_recall@50" in metrics["segments"]["cold"]
     assert "candidate_recall@100" not in metrics["segments"]["cold"]

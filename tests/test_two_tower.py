@@ -31,6 +31,17 @@ def test_loss_of_a_hand_made_batch() -> None:
     assert got == pytest.approx(expected, rel=1e-6)
 
 
+def test_logq_correction_subtracts_log_share_from_every_logit() -> None:
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    items = torch.tensor([[0.8, 0.6], [0.0, 1.0]])
+    ids, weights = torch.tensor([1, 2]), torch.tensor([1.0, 1.0])
+    log_q = torch.log(torch.tensor([0.5, 0.1]))
+    got = in_batch_softmax_loss(users, items, ids, weights, 1.0, log_q).item()
+    logits = (users @ items.T).numpy() - log_q.numpy()[None, :]
+    expected = np.mean([np.log(np.exp(row).sum()) - row[r] for r, row in enumerate(logits)])
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
 def test_cold_items_export_their_normalised_content_projection(small_dataset: Dataset) -> None:
     seed_everything(0)
     model = TwoTower(FAST).fit(small_dataset)

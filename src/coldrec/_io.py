@@ -89,7 +89,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False)
+        json.dump(obj, handle, indent=2, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
     os.replace(tmp, path)
 

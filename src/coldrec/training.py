@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,8 @@ class TrainingLog:
     best_score: float = -math.inf
     losses: list[float] = field(default_factory=list)
     scores: dict[int, float] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
+    """Wall time of each epoch's training (validation excluded)."""
 
 
 def run_epochs(
@@ -71,7 +74,9 @@ def run_epochs(
         task = progress.add_task(name, total=config.epochs)
         for epoch in range(1, config.epochs + 1):
             module.train()
+            start = time.perf_counter()
             metrics = train_epoch(epoch)
+            result.seconds.append(time.perf_counter() - start)
             result.epochs_run = epoch
             result.losses.append(metrics["loss"])
             line = f"{name} epoch {epoch}: loss {metrics['loss']:.4f}"

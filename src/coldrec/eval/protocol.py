@@ -140,7 +140,9 @@ def evaluate(
 
     ``candidates`` (retrieved items per user, in retrieval order) switches to candidate
     re-ranking: only they are scored, a user without candidates has none, and candidate
-    ``recall@M`` is added for each ``M`` in ``candidate_ms`` up to their width.
+    ``recall@M`` (share of a user's targets among the first M candidates) and
+    ``hit_rate@M`` (share of users with at least one) are added for each ``M`` in
+    ``candidate_ms`` up to their width.
 
     Returns ``{"protocol", "segments": {name: {"recall@5": …}}, "counts": {name:
     {"users", "targets"}}, "excluded": {"users_without_history", "targets_in_history"}}``.
@@ -166,6 +168,8 @@ def evaluate(
             assert block is not None
             found = candidate_recall(block[rows], targets.indptr, targets.items, m)
             values[f"candidate_recall@{m}"] = float(found.mean()) if len(rows) else float("nan")
+            reached = (found > 0).mean() if len(rows) else float("nan")
+            values[f"candidate_hit_rate@{m}"] = float(reached)
         segments[name] = values
         counts[name] = {"users": len(rows), "targets": int(targets.counts.sum())}
     return {

@@ -81,12 +81,12 @@ def _hash(payload: Any) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with every NaN replaced by ``None`` (JSON has no NaN)."""
+    """``value`` with every NaN or infinity replaced by ``None`` (JSON has neither)."""
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 

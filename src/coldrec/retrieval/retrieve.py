@@ -10,6 +10,7 @@ and the weights in ``two_tower.safetensors``.
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,6 +81,7 @@ def run_retrieval(config: RetrieveConfig, out: Path) -> dict[str, Any]:
                 "epochs_run": t.epochs_run,
                 "best_epoch": t.best_epoch,
                 "best_score": t.best_score,
+                "seconds_per_epoch": statistics.median(t.seconds),
             }
             for name, t in model.training_log.items()
         },

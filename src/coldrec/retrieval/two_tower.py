@@ -62,6 +62,11 @@ class TwoTowerConfig(BaseModel):
     temperature: float = Field(0.07, gt=0)
     """Softmax temperature τ (its initial value when learned)."""
     learn_temperature: bool = True
+    logq_correction: bool = False
+    """Subtract ``log q(i)`` (the item's share of training rows, i.e. how often it is an
+    in-batch negative) from the logits while training (Yi et al., RecSys 2019). The
+    learned scores then keep item popularity instead of cancelling it: more warm recall,
+    less room for cold items, which have no popularity."""
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(eval_every=2, patience=3)
     )
@@ -116,10 +121,14 @@ def in_batch_softmax_loss(
     item_ids: torch.Tensor,
     weights: torch.Tensor,
     temperature: torch.Tensor | float,
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted in-batch softmax cross-entropy (eq. 4.3); row ``r``'s positive is column
-    ``r`` and the other columns are its negatives, except columns of the same item."""
+    ``r`` and the other columns are its negatives, except columns of the same item.
+    ``log_q`` (per column) is subtracted from the logits: the sampling-bias correction."""
     logits = users @ items.T / temperature
+    if log_q is not None:
+        logits = logits - log_q[None, :]
     duplicate = item_ids[None, :] == item_ids[:, None]
     duplicate.fill_diagonal_(False)
     logits = logits.masked_fill(duplicate, float("-inf"))
@@ -165,6 +174,7 @@ class TwoTower:
             net.parameters(), lr=options.lr, weight_decay=options.weight_decay, fused=True
         )
         generator = torch.Generator().manual_seed(int(torch.randint(2**31, (1,)).item()))
+        log_q = setup.item_log_share() if self.config.logq_correction else None
 
         def train_epoch(epoch: int) -> dict[str, float]:
             order = torch.randperm(len(setup.users), generator=generator)
@@ -177,6 +187,7 @@ class TwoTower:
                     i,
                     setup.weights[batch],
                     net.temperature,
+                    log_q[i] if log_q is not None else None,
                 )
                 optimiser.zero_grad()
                 loss.backward()
@@ -235,6 +246,11 @@ class _Setup:
     item_content: torch.Tensor
     seen_users: torch.Tensor
     seen_items: torch.Tensor
+
+    def item_log_share(self) -> torch.Tensor:
+        """``log`` of each item's share of the training rows (unseen items: one row)."""
+        counts = torch.bincount(self.items, minlength=len(self.seen_items)).float()
+        return torch.log(counts.clamp(min=1) / len(self.items))
 
     @classmethod
     def of(cls, dataset: Dataset, content: np.ndarray, last_n: int) -> _Setup:
