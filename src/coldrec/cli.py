@@ -182,13 +182,8 @@ def evaluate_command(
     ),
 ) -> None:
     """Fit a model on a Dataset's history and evaluate it on the test split (full ranking)."""
-    flags: dict[str, Any] = {"dataset": str(dataset)}
-    if model is not None:
-        flags["model"] = {"kind": model.value}
-    for key, value in (("seed", seed), ("name", name)):
-        if value is not None:
-            flags[key] = value
-    layers = merge(read_yaml(config) if config else {}, flags, parse_overrides(overrides))
+    kind = {"kind": model.value} if model is not None else None
+    layers = _layers(config, overrides, dataset=str(dataset), model=kind, seed=seed, name=name)
     result = run_evaluation(validate(EvaluateConfig, layers), out)
     _print_metrics(result)
 
@@ -207,11 +202,7 @@ def retrieve_command(
     ),
 ) -> None:
     """Train the Two-Tower retriever and write each test user's top-M candidates."""
-    flags: dict[str, Any] = {"dataset": str(dataset)}
-    for key, value in (("top_m", top_m), ("seed", seed), ("name", name)):
-        if value is not None:
-            flags[key] = value
-    layers = merge(read_yaml(config) if config else {}, flags, parse_overrides(overrides))
+    layers = _layers(config, overrides, dataset=str(dataset), top_m=top_m, seed=seed, name=name)
     result = run_retrieval(validate(RetrieveConfig, layers), out)
     _print_metrics(result)
 
@@ -225,6 +216,12 @@ def report_command(
     """Render Markdown tables (mean ± std over seeds) and a cold/warm bar chart."""
     path = write_report(run_dirs, out)
     console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
+def _layers(config: Path | None, overrides: list[str], **flags: Any) -> dict[str, Any]:
+    """Settings by precedence: the YAML file, then the flags given (not None), then --set."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    return merge(read_yaml(config) if config else {}, given, parse_overrides(overrides))
 
 
 def _print_metrics(result: dict[str, Any]) -> None:

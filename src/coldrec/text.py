@@ -34,16 +34,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from coldrec._io import read_json, require_file, write_json_atomic
+from coldrec._progress import progress_bar
 from coldrec.data.dataset import Dataset
 from coldrec.errors import ConfigError, DataError
 
@@ -205,7 +198,7 @@ class TextEncoder:
         model = self._load()
         order = sorted(missing, key=lambda i: -len(texts[i]))
         size = self.config.batch_size
-        with _progress_bar(progress) as bar:
+        with progress_bar(progress) as bar:
             task = bar.add_task(f"encoding texts ({self._model_id})", total=len(order))
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
@@ -425,19 +418,6 @@ def _read_cached(db: sqlite3.Connection, keys: list[str]) -> dict[str, bytes]:
         query = f"SELECT key, vector FROM vectors WHERE key IN ({marks})"
         found.update(db.execute(query, chunk).fetchall())
     return found
-
-
-def _progress_bar(enabled: bool) -> Progress:
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not (enabled and console.is_terminal),
-    )
 
 
 def _l2_normalised(matrix: np.ndarray) -> np.ndarray:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from coldrec._progress import progress_bar
 
 __all__ = ["TrainingConfig", "TrainingLog", "run_epochs"]
 
@@ -70,7 +70,7 @@ def run_epochs(
     result = TrainingLog()
     best_state: dict[str, torch.Tensor] | None = None
     waited = 0
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(name, total=config.epochs)
         for epoch in range(1, config.epochs + 1):
             module.train()
@@ -102,16 +102,3 @@ def run_epochs(
         result.best_epoch = result.epochs_run
     module.eval()
     return result
-
-
-def _progress() -> Progress:
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
