@@ -53,6 +53,7 @@ class ModelKind(StrEnum):
     bm25 = "bm25"
     hybrid = "hybrid"
     two_tower = "two_tower"
+    sasrec = "sasrec"
 
 
 class SplitName(StrEnum):

@@ -20,8 +20,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec._progress import progress_bar
+from coldrec.data.dataset import Dataset
+from coldrec.data.prepare import validation_view
 
-__all__ = ["TrainingConfig", "TrainingLog", "run_epochs"]
+__all__ = ["TrainingConfig", "TrainingLog", "fit_with_validation", "run_epochs"]
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +104,25 @@ def run_epochs(
         result.best_epoch = result.epochs_run
     module.eval()
     return result
+
+
+def fit_with_validation(
+    dataset: Dataset,
+    train: Callable[[Dataset, int, bool], TrainingLog],
+    epochs: int,
+    early_stopping: bool,
+    valid_share: float,
+) -> dict[str, TrainingLog]:
+    """Choose the epoch count on the validation carve-out, then refit on all history.
+
+    ``train(data, epochs, validate)`` trains a fresh model on ``data``'s history (with
+    ``validate``, early stopping on ``data``'s own test split, which is the validation
+    view's held-out part) and leaves the model trained. Without ``early_stopping`` the
+    model is trained once for ``epochs``.
+    """
+    logs: dict[str, TrainingLog] = {}
+    if early_stopping:
+        logs["validation"] = train(validation_view(dataset, valid_share), epochs, True)
+        epochs = max(1, logs["validation"].best_epoch)
+    logs["final"] = train(dataset, epochs, False)
+    return logs

@@ -31,7 +31,17 @@ from coldrec.errors import ConfigError
 from coldrec.eval.metrics import candidate_recall, coverage, hit_matrix, mean_metrics
 from coldrec.recommender import Recommender, history_splits
 
-__all__ = ["CANDIDATE_MS", "KS", "SEGMENTS", "Csr", "EvaluationPlan", "evaluate", "rank", "top_k"]
+__all__ = [
+    "CANDIDATE_MS",
+    "KS",
+    "SEGMENTS",
+    "Csr",
+    "EvaluationPlan",
+    "evaluate",
+    "rank",
+    "selection_score",
+    "top_k",
+]
 
 KS = (5, 10, 20)
 CANDIDATE_MS = (50, 100, 200, 500, 1000, 2000)
@@ -231,3 +241,12 @@ class EvaluationPlan:
 
 def _csr_of_keys(keys: np.ndarray, n_items: int, n_users: int) -> Csr:
     return Csr.of(keys // n_items, keys % n_items, n_users)
+
+
+def selection_score(model: Recommender, view: Dataset, k: int = 20) -> float:
+    """The default model-selection objective: the mean of warm and cold Recall@k on a
+    validation view (a segment without users is left out of the mean). Selecting on
+    ``all`` instead always favours the warm end of the warm/cold trade-off."""
+    segments = evaluate(model, view, ks=(k,))["segments"]
+    values = [segments[s][f"recall@{k}"] for s in ("warm", "cold")]
+    return float(np.nanmean(values))

@@ -15,6 +15,7 @@ from coldrec.models.bm25 import BM25, BM25Config
 from coldrec.models.content import ItemKNNContent, ItemKNNContentConfig
 from coldrec.models.hybrid import Hybrid, HybridConfig
 from coldrec.models.popularity import Popularity, PopularityConfig
+from coldrec.rank.sasrec import SASRec, SASRecConfig
 from coldrec.recommender import Recommender
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 
@@ -30,14 +31,21 @@ __all__ = [
     "Popularity",
     "PopularityConfig",
     "Recommender",
+    "SASRec",
+    "SASRecConfig",
     "TwoTower",
     "TwoTowerConfig",
 ]
 
 ModelConfig = Annotated[
-    PopularityConfig | ItemKNNContentConfig | BM25Config | HybridConfig | TwoTowerConfig,
+    PopularityConfig
+    | ItemKNNContentConfig
+    | BM25Config
+    | HybridConfig
+    | TwoTowerConfig
+    | SASRecConfig,
     Field(discriminator="kind"),
 ]
 """Any model config; ``kind`` selects the model."""
 
-MODEL_KINDS = ("popularity", "itemknn", "bm25", "hybrid", "two_tower")
+MODEL_KINDS = ("popularity", "itemknn", "bm25", "hybrid", "two_tower", "sasrec")

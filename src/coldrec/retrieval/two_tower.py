@@ -36,11 +36,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from coldrec.data.dataset import Dataset
-from coldrec.data.prepare import validation_view
-from coldrec.eval.protocol import evaluate
+from coldrec.eval.protocol import selection_score
 from coldrec.recommender import history_splits, scores_at
 from coldrec.text import TextEncoder, TextEncoderConfig, save_vectors, user_content_vectors
-from coldrec.training import TrainingConfig, TrainingLog, run_epochs
+from coldrec.training import TrainingConfig, TrainingLog, fit_with_validation, run_epochs
 
 __all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNet", "in_batch_softmax_loss"]
 
@@ -151,12 +150,13 @@ class TwoTower:
 
     def fit(self, dataset: Dataset) -> Self:
         content = TextEncoder(self.config.encoder).encode(dataset.item_text)
-        epochs = self.config.training.epochs
-        if self.config.early_stopping:
-            view = validation_view(dataset, self.config.valid_share)
-            self.training_log["validation"] = self._train(view, content, epochs, validate=True)
-            epochs = max(1, self.training_log["validation"].best_epoch)
-        self.training_log["final"] = self._train(dataset, content, epochs, validate=False)
+        self.training_log = fit_with_validation(
+            dataset,
+            lambda data, epochs, validate: self._train(data, content, epochs, validate),
+            self.config.training.epochs,
+            self.config.early_stopping,
+            self.config.valid_share,
+        )
         return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
@@ -197,7 +197,7 @@ class TwoTower:
 
         def validation_score() -> float:
             self._export(net, setup)
-            return _balanced_recall(self, dataset)
+            return selection_score(self, dataset)
 
         name = "two-tower (validation)" if validate else "two-tower"
         result = run_epochs(net, train_epoch, options, validation_score if validate else None, name)
@@ -267,10 +267,3 @@ class _Setup:
             (torch.bincount(users, minlength=dataset.n_users) > 0).float(),
             (torch.bincount(items, minlength=dataset.n_items) > 0).float(),
         )
-
-
-def _balanced_recall(model: TwoTower, view: Dataset) -> float:
-    """Mean of warm and cold Recall@20 on a validation view (the selection objective)."""
-    segments = evaluate(model, view, ks=(20,))["segments"]
-    values = [segments[s]["recall@20"] for s in ("warm", "cold")]
-    return float(np.nanmean(values))

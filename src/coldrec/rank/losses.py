@@ -1,0 +1,65 @@
+"""The ranking losses, combined as ``L_main + λ_sim·L_sim + λ_pair·L_pair`` (thesis §4.3.5).
+
+=================  ===========================================  ==========================
+loss               inputs                                       formula
+=================  ===========================================  ==========================
+sampled softmax    ``h`` (N × d) context vectors, ``pos`` (N),   ``-Σ w·log softmax([h·e⁺,
+(``L_main``,       ``neg`` (N × K) item ids, ``emb`` item        h·e⁻₁..K])₀ / Σ w``
+``L_sim``)         embeddings, ``w`` (N) row weights
+full softmax       ``h``, ``pos``, ``emb``, ``w``                ``-Σ w·log softmax(h·Eᵀ)₊ / Σ w``
+pairwise           ``s⁺``, ``s⁻`` (N) scores, ``w`` (N)          ``-Σ w·log σ(s⁺ − s⁻) / Σ w``
+(``L_pair``)
+=================  ===========================================  ==========================
+
+``L_main`` is the sampled softmax of each true next item against sampled negatives,
+scored from the last position of its prefix; ``L_sim`` is the same loss with a pseudo
+item (an LLM-made edge) as the positive and the edge weight as ``w``; ``L_pair`` scores
+an LLM-made triplet under the user's sequence context.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["full_softmax_loss", "pairwise_loss", "sampled_softmax_loss"]
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    return (weights * values).sum() / weights.sum()
+
+
+def sampled_softmax_loss(
+    context: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    embeddings: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Listwise cross-entropy of each positive against its own sampled negatives."""
+    items = torch.cat([positives[:, None], negatives], dim=1)
+    logits = torch.einsum("nd,nkd->nk", context, embeddings[items])
+    targets = torch.zeros(len(positives), dtype=torch.long, device=logits.device)
+    return _weighted_mean(F.cross_entropy(logits, targets, reduction="none"), weights)
+
+
+def full_softmax_loss(
+    context: torch.Tensor,
+    positives: torch.Tensor,
+    embeddings: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy over every row of ``embeddings`` (RecBole's SASRec ``CE`` setting)."""
+    logits = context @ embeddings.T
+    return _weighted_mean(F.cross_entropy(logits, positives, reduction="none"), weights)
+
+
+def pairwise_loss(
+    positive_scores: torch.Tensor,
+    negative_scores: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted BPR: ``-w · log σ(s⁺ − s⁻)``."""
+    return _weighted_mean(-F.logsigmoid(positive_scores - negative_scores), weights)

@@ -1,0 +1,89 @@
+"""SASRec and the ranking losses: causality, losses by hand, cold items, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from coldrec.data import Dataset
+from coldrec.eval import evaluate
+from coldrec.eval.runner import seed_everything
+from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softmax_loss
+from coldrec.rank.sasrec import SASRec, SASRecConfig, SASRecNet, padded_sequences
+from coldrec.training import TrainingConfig
+
+FAST = SASRecConfig(
+    dim=16, n_negatives=10, early_stopping=False,
+    training=TrainingConfig(epochs=3, batch_size=64, lr=1e-3),
+)  # fmt: skip
+
+
+def test_output_at_a_step_ignores_later_items() -> None:
+    torch.manual_seed(0)
+    net = SASRecNet(30, SASRecConfig(dim=16, n_heads=2, max_len=8)).eval()
+    sequence = torch.tensor([[0, 0, 3, 7, 1, 9, 4, 2]])
+    changed = sequence.clone()
+    changed[0, 5:] = torch.tensor([11, 12, 13])
+    with torch.no_grad():
+        before, after = net(sequence), net(changed)
+    torch.testing.assert_close(before[:, :5], after[:, :5])
+    assert not torch.allclose(before[:, 5:], after[:, 5:])
+    assert torch.isfinite(before).all()  # padded positions do not produce NaN
+
+
+def test_padding_is_left_and_shifted() -> None:
+    got = padded_sequences([np.array([4, 0, 2]), np.array([], dtype=int), np.arange(6)], 4)
+    assert got.tolist() == [[0, 5, 1, 3], [0, 0, 0, 0], [3, 4, 5, 6]]
+
+
+def test_sampled_softmax_by_hand() -> None:
+    emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    context = torch.tensor([[2.0, 0.5], [0.0, 1.0]])
+    positives, negatives = torch.tensor([1, 2]), torch.tensor([[2, 3], [1, 3]])
+    weights = torch.tensor([1.0, 3.0])
+    got = sampled_softmax_loss(context, positives, negatives, emb, weights).item()
+    rows = [[2.0, 0.5, 2.5], [1.0, 0.0, 1.0]]  # positive first, then the negatives
+    losses = [np.log(np.exp(r).sum()) - r[0] for r in rows]
+    assert got == pytest.approx((1 * losses[0] + 3 * losses[1]) / 4, rel=1e-6)
+
+
+def test_full_softmax_and_pairwise_by_hand() -> None:
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    context = torch.tensor([[1.0, 2.0]])
+    expected = F.cross_entropy(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([1])).item()
+    assert full_softmax_loss(context, torch.tensor([1]), emb).item() == pytest.approx(expected)
+    got = pairwise_loss(
+        torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.5])
+    )
+    expected = (np.log1p(np.exp(-1.0)) + 0.5 * np.log1p(np.exp(1.0))) / 1.5
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_pairwise_loss_pushes_the_positive_above_the_negative() -> None:
+    scores = torch.tensor([0.0, 0.0], requires_grad=True)
+    pairwise_loss(scores[:1], scores[1:]).backward()
+    assert scores.grad[0] < 0 < scores.grad[1]  # descent raises s⁺ and lowers s⁻
+
+
+def test_sasrec_trains_scores_and_leaves_cold_items_unranked(small_dataset: Dataset) -> None:
+    seed_everything(0)
+    model = SASRec(FAST).fit(small_dataset)
+    losses = model.training_log["final"].losses
+    assert losses[-1] < losses[0]
+    scores = model.score(np.arange(5))
+    assert np.isnan(scores[:, small_dataset.cold_items]).all()
+    warm = np.setdiff1d(np.arange(small_dataset.n_items), small_dataset.cold_items)
+    assert np.isfinite(scores[:, warm]).all()
+    result = evaluate(model, small_dataset)
+    assert result["segments"]["cold"]["recall@20"] == 0.0
+    seed_everything(0)
+    again = evaluate(SASRec(FAST).fit(small_dataset), small_dataset)
+    assert again["segments"] == result["segments"]  # same seed, same metrics
+
+
+def test_full_softmax_setting_trains(small_dataset: Dataset) -> None:
+    seed_everything(1)
+    model = SASRec(FAST.model_copy(update={"loss": "full"})).fit(small_dataset)
+    assert model.training_log["final"].losses[-1] < model.training_log["final"].losses[0]
