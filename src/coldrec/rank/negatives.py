@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
 
-__all__ = ["NegativeSampler", "UniformSampler"]
+from coldrec.candidates import Candidates
+from coldrec.eval.metrics import hit_matrix
+from coldrec.eval.protocol import Csr
+
+__all__ = ["NegativeSampler", "PoolSampler", "UniformSampler"]
 
 
 class NegativeSampler(Protocol):
@@ -29,3 +34,39 @@ class UniformSampler:
     def sample(self, users: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
         picks = torch.randint(len(self.pool), (len(users), k), generator=generator)
         return self.pool[picks]
+
+
+class PoolSampler:
+    """Hard negatives: uniform over each user's own pool (e.g. their Two-Tower recall
+    candidates with seen and cold items removed); a slot whose draw lands on an empty
+    pool entry, or a user without a pool, falls back to ``fallback``."""
+
+    def __init__(self, pools: torch.Tensor, fallback: NegativeSampler) -> None:
+        self.pools = pools
+        self.fallback = fallback
+
+    @classmethod
+    def from_candidates(
+        cls,
+        candidates: Candidates,
+        n_users: int,
+        removed: np.ndarray,
+        seen: Csr,
+        fallback: NegativeSampler,
+    ) -> PoolSampler:
+        """Pools from retrieved candidates (Dataset item ids): items in ``removed`` (a
+        per-item bool mask, e.g. cold items) or among the user's ``seen`` items (rows =
+        user ids) are blanked to ``-1``."""
+        items = candidates.items
+        rows = seen.select(candidates.users)
+        valid = (items >= 0) & ~removed[np.maximum(items, 0)]
+        valid &= ~hit_matrix(items, rows.indptr, rows.items)
+        pools = np.full((n_users, max(candidates.width, 1)), -1, dtype=np.int64)
+        pools[candidates.users, : items.shape[1]] = np.where(valid, items, -1)
+        return cls(torch.as_tensor(pools), fallback)
+
+    def sample(self, users: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+        columns = torch.randint(self.pools.shape[1], (len(users), k), generator=generator)
+        picked = self.pools[users[:, None], columns]
+        backup = self.fallback.sample(users, k, generator)
+        return torch.where(picked >= 0, picked, backup)

@@ -5,12 +5,17 @@ Item ids are shifted by one inside the network (0 is padding); sequences are the
 real items only. The hidden state at a position is the context for predicting the next
 item; a user is scored from the last position of their history.
 
-Training (``L_main``): at every position of every training sequence, the true next item
-against ``n_negatives`` uniformly sampled items (sampled softmax), or against the whole
-catalogue (``loss="full"``, RecBole's ``CE`` setting). With ``early_stopping`` the epoch
+Training: ``L_main + λ_sim·L_sim + λ_pair·L_pair`` (:mod:`coldrec.rank.losses`).
+``L_main``: at every position of every training sequence, the true next item against
+``n_negatives`` sampled items (uniform over trained items, or hard negatives from the
+user's Two-Tower candidates), or against the whole catalogue (``loss="full"``, RecBole's
+``CE`` setting). ``L_sim``: each step draws up to a batch of pseudo edges, rebuilds each
+edge's user sequence and scores the pseudo item first against sampled negatives,
+weighted by the edge weight. ``L_pair``: ``pairs_per_step`` triplets per step, weighted
+``-w·log σ(s⁺ − s⁻)`` under the user's sequence context. With ``early_stopping`` the epoch
 count is chosen on the validation carve-out, then the model is refitted on all history.
 
-SASRec learns one embedding per item from interactions: an item never seen in training
+SASRec learns one embedding per item: an item never seen in training (nor in a label)
 has no trained vector, so its score is NaN (never ranked). Content-anchored item vectors
 for cold items come with delta embeddings.
 """
@@ -18,6 +23,8 @@ for cold items come with delta embeddings.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Self
 
 import numpy as np
@@ -25,11 +32,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
-from coldrec.eval.protocol import selection_score
-from coldrec.rank.losses import full_softmax_loss, sampled_softmax_loss
-from coldrec.rank.negatives import UniformSampler
+from coldrec.eval.protocol import Csr, selection_score
+from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softmax_loss
+from coldrec.rank.negatives import NegativeSampler, PoolSampler, UniformSampler
 from coldrec.recommender import history_splits, scores_at
+from coldrec.supervision.labels import Labels, read_labels
 from coldrec.training import TrainingConfig, TrainingLog, fit_with_validation, run_epochs
 
 __all__ = ["SASRec", "SASRecConfig", "SASRecNet", "padded_sequences"]
@@ -51,6 +60,17 @@ class SASRecConfig(BaseModel):
     """``sampled``: listwise CE against ``n_negatives`` uniform negatives; ``full``: CE
     over the whole catalogue."""
     n_negatives: int = Field(100, gt=0)
+    hard_negatives: Path | None = None
+    """A ``candidates.parquet`` (Two-Tower recall): negatives are drawn from each user's
+    candidates with seen and cold items removed, falling back to uniform."""
+    edges: Path | None = None
+    """Pseudo edges (``edges.parquet``) for ``L_sim``."""
+    triplets: Path | None = None
+    """Pseudo triplets (``triplets.parquet``) for ``L_pair``."""
+    lambda_sim: float = Field(1.0, ge=0)
+    lambda_pair: float = Field(1.0, ge=0)
+    pairs_per_step: int = Field(256, gt=0)
+    """Triplets drawn per training step for ``L_pair``."""
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(batch_size=256, eval_every=2, patience=3)
     )
@@ -149,17 +169,22 @@ class SASRec:
         length = self.config.max_len
         self.history = padded_sequences(sequences, length)
         seen = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int64)
-        self.trained_items = torch.as_tensor(np.bincount(seen, minlength=dataset.n_items) > 0)
-        usable = [s for s in sequences if len(s) >= 2]
-        inputs = padded_sequences([s[:-1] for s in usable], length)
-        targets = padded_sequences([s[1:] for s in usable], length)
+        in_history = np.bincount(seen, minlength=dataset.n_items) > 0
+        labels = read_labels(dataset, self.config.edges, self.config.triplets)
+        self.trained_items = torch.as_tensor(in_history)
+        self.trained_items[torch.as_tensor(labels.items)] = True
+        usable = np.array([u for u, s in enumerate(sequences) if len(s) >= 2], dtype=np.int64)
+        inputs = padded_sequences([sequences[u][:-1] for u in usable], length)
+        targets = padded_sequences([sequences[u][1:] for u in usable], length)
+        row_users = torch.as_tensor(usable)
         net = SASRecNet(dataset.n_items, self.config)
         self.net = net
         options = self.config.training.model_copy(update={"epochs": epochs})
         optimiser = torch.optim.AdamW(
             net.parameters(), lr=options.lr, weight_decay=options.weight_decay, fused=True
         )
-        sampler = UniformSampler(torch.nonzero(self.trained_items).squeeze(1) + 1)
+        sampler = self._sampler(dataset, in_history, sequences)
+        extra = _LabelLosses.of(labels, self.config)
         generator = torch.Generator().manual_seed(int(torch.randint(2**31, (1,)).item()))
 
         def train_epoch(epoch: int) -> dict[str, float]:
@@ -172,8 +197,10 @@ class SASRec:
                 if self.config.loss == "full":
                     loss = full_softmax_loss(context, positives - 1, net.items.weight[1:])
                 else:
-                    negatives = sampler.sample(positives, self.config.n_negatives, generator)
+                    users = row_users[batch][:, None].expand_as(real)[real]
+                    negatives = sampler.sample(users, self.config.n_negatives, generator) + 1
                     loss = sampled_softmax_loss(context, positives, negatives, net.items.weight)
+                loss = loss + extra.loss(net, self.history, sampler, len(batch), generator)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -186,3 +213,70 @@ class SASRec:
 
         name = "sasrec (validation)" if validate else "sasrec"
         return run_epochs(net, train_epoch, options, validation_score if validate else None, name)
+
+    def _sampler(
+        self, dataset: Dataset, in_history: np.ndarray, sequences: list[np.ndarray]
+    ) -> NegativeSampler:
+        """Uniform over items seen in history, or hard negatives from candidates."""
+        uniform = UniformSampler(torch.as_tensor(np.flatnonzero(in_history)))
+        if self.config.hard_negatives is None:
+            return uniform
+        lengths = [len(s) for s in sequences]
+        seen = Csr.of(
+            np.repeat(np.arange(len(sequences)), lengths), np.concatenate(sequences), len(sequences)
+        )
+        candidates = Candidates.load(self.config.hard_negatives)
+        return PoolSampler.from_candidates(candidates, dataset.n_users, ~in_history, seen, uniform)
+
+
+@dataclass(frozen=True)
+class _LabelLosses:
+    """``λ_sim·L_sim + λ_pair·L_pair`` over the filtered labels, drawn per step."""
+
+    edges: torch.Tensor
+    edge_weights: torch.Tensor
+    triplets: torch.Tensor
+    triplet_weights: torch.Tensor
+    config: SASRecConfig
+
+    @classmethod
+    def of(cls, labels: Labels, config: SASRecConfig) -> _LabelLosses:
+        return cls(
+            torch.tensor(labels.edges[["user", "item"]].to_numpy(np.int64)).reshape(-1, 2),
+            torch.tensor(labels.edges["weight"].to_numpy(np.float32)),
+            torch.tensor(labels.triplets[["user", "pos", "neg"]].to_numpy(np.int64)).reshape(-1, 3),
+            torch.tensor(labels.triplets["weight"].to_numpy(np.float32)),
+            config,
+        )
+
+    def loss(
+        self,
+        net: SASRecNet,
+        history: torch.Tensor,
+        sampler: NegativeSampler,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        total = torch.zeros(())
+        if len(self.edges) and self.config.lambda_sim:
+            pick = torch.randint(
+                len(self.edges), (min(batch_size, len(self.edges)),), generator=generator
+            )
+            users, items = self.edges[pick, 0], self.edges[pick, 1]
+            context = net(history[users])[:, -1]
+            negatives = sampler.sample(users, self.config.n_negatives, generator) + 1
+            l_sim = sampled_softmax_loss(
+                context, items + 1, negatives, net.items.weight, self.edge_weights[pick]
+            )
+            total = total + self.config.lambda_sim * l_sim
+        if len(self.triplets) and self.config.lambda_pair:
+            count = min(self.config.pairs_per_step, len(self.triplets))
+            pick = torch.randint(len(self.triplets), (count,), generator=generator)
+            users, pos, neg = self.triplets[pick].T
+            context = net(history[users])[:, -1]
+            s_pos = (context * net.items(pos + 1)).sum(-1)
+            s_neg = (context * net.items(neg + 1)).sum(-1)
+            total = total + self.config.lambda_pair * pairwise_loss(
+                s_pos, s_neg, self.triplet_weights[pick]
+            )
+        return total

@@ -1,0 +1,98 @@
+"""Pseudo labels: filtering with counts, L_sim and L_pair moving their items, hard negatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from coldrec.candidates import Candidates
+from coldrec.data import Dataset, PrepareConfig, prepare
+from coldrec.errors import DataError
+from coldrec.eval.protocol import Csr
+from coldrec.eval.runner import seed_everything
+from coldrec.rank.negatives import PoolSampler, UniformSampler
+from coldrec.rank.sasrec import SASRec, SASRecConfig
+from coldrec.supervision.labels import read_labels
+from coldrec.training import TrainingConfig
+from tests.helpers import frames_of
+
+
+def write(path: Path, **columns: list) -> None:
+    pd.DataFrame(columns).to_parquet(path)
+
+
+@pytest.fixture
+def tiny() -> Dataset:
+    # u: 3 history items, v: 1, w: 2; items a..e → 0..4 (e only in test: cold).
+    rows = [("u", "a", 1), ("u", "b", 2), ("u", "c", 3), ("v", "a", 4), ("w", "b", 5),
+            ("w", "c", 6), ("u", "e", 7), ("w", "d", 8), ("v", "e", 9), ("w", "a", 10)]  # fmt: skip
+    return prepare(frames_of(rows), PrepareConfig(train_share=0.6))
+
+
+def test_labels_keep_mapped_rows_of_users_with_history_and_count_the_rest(
+    tiny: Dataset, tmp_path: Path
+) -> None:
+    u, v, w = (tiny.users["user"].tolist().index(x) for x in "uvw")
+    write(tmp_path / "edges.parquet", user=[u, v, w, 99, u], item=[4, 4, 3, 1, 77],
+          weight=[1.0, 0.5, 0.8, 1.0, 1.0], source=["stage4"] * 5)  # fmt: skip
+    write(tmp_path / "triplets.parquet", user=[u, w], pos=[4, 3], neg=[0, -1],
+          weight=[1.0, 1.0], source=["stage5"] * 2)  # fmt: skip
+    labels = read_labels(tiny, tmp_path / "edges.parquet", tmp_path / "triplets.parquet")
+    assert labels.edges[["user", "item"]].values.tolist() == [[u, 4], [w, 3]]
+    assert labels.triplets[["user", "pos", "neg"]].values.tolist() == [[u, 4, 0]]
+    assert labels.dropped == {
+        "edges_unknown_user": 1, "edges_unknown_item": 1, "edges_short_history": 1,
+        "triplets_unknown_user": 0, "triplets_unknown_item": 1, "triplets_short_history": 0,
+    }  # fmt: skip
+    assert labels.items.tolist() == [0, 3, 4]
+    with pytest.raises(DataError, match="label file not found"):
+        read_labels(tiny, tmp_path / "missing.parquet")
+
+
+def _score_of(dataset: Dataset, config: SASRecConfig, user: int, item: int) -> float:
+    seed_everything(0)
+    return float(SASRec(config).fit(dataset).score(np.array([user]))[0, item])
+
+
+def test_l_sim_and_l_pair_move_their_items(small_dataset: Dataset, tmp_path: Path) -> None:
+    base = SASRecConfig(dim=16, n_negatives=10, early_stopping=False,
+                        training=TrainingConfig(epochs=4, batch_size=64, lr=3e-3))  # fmt: skip
+    history = small_dataset.sequences("train")
+    user = int(np.argmax([len(s) for s in history]))
+    cold = int(small_dataset.cold_items[0])
+    write(tmp_path / "edges.parquet", user=[user], item=[cold], weight=[1.0], source=["test"])
+    seed_everything(0)
+    assert np.isnan(SASRec(base).fit(small_dataset).score(np.array([user]))[0, cold])
+    with_edge = base.model_copy(update={"edges": tmp_path / "edges.parquet", "lambda_sim": 5.0})
+    scores = SASRec(with_edge).fit(small_dataset).score(np.array([user]))[0]
+    assert np.isfinite(scores[cold])  # the pseudo edge trains the cold item's embedding
+    assert (scores > scores[cold]).mean() < 0.05  # and ranks it near the top for its user
+
+    pos, neg = (int(i) for i in np.flatnonzero(~np.isnan(scores))[:2])
+    triplet = {"user": [user], "pos": [neg], "neg": [pos], "weight": [1.0], "source": ["t"]}
+    write(tmp_path / "triplets.parquet", **triplet)
+    plain = _score_of(small_dataset, base, user, neg) - _score_of(small_dataset, base, user, pos)
+    paired = base.model_copy(update={"triplets": tmp_path / "triplets.parquet", "lambda_pair": 5.0})
+    moved = _score_of(small_dataset, paired, user, neg) - _score_of(
+        small_dataset, paired, user, pos
+    )
+    assert moved > plain  # the triplet's positive gains on its negative
+
+
+def test_hard_negatives_come_from_the_pool_without_seen_or_cold_items() -> None:
+    candidates = Candidates(np.array([0, 2]), np.array([[5, 1, 2, -1], [3, 4, 0, 1]]),
+                            np.zeros((2, 4), dtype=np.float32))  # fmt: skip
+    removed = np.zeros(6, dtype=bool)
+    removed[4] = True  # a cold item
+    seen = Csr.of(np.array([0, 2]), np.array([1, 0]), 3)  # user 0 saw 1, user 2 saw 0
+    fallback = UniformSampler(torch.tensor([9]))  # marks fallback draws
+    sampler = PoolSampler.from_candidates(candidates, 3, removed, seen, fallback)
+    assert sampler.pools.tolist() == [[5, -1, 2, -1], [-1, -1, -1, -1], [3, -1, -1, 1]]
+    drawn = sampler.sample(torch.tensor([0, 1, 2]), 200, torch.Generator().manual_seed(0))
+    assert set(drawn[0].tolist()) == {5, 2, 9}
+    assert set(drawn[1].tolist()) == {9}  # no pool: uniform fallback
+    assert set(drawn[2].tolist()) == {3, 1, 9}
