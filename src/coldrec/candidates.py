@@ -68,6 +68,20 @@ class Candidates:
         rows[known] = self.items[position[known]]
         return rows
 
+    def scores_for(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The retrieval scores of ``items`` (a matrix of these users' candidates, in the
+        order of :meth:`for_users`); NaN where an entry is padding or not a candidate."""
+        position = pd.Index(self.users).get_indexer(users)
+        rows = np.full(items.shape, np.nan, dtype=np.float32)
+        known = position >= 0
+        mine, scores = self.items[position[known]], self.scores[position[known]]
+        width = min(items.shape[1], self.width)
+        same = mine[:, :width] == items[known, :width]
+        rows[known, :width] = np.where(
+            same & (items[known, :width] >= 0), scores[:, :width], np.nan
+        )
+        return rows
+
     def to_frame(self) -> pd.DataFrame:
         """The long form written to ``candidates.parquet`` (padding slots left out)."""
         filled = self.items >= 0

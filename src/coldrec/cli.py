@@ -23,6 +23,7 @@ from coldrec.data.prepare import DataConfig, build_dataset
 from coldrec.errors import ColdrecError
 from coldrec.eval.report import write_report
 from coldrec.eval.runner import EvaluateConfig, run_evaluation
+from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 
 app = typer.Typer(
@@ -205,6 +206,34 @@ def retrieve_command(
     """Train the Two-Tower retriever and write each test user's top-M candidates."""
     layers = _layers(config, overrides, dataset=str(dataset), top_m=top_m, seed=seed, name=name)
     result = run_retrieval(validate(RetrieveConfig, layers), out)
+    _print_metrics(result)
+
+
+@app.command("rank")
+@user_errors
+def rank_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    candidates: Path = typer.Option(..., "--candidates", help="A 'coldrec retrieve' run folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder for config.json and metrics."),
+    edges: Path | None = typer.Option(None, "--edges", help="Pseudo edges (L_sim)."),
+    triplets: Path | None = typer.Option(None, "--triplets", help="Pseudo triplets (L_pair)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
+    name: str | None = typer.Option(None, "--name", help="Method name in reports."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override any setting: --set mode=sas."),
+) -> None:
+    """Train SASRec, fuse it with the Two-Tower scores over the candidates, evaluate."""
+    labels = {k: str(v) for k, v in (("edges", edges), ("triplets", triplets)) if v is not None}
+    layers = _layers(
+        config,
+        overrides,
+        dataset=str(dataset),
+        candidates=str(candidates),
+        model=labels or None,
+        seed=seed,
+        name=name,
+    )
+    result = run_ranking(validate(RankConfig, layers), out)
     _print_metrics(result)
 
 

@@ -22,6 +22,7 @@ for cold items come with delta embeddings.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,8 @@ class SASRec:
         self.history = torch.zeros(0, 0, dtype=torch.long)
         self.trained_items = torch.zeros(0, dtype=torch.bool)
         self.training_log: dict[str, TrainingLog] = {}
+        self.validation_model: SASRec | None = None
+        """The model trained on the validation view (with early stopping)."""
 
     def fit(self, dataset: Dataset) -> Self:
         self.training_log = fit_with_validation(
@@ -212,7 +215,17 @@ class SASRec:
             return selection_score(self, dataset)
 
         name = "sasrec (validation)" if validate else "sasrec"
-        return run_epochs(net, train_epoch, options, validation_score if validate else None, name)
+        result = run_epochs(net, train_epoch, options, validation_score if validate else None, name)
+        if validate:  # the best model of the validation view, for later choices made there
+            self.validation_model = self._snapshot()
+        return result
+
+    def _snapshot(self) -> SASRec:
+        twin = SASRec(self.config)
+        twin.net = copy.deepcopy(self.net)
+        twin.history = self.history.clone()
+        twin.trained_items = self.trained_items.clone()
+        return twin
 
     def _sampler(
         self, dataset: Dataset, in_history: np.ndarray, sequences: list[np.ndarray]

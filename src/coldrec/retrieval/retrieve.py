@@ -3,7 +3,8 @@ candidates with FAISS for every evaluated user, and score them in the harness.
 
 A retrieval run folder holds ``config.json``, ``metrics-seed<N>.json`` (Two-Tower-only
 ranking over its candidates, with candidate Recall@M per segment), ``candidates.parquet``
-(:mod:`coldrec.candidates`), ``user_vectors.npy``/``item_vectors.npy`` with JSON sidecars,
+(:mod:`coldrec.candidates`), ``valid_candidates.parquet`` (the same for the validation
+view, from the model trained there), ``user_vectors.npy``/``item_vectors.npy`` with JSON sidecars,
 and the weights in ``two_tower.safetensors``.
 """
 
@@ -17,7 +18,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
+from coldrec.data.prepare import validation_view
 from coldrec.eval.protocol import CANDIDATE_MS, KS, EvaluationPlan, evaluate
 from coldrec.eval.runner import config_hash, data_hash, seed_everything, write_run
 from coldrec.retrieval.index import IndexConfig, build_index, search
@@ -50,6 +53,19 @@ class RetrieveConfig(BaseModel):
         return self.name or self.model.kind
 
 
+def _validation_candidates(dataset: Dataset, model: TwoTower, config: RetrieveConfig) -> Candidates:
+    """Top-M of the validation-view model for the validation view's users, so that later
+    stages can choose their weights on validation with the candidates they will get."""
+    assert model.validation_vectors is not None
+    view = validation_view(dataset, config.model.valid_share)
+    plan = EvaluationPlan.of(view)
+    users, items = model.validation_vectors
+    index = build_index(items, config.index)
+    return search(
+        index, plan.users, users[plan.users], config.top_m, plan.history, config.index.batch_size
+    )
+
+
 def run_retrieval(config: RetrieveConfig, out: Path) -> dict[str, Any]:
     """Fit, export, retrieve and evaluate; write everything into ``out`` and return the metrics."""
     seed_everything(config.seed)
@@ -70,6 +86,8 @@ def run_retrieval(config: RetrieveConfig, out: Path) -> dict[str, Any]:
     done = time.perf_counter()
     model.save(out)
     candidates.save(out / "candidates.parquet")
+    if model.validation_vectors is not None:
+        _validation_candidates(dataset, model, config).save(out / "valid_candidates.parquet")
     result = {
         "method": config.method,
         "seed": config.seed,

@@ -147,6 +147,8 @@ class TwoTower:
         self.item_vectors = np.zeros((0, 0), dtype=np.float32)
         self.net: TwoTowerNet | None = None
         self.training_log: dict[str, TrainingLog] = {}
+        self.validation_vectors: tuple[np.ndarray, np.ndarray] | None = None
+        """User and item vectors of the model trained on the validation view."""
 
     def fit(self, dataset: Dataset) -> Self:
         content = TextEncoder(self.config.encoder).encode(dataset.item_text)
@@ -202,6 +204,8 @@ class TwoTower:
         name = "two-tower (validation)" if validate else "two-tower"
         result = run_epochs(net, train_epoch, options, validation_score if validate else None, name)
         self._export(net, setup)
+        if validate:  # the best model of the validation view, for later choices made there
+            self.validation_vectors = (self.user_vectors.copy(), self.item_vectors.copy())
         return result
 
     def _export(self, net: TwoTowerNet, setup: _Setup) -> None:

@@ -1,0 +1,106 @@
+"""``coldrec rank``: train SASRec (with pseudo labels when given), fuse it with the
+Two-Tower scores over the retrieved candidates, and evaluate.
+
+In ``hybrid`` mode without a fixed ``alpha``, α is chosen on the validation view: the
+SASRec model trained there scores the retriever's validation candidates
+(``valid_candidates.parquet`` of the retrieve run) for each α of the sweep. The run
+folder gets ``config.json`` and ``metrics-seed<N>.json`` with the fusion settings and
+the sweep's warm/cold curve.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec.candidates import Candidates
+from coldrec.data.dataset import Dataset
+from coldrec.data.prepare import validation_view
+from coldrec.errors import ConfigError
+from coldrec.eval.protocol import CANDIDATE_MS, KS, evaluate
+from coldrec.eval.runner import config_hash, data_hash, seed_everything, write_run
+from coldrec.rank.fusion import FusedRanker, FusionMode, choose_alpha
+from coldrec.rank.sasrec import SASRec, SASRecConfig
+
+__all__ = ["RankConfig", "run_ranking"]
+
+ALPHAS = tuple(round(0.1 * step, 1) for step in range(11))
+
+
+class RankConfig(BaseModel):
+    """What ``coldrec rank`` runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Path
+    candidates: Path
+    """A ``coldrec retrieve`` run folder."""
+    model: SASRecConfig = Field(default_factory=SASRecConfig)
+    mode: FusionMode = "hybrid"
+    alpha: float | None = Field(None, ge=0, le=1)
+    """Weight of SASRec in ``hybrid`` mode; ``None`` chooses it on validation."""
+    alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = ALPHAS
+    name: str | None = None
+    seed: int = 0
+    ks: tuple[Annotated[int, Field(gt=0)], ...] = Field(KS, min_length=1)
+    candidate_ms: tuple[Annotated[int, Field(gt=0)], ...] = CANDIDATE_MS
+    batch_size: int = Field(1024, gt=0)
+
+    @property
+    def method(self) -> str:
+        return self.name or f"sasrec_{self.mode}"
+
+
+def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
+    """Fit, fuse, evaluate; write the run folder and return the metrics."""
+    seed_everything(config.seed)
+    dataset = Dataset.load(config.dataset)
+    candidates = Candidates.load(config.candidates / "candidates.parquet")
+    start = time.perf_counter()
+    model = SASRec(config.model).fit(dataset)
+    fitted = time.perf_counter()
+    alpha, curve = config.alpha, []
+    if config.mode == "hybrid" and alpha is None:
+        alpha, curve = _alpha_on_validation(config, dataset, model)
+    fused = FusedRanker(model, candidates, config.mode, 0.5 if alpha is None else alpha)
+    metrics = evaluate(
+        fused, dataset, config.ks, candidates, config.candidate_ms, config.batch_size
+    )
+    result = {
+        "method": config.method,
+        "seed": config.seed,
+        "config_hash": config_hash(config, dataset),
+        "data_hash": data_hash(dataset),
+        **metrics,
+        "fusion": {"mode": config.mode, "alpha": alpha, "validation_curve": curve},
+        "timings": {
+            "fit_s": round(fitted - start, 3),
+            "total_s": round(time.perf_counter() - start, 3),
+        },
+    }
+    write_run(out, config, result)
+    return result
+
+
+def _alpha_on_validation(
+    config: RankConfig, dataset: Dataset, model: SASRec
+) -> tuple[float, list[dict[str, float]]]:
+    valid_path = config.candidates / "valid_candidates.parquet"
+    if model.validation_model is None or not valid_path.is_file():
+        raise ConfigError(
+            "choosing alpha on validation needs early stopping and the retrieve run's "
+            f"valid_candidates.parquet ({valid_path}); or set alpha"
+        )
+    retrieval = json.loads((config.candidates / "config.json").read_text())
+    share = retrieval["model"]["valid_share"]
+    if share != config.model.valid_share:
+        raise ConfigError(
+            f"the retriever's validation view holds out {share} of the history, SASRec's "
+            f"{config.model.valid_share}: set model.valid_share={share}"
+        )
+    view = validation_view(dataset, share)
+    return choose_alpha(model.validation_model, view, Candidates.load(valid_path), config.alphas)

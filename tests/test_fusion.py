@@ -1,0 +1,97 @@
+"""Fusion over candidates, α chosen on validation, and the rank command end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from coldrec.candidates import Candidates
+from coldrec.cli import app
+from coldrec.data import Dataset
+from coldrec.rank.fusion import FusedRanker
+
+runner = CliRunner()
+
+
+class Fixed:
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+    def fit(self, dataset: object) -> Fixed:
+        return self
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        return self.scores
+
+
+def test_hybrid_lets_unscored_items_compete_on_the_retriever_score() -> None:
+    candidates = Candidates(
+        np.array([0]), np.array([[3, 5, 7]]), np.array([[0.9, 0.5, 0.1]], dtype=np.float32)
+    )
+    ranker = Fixed(np.array([[1.0, np.nan, 3.0]], dtype=np.float32))  # item 5 unknown to it
+    items = candidates.for_users(np.array([0]))
+    tw = [1.0, 0.5, 0.0]  # min-max of 0.9, 0.5, 0.1
+    sas = [0.0, tw[1], 1.0]  # min-max of 1, 3; the NaN takes the retriever's value
+    for alpha in (0.0, 0.3, 1.0):
+        got = FusedRanker(ranker, candidates, "hybrid", alpha).score(np.array([0]), items)[0]
+        expected = [alpha * s + (1 - alpha) * t for s, t in zip(sas, tw, strict=True)]
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(
+        FusedRanker(ranker, candidates, "tw", 0).score(np.array([0]), items)[0], [0.9, 0.5, 0.1]
+    )
+    with pytest.raises(ValueError, match="candidates only"):
+        FusedRanker(ranker, candidates, "tw", 0).score(np.array([0]))
+
+
+def settings(*pairs: str) -> list[str]:
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+def test_retrieve_then_rank_chooses_alpha_on_validation(
+    tmp_path: Path, small_dataset: Dataset
+) -> None:
+    small_dataset.save(tmp_path / "ds")
+    fast_tw = [
+        "--set",
+        "model.dim=16",
+        "--set",
+        "model.training.epochs=2",
+        "--set",
+        "model.training.eval_every=1",
+    ]
+    retrieve = [
+        "retrieve",
+        "--dataset",
+        str(tmp_path / "ds"),
+        "--out",
+        str(tmp_path / "tw"),
+        "--top-m",
+        "60",
+    ]
+    assert runner.invoke(app, [*retrieve, *fast_tw]).exit_code == 0
+    assert (tmp_path / "tw" / "valid_candidates.parquet").is_file()
+    fast_sas = settings(
+        "model.dim=16", "model.n_negatives=10", "model.training.epochs=2",
+        "model.training.eval_every=1", "alphas=[0.0,0.5,1.0]",
+    )  # fmt: skip
+    rank = ["rank", "--dataset", str(tmp_path / "ds"), "--candidates", str(tmp_path / "tw")]
+    result = runner.invoke(app, [*rank, "--out", str(tmp_path / "hy"), *fast_sas])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "hy" / "metrics-seed0.json").read_text())
+    curve = metrics["fusion"]["validation_curve"]
+    assert [point["alpha"] for point in curve] == [0.0, 0.5, 1.0]
+    best = max(curve, key=lambda point: point["score"])
+    assert metrics["fusion"]["alpha"] == best["alpha"]
+    # tw mode reproduces the retrieve run's Two-Tower-only ranking exactly.
+    result = runner.invoke(
+        app, [*rank, "--out", str(tmp_path / "twonly"), *fast_sas, "--set", "mode=tw"]
+    )
+    assert result.exit_code == 0, result.output
+    tw_only = json.loads((tmp_path / "twonly" / "metrics-seed0.json").read_text())["segments"]
+    retrieved = json.loads((tmp_path / "tw" / "metrics-seed0.json").read_text())["segments"]
+    for segment in ("all", "warm", "cold"):
+        assert tw_only[segment]["recall@20"] == pytest.approx(retrieved[segment]["recall@20"])
