@@ -95,3 +95,17 @@ def test_retrieve_then_rank_chooses_alpha_on_validation(
     retrieved = json.loads((tmp_path / "tw" / "metrics-seed0.json").read_text())["segments"]
     for segment in ("all", "warm", "cold"):
         assert tw_only[segment]["recall@20"] == pytest.approx(retrieved[segment]["recall@20"])
+
+
+def test_rank_refuses_before_training_when_alpha_cannot_be_chosen(
+    tmp_path: Path, small_dataset: Dataset
+) -> None:
+    small_dataset.save(tmp_path / "ds")
+    (tmp_path / "tw").mkdir()
+    Candidates(np.array([0]), np.array([[1]]), np.zeros((1, 1), dtype=np.float32)).save(
+        tmp_path / "tw" / "candidates.parquet")  # fmt: skip
+    args = ["rank", "--dataset", str(tmp_path / "ds"), "--candidates", str(tmp_path / "tw"),
+            "--out", str(tmp_path / "r"), "--set", "model.training.epochs=50"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "valid_candidates.parquet" in result.stderr
+    assert not (tmp_path / "r").exists()

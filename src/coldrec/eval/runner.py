@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ from coldrec.models import ModelConfig, PopularityConfig
 
 __all__ = [
     "EvaluateConfig",
+    "RunConfig",
     "config_hash",
     "data_hash",
     "json_safe",
@@ -42,14 +44,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class EvaluateConfig(BaseModel):
-    """What ``coldrec evaluate`` runs."""
+class RunConfig(BaseModel, ABC):
+    """What every run (``evaluate``, ``retrieve``, ``rank``) has."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: Path
     """A prepared Dataset folder."""
-    model: ModelConfig = Field(default_factory=PopularityConfig)
     name: str | None = None
     """Method name in reports; defaults to the model's ``kind``."""
     seed: int = 0
@@ -60,7 +61,20 @@ class EvaluateConfig(BaseModel):
 
     @property
     def method(self) -> str:
-        return self.name or self.model.kind
+        return self.name or self.default_name()
+
+    @abstractmethod
+    def default_name(self) -> str:
+        """The method name when ``name`` is not set."""
+
+
+class EvaluateConfig(RunConfig):
+    """What ``coldrec evaluate`` runs."""
+
+    model: ModelConfig = Field(default_factory=PopularityConfig)
+
+    def default_name(self) -> str:
+        return self.model.kind
 
 
 def data_hash(dataset: Dataset) -> str:

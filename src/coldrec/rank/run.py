@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
-from coldrec.eval.protocol import CANDIDATE_MS, KS, evaluate
-from coldrec.eval.runner import config_hash, data_hash, seed_everything, write_run
+from coldrec.eval.protocol import CANDIDATE_MS, evaluate
+from coldrec.eval.runner import RunConfig, config_hash, data_hash, seed_everything, write_run
 from coldrec.rank.fusion import FusedRanker, FusionMode, choose_alpha
 from coldrec.rank.sasrec import SASRec, SASRecConfig
 
@@ -31,12 +31,9 @@ __all__ = ["RankConfig", "run_ranking"]
 ALPHAS = tuple(round(0.1 * step, 1) for step in range(11))
 
 
-class RankConfig(BaseModel):
+class RankConfig(RunConfig):
     """What ``coldrec rank`` runs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: Path
     candidates: Path
     """A ``coldrec retrieve`` run folder."""
     model: SASRecConfig = Field(default_factory=SASRecConfig)
@@ -44,15 +41,10 @@ class RankConfig(BaseModel):
     alpha: float | None = Field(None, ge=0, le=1)
     """Weight of SASRec in ``hybrid`` mode; ``None`` chooses it on validation."""
     alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = ALPHAS
-    name: str | None = None
-    seed: int = 0
-    ks: tuple[Annotated[int, Field(gt=0)], ...] = Field(KS, min_length=1)
     candidate_ms: tuple[Annotated[int, Field(gt=0)], ...] = CANDIDATE_MS
-    batch_size: int = Field(1024, gt=0)
 
-    @property
-    def method(self) -> str:
-        return self.name or f"sasrec_{self.mode}"
+    def default_name(self) -> str:
+        return f"sasrec_{self.mode}"
 
 
 def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
@@ -60,12 +52,17 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
     seed_everything(config.seed)
     dataset = Dataset.load(config.dataset)
     candidates = Candidates.load(config.candidates / "candidates.parquet")
+    choose = config.mode == "hybrid" and config.alpha is None
+    if choose:
+        valid_candidates = _validation_candidates(config)  # fail before training, not after
     start = time.perf_counter()
     model = SASRec(config.model).fit(dataset)
     fitted = time.perf_counter()
     alpha, curve = config.alpha, []
-    if config.mode == "hybrid" and alpha is None:
-        alpha, curve = _alpha_on_validation(config, dataset, model)
+    if choose:
+        assert model.validation_model is not None  # early stopping is checked above
+        view = validation_view(dataset, config.model.valid_share)
+        alpha, curve = choose_alpha(model.validation_model, view, valid_candidates, config.alphas)
     fused = FusedRanker(model, candidates, config.mode, 0.5 if alpha is None else alpha)
     metrics = evaluate(
         fused, dataset, config.ks, candidates, config.candidate_ms, config.batch_size
@@ -86,11 +83,10 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
     return result
 
 
-def _alpha_on_validation(
-    config: RankConfig, dataset: Dataset, model: SASRec
-) -> tuple[float, list[dict[str, float]]]:
+def _validation_candidates(config: RankConfig) -> Candidates:
+    """The retriever's validation-view candidates, after checking that α can be chosen."""
     valid_path = config.candidates / "valid_candidates.parquet"
-    if model.validation_model is None or not valid_path.is_file():
+    if not config.model.early_stopping or not valid_path.is_file():
         raise ConfigError(
             "choosing alpha on validation needs early stopping and the retrieve run's "
             f"valid_candidates.parquet ({valid_path}); or set alpha"
@@ -102,5 +98,4 @@ def _alpha_on_validation(
             f"the retriever's validation view holds out {share} of the history, SASRec's "
             f"{config.model.valid_share}: set model.valid_share={share}"
         )
-    view = validation_view(dataset, share)
-    return choose_alpha(model.validation_model, view, Candidates.load(valid_path), config.alphas)
+    return Candidates.load(valid_path)

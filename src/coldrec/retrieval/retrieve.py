@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
-from coldrec.eval.protocol import CANDIDATE_MS, KS, EvaluationPlan, evaluate
-from coldrec.eval.runner import config_hash, data_hash, seed_everything, write_run
+from coldrec.eval.protocol import CANDIDATE_MS, EvaluationPlan, evaluate
+from coldrec.eval.runner import RunConfig, config_hash, data_hash, seed_everything, write_run
 from coldrec.retrieval.index import IndexConfig, build_index, search
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 
@@ -31,26 +31,17 @@ __all__ = ["RetrieveConfig", "run_retrieval"]
 log = logging.getLogger(__name__)
 
 
-class RetrieveConfig(BaseModel):
+class RetrieveConfig(RunConfig):
     """What ``coldrec retrieve`` runs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: Path
     model: TwoTowerConfig = Field(default_factory=TwoTowerConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     top_m: int = Field(2000, gt=0)
     """Candidates kept per user."""
-    name: str | None = None
-    """Method name in reports; defaults to ``two_tower``."""
-    seed: int = 0
-    ks: tuple[Annotated[int, Field(gt=0)], ...] = Field(KS, min_length=1)
     candidate_ms: tuple[Annotated[int, Field(gt=0)], ...] = CANDIDATE_MS
-    batch_size: int = Field(1024, gt=0)
 
-    @property
-    def method(self) -> str:
-        return self.name or self.model.kind
+    def default_name(self) -> str:
+        return self.model.kind
 
 
 def _validation_candidates(dataset: Dataset, model: TwoTower, config: RetrieveConfig) -> Candidates:
