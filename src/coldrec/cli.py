@@ -19,10 +19,12 @@ from rich.table import Table
 
 from coldrec.config import merge, parse_overrides, read_yaml, validate
 from coldrec.data.dataset import Dataset
-from coldrec.data.prepare import DataConfig, build_dataset
+from coldrec.data.prepare import SPLITS, DataConfig, build_dataset
+from coldrec.data.sources import SOURCE_KINDS
 from coldrec.errors import ColdrecError
 from coldrec.eval.report import write_report
 from coldrec.eval.runner import EvaluateConfig, run_evaluation
+from coldrec.models import MODEL_KINDS
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 
@@ -39,29 +41,10 @@ error_console = Console(stderr=True)
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-class SourceKind(StrEnum):
-    amazon2014 = "amazon2014"
-    amazon2018 = "amazon2018"
-    lcrec = "lcrec"
-    recbole = "recbole"
-    csv = "csv"
-    synthetic = "synthetic"
-
-
-class ModelKind(StrEnum):
-    popularity = "popularity"
-    itemknn = "itemknn"
-    bm25 = "bm25"
-    hybrid = "hybrid"
-    two_tower = "two_tower"
-    sasrec = "sasrec"
-
-
-class SplitName(StrEnum):
-    global_time = "global-time"
-    loo = "loo"
-    user_ratio = "user-ratio"
-    item_holdout = "item-holdout"
+# Choices for Typer, taken from the configs so that there is one list of each.
+SourceKind = StrEnum("SourceKind", [(kind, kind) for kind in SOURCE_KINDS])
+ModelKind = StrEnum("ModelKind", [(kind, kind) for kind in MODEL_KINDS])
+SplitName = StrEnum("SplitName", [(split, split) for split in SPLITS])
 
 
 def user_errors(command: Command) -> Command:

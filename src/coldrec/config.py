@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from coldrec.errors import ConfigError
 
-__all__ = ["merge", "parse_overrides", "read_yaml", "validate"]
+__all__ = ["kinds", "merge", "parse_overrides", "read_yaml", "validate"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -76,3 +76,9 @@ def validate(model: type[Model], data: Mapping[str, Any]) -> Model:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid {model.__name__}: {problems}") from None
+
+
+def kinds(union: Any) -> tuple[str, ...]:
+    """The ``kind`` values of a discriminated union of configs (``Annotated[A | B, …]``)."""
+    members = get_args(get_args(union)[0])
+    return tuple(member.model_fields["kind"].default for member in members)

@@ -8,7 +8,7 @@ Dataset's ``meta.json`` so that nothing disappears silently.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SplitKind = Literal["global-time", "loo", "user-ratio", "item-holdout"]
-SPLITS: tuple[str, ...] = ("global-time", "loo", "user-ratio", "item-holdout")
+SPLITS: tuple[str, ...] = get_args(SplitKind)
 
 
 class PrepareConfig(BaseModel):

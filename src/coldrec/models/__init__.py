@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from coldrec.config import kinds
 from coldrec.models.bm25 import BM25, BM25Config
 from coldrec.models.content import ItemKNNContent, ItemKNNContentConfig
 from coldrec.models.hybrid import Hybrid, HybridConfig
@@ -48,4 +49,4 @@ ModelConfig = Annotated[
 ]
 """Any model config; ``kind`` selects the model."""
 
-MODEL_KINDS = ("popularity", "itemknn", "bm25", "hybrid", "two_tower", "sasrec")
+MODEL_KINDS = kinds(ModelConfig)

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from coldrec.config import kinds
 from coldrec.data.sources.amazon2014 import Amazon2014Source
 from coldrec.data.sources.amazon2018 import Amazon2018Source
 from coldrec.data.sources.lcrec import LCRecSource
@@ -43,4 +44,4 @@ SourceConfig = Annotated[
 ]
 """Any source config; the ``kind`` field selects the format."""
 
-SOURCE_KINDS = ("amazon2014", "amazon2018", "lcrec", "recbole", "csv", "synthetic")
+SOURCE_KINDS = kinds(SourceConfig)
