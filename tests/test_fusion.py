@@ -95,6 +95,12 @@ def test_retrieve_then_rank_chooses_alpha_on_validation(
     retrieved = json.loads((tmp_path / "tw" / "metrics-seed0.json").read_text())["segments"]
     for segment in ("all", "warm", "cold"):
         assert tw_only[segment]["recall@20"] == pytest.approx(retrieved[segment]["recall@20"])
+    # any sequential ranker plugs in by kind
+    other = [*fast_sas, "--set", "model.kind=gru4rec", "--set", "alpha=0.5"]
+    result = runner.invoke(app, [*rank, "--out", str(tmp_path / "gru"), *other])
+    assert result.exit_code == 0, result.output
+    gru = json.loads((tmp_path / "gru" / "metrics-seed0.json").read_text())
+    assert gru["method"] == "gru4rec_hybrid" and gru["fusion"]["alpha"] == 0.5
 
 
 def test_rank_refuses_before_training_when_alpha_cannot_be_chosen(

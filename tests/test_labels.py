@@ -15,7 +15,7 @@ from coldrec.errors import DataError
 from coldrec.eval.protocol import Csr
 from coldrec.eval.runner import seed_everything
 from coldrec.rank.negatives import PoolSampler, UniformSampler
-from coldrec.rank.sasrec import SASRec, SASRecConfig
+from coldrec.rank.sasrec import SASRecConfig
 from coldrec.supervision.labels import read_labels
 from coldrec.training import TrainingConfig
 from tests.helpers import frames_of
@@ -55,7 +55,7 @@ def test_labels_keep_mapped_rows_of_users_with_history_and_count_the_rest(
 
 def _score_of(dataset: Dataset, config: SASRecConfig, user: int, item: int) -> float:
     seed_everything(0)
-    return float(SASRec(config).fit(dataset).score(np.array([user]))[0, item])
+    return float(config.build().fit(dataset).score(np.array([user]))[0, item])
 
 
 def test_l_sim_and_l_pair_move_their_items(small_dataset: Dataset, tmp_path: Path) -> None:
@@ -66,9 +66,9 @@ def test_l_sim_and_l_pair_move_their_items(small_dataset: Dataset, tmp_path: Pat
     cold = int(small_dataset.cold_items[0])
     write(tmp_path / "edges.parquet", user=[user], item=[cold], weight=[1.0], source=["test"])
     seed_everything(0)
-    assert np.isnan(SASRec(base).fit(small_dataset).score(np.array([user]))[0, cold])
+    assert np.isnan(base.build().fit(small_dataset).score(np.array([user]))[0, cold])
     with_edge = base.model_copy(update={"edges": tmp_path / "edges.parquet", "lambda_sim": 5.0})
-    scores = SASRec(with_edge).fit(small_dataset).score(np.array([user]))[0]
+    scores = with_edge.build().fit(small_dataset).score(np.array([user]))[0]
     assert np.isfinite(scores[cold])  # the pseudo edge trains the cold item's embedding
     assert (scores > scores[cold]).mean() < 0.05  # and ranks it near the top for its user
 

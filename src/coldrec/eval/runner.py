@@ -6,6 +6,7 @@ A run folder holds ``config.json`` (the resolved settings) and one
     {"method": …, "seed": …, "config_hash": …, "protocol": "full",
      "segments": {"all"|"warm"|"cold"|"cold_users": {"recall@20": …, "ndcg@20": …}},
      "counts": {segment: {"users": …, "targets": …}}, "excluded": {…},
+     "training": {stage: {"epochs_run": …, "best_epoch": …, …}},  # trained models only
      "timings": {"fit_s": …, "evaluate_s": …}}
 """
 
@@ -16,6 +17,7 @@ import json
 import logging
 import math
 import random
+import statistics
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -29,6 +31,7 @@ from coldrec._io import write_json_atomic
 from coldrec.data.dataset import STATS_KEYS, Dataset
 from coldrec.eval.protocol import KS, evaluate
 from coldrec.models import ModelConfig, PopularityConfig
+from coldrec.training import TrainingLog
 
 __all__ = [
     "EvaluateConfig",
@@ -112,6 +115,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def training_summary(model: object) -> dict[str, dict[str, float]]:
+    """Epochs run, epoch kept, validation score and median seconds per training epoch of
+    each stage (``validation``, ``final``) of a model trained by the shared loop."""
+    logs: dict[str, TrainingLog] = getattr(model, "training_log", {})
+    return {
+        name: {
+            "epochs_run": t.epochs_run,
+            "best_epoch": t.best_epoch,
+            "best_score": t.best_score,
+            "seconds_per_epoch": statistics.median(t.seconds),
+        }
+        for name, t in logs.items()
+    }
+
+
 def write_run(out: Path, config: BaseModel, result: dict[str, Any]) -> None:
     """Write ``config.json`` and ``metrics-seed<N>.json`` (NaN written as ``null``)."""
     write_json_atomic(out / "config.json", config.model_dump(mode="json"))
@@ -133,6 +151,7 @@ def run_evaluation(config: EvaluateConfig, out: Path) -> dict[str, Any]:
         "config_hash": config_hash(config, dataset),
         "data_hash": data_hash(dataset),
         **metrics,
+        **({"training": training_summary(model)} if hasattr(model, "training_log") else {}),
         "timings": {"fit_s": round(fitted - start, 3), "evaluate_s": round(done - fitted, 3)},
     }
     write_run(out, config, result)

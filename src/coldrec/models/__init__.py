@@ -16,14 +16,19 @@ from coldrec.models.bm25 import BM25, BM25Config
 from coldrec.models.content import ItemKNNContent, ItemKNNContentConfig
 from coldrec.models.hybrid import Hybrid, HybridConfig
 from coldrec.models.popularity import Popularity, PopularityConfig
-from coldrec.rank.sasrec import SASRec, SASRecConfig
+from coldrec.rank.bert4rec import BERT4RecConfig
+from coldrec.rank.gru4rec import GRU4RecConfig
+from coldrec.rank.sasrec import SASRecConfig
+from coldrec.rank.sequential import SequentialRecommender
 from coldrec.recommender import Recommender
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 
 __all__ = [
     "BM25",
     "MODEL_KINDS",
+    "BERT4RecConfig",
     "BM25Config",
+    "GRU4RecConfig",
     "Hybrid",
     "HybridConfig",
     "ItemKNNContent",
@@ -32,8 +37,8 @@ __all__ = [
     "Popularity",
     "PopularityConfig",
     "Recommender",
-    "SASRec",
     "SASRecConfig",
+    "SequentialRecommender",
     "TwoTower",
     "TwoTowerConfig",
 ]
@@ -44,7 +49,9 @@ ModelConfig = Annotated[
     | BM25Config
     | HybridConfig
     | TwoTowerConfig
-    | SASRecConfig,
+    | SASRecConfig
+    | GRU4RecConfig
+    | BERT4RecConfig,
     Field(discriminator="kind"),
 ]
 """Any model config; ``kind`` selects the model."""

@@ -1,8 +1,8 @@
-"""``coldrec rank``: train SASRec (with pseudo labels when given), fuse it with the
-Two-Tower scores over the retrieved candidates, and evaluate.
+"""``coldrec rank``: train a sequential ranker (SASRec by default; with pseudo labels when
+given), fuse it with the Two-Tower scores over the retrieved candidates, and evaluate.
 
 In ``hybrid`` mode without a fixed ``alpha``, α is chosen on the validation view: the
-SASRec model trained there scores the retriever's validation candidates
+ranker trained there scores the retriever's validation candidates
 (``valid_candidates.parquet`` of the retrieve run) for each α of the sweep. The run
 folder gets ``config.json`` and ``metrics-seed<N>.json`` with the fusion settings and
 the sweep's warm/cold curve.
@@ -15,18 +15,30 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
 from coldrec.eval.protocol import CANDIDATE_MS, evaluate
-from coldrec.eval.runner import RunConfig, config_hash, data_hash, seed_everything, write_run
+from coldrec.eval.runner import (
+    RunConfig,
+    config_hash,
+    data_hash,
+    seed_everything,
+    training_summary,
+    write_run,
+)
+from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.fusion import FusedRanker, FusionMode, choose_alpha
-from coldrec.rank.sasrec import SASRec, SASRecConfig
+from coldrec.rank.gru4rec import GRU4RecConfig
+from coldrec.rank.sasrec import SASRecConfig
 
-__all__ = ["RankConfig", "run_ranking"]
+__all__ = ["RankConfig", "RankerConfig", "run_ranking"]
+
+RankerConfig = Annotated[SASRecConfig | GRU4RecConfig | BERT4RecConfig, Field(discriminator="kind")]
+"""Any sequential ranker's config; ``kind`` selects it."""
 
 ALPHAS = tuple(round(0.1 * step, 1) for step in range(11))
 
@@ -36,15 +48,24 @@ class RankConfig(RunConfig):
 
     candidates: Path
     """A ``coldrec retrieve`` run folder."""
-    model: SASRecConfig = Field(default_factory=SASRecConfig)
+    model: RankerConfig = Field(default_factory=SASRecConfig)
     mode: FusionMode = "hybrid"
     alpha: float | None = Field(None, ge=0, le=1)
-    """Weight of SASRec in ``hybrid`` mode; ``None`` chooses it on validation."""
+    """Weight of the ranker in ``hybrid`` mode; ``None`` chooses it on validation."""
     alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = ALPHAS
     candidate_ms: tuple[Annotated[int, Field(gt=0)], ...] = CANDIDATE_MS
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sasrec_by_default(cls, data: Any) -> Any:
+        """A ``model`` node without ``kind`` configures SASRec."""
+        model = data.get("model") if isinstance(data, dict) else None
+        if isinstance(model, dict) and "kind" not in model:
+            return {**data, "model": {**model, "kind": "sasrec"}}
+        return data
+
     def default_name(self) -> str:
-        return f"sasrec_{self.mode}"
+        return f"{self.model.kind}_{self.mode}"
 
 
 def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
@@ -56,7 +77,7 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
     if choose:
         valid_candidates = _validation_candidates(config)  # fail before training, not after
     start = time.perf_counter()
-    model = SASRec(config.model).fit(dataset)
+    model = config.model.build().fit(dataset)
     fitted = time.perf_counter()
     alpha, curve = config.alpha, []
     if choose:
@@ -74,6 +95,7 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
         "data_hash": data_hash(dataset),
         **metrics,
         "fusion": {"mode": config.mode, "alpha": alpha, "validation_curve": curve},
+        "training": training_summary(model),
         "timings": {
             "fit_s": round(fitted - start, 3),
             "total_s": round(time.perf_counter() - start, 3),
@@ -95,7 +117,7 @@ def _validation_candidates(config: RankConfig) -> Candidates:
     share = retrieval["model"]["valid_share"]
     if share != config.model.valid_share:
         raise ConfigError(
-            f"the retriever's validation view holds out {share} of the history, SASRec's "
+            f"the retriever's validation view holds out {share} of the history, the ranker's "
             f"{config.model.valid_share}: set model.valid_share={share}"
         )
     return Candidates.load(valid_path)

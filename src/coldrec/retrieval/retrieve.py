@@ -11,7 +11,6 @@ and the weights in ``two_tower.safetensors``.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +21,14 @@ from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.eval.protocol import CANDIDATE_MS, EvaluationPlan, evaluate
-from coldrec.eval.runner import RunConfig, config_hash, data_hash, seed_everything, write_run
+from coldrec.eval.runner import (
+    RunConfig,
+    config_hash,
+    data_hash,
+    seed_everything,
+    training_summary,
+    write_run,
+)
 from coldrec.retrieval.index import IndexConfig, build_index, search
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 
@@ -85,15 +91,7 @@ def run_retrieval(config: RetrieveConfig, out: Path) -> dict[str, Any]:
         "config_hash": config_hash(config, dataset),
         "data_hash": data_hash(dataset),
         **metrics,
-        "training": {
-            name: {
-                "epochs_run": t.epochs_run,
-                "best_epoch": t.best_epoch,
-                "best_score": t.best_score,
-                "seconds_per_epoch": statistics.median(t.seconds),
-            }
-            for name, t in model.training_log.items()
-        },
+        "training": training_summary(model),
         "timings": {
             "fit_s": round(fitted - start, 3),
             "retrieve_s": round(retrieved - fitted, 3),

@@ -1,4 +1,5 @@
-"""SASRec and the ranking losses: causality, losses by hand, cold items, determinism."""
+"""Sequential models (SASRec, GRU4Rec, BERT4Rec) and the ranking losses: causality,
+masking, losses by hand, cold items, determinism."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import torch.nn.functional as F
 from coldrec.data import Dataset
 from coldrec.eval import evaluate
 from coldrec.eval.runner import seed_everything
+from coldrec.rank.bert4rec import BERT4RecConfig
+from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softmax_loss
-from coldrec.rank.sasrec import SASRec, SASRecConfig, SASRecNet, padded_sequences
+from coldrec.rank.sasrec import SASRecConfig, SASRecNet
+from coldrec.rank.sequential import SequentialConfig, padded_sequences
 from coldrec.training import TrainingConfig
 
 FAST = SASRecConfig(
@@ -20,9 +24,19 @@ FAST = SASRecConfig(
 )  # fmt: skip
 
 
-def test_output_at_a_step_ignores_later_items() -> None:
+KINDS = {
+    "sasrec": FAST,
+    "gru4rec": GRU4RecConfig(**FAST.model_dump(exclude={"kind", "n_layers", "n_heads"})),
+    "bert4rec": BERT4RecConfig(**FAST.model_dump(exclude={"kind"}), mask_prob=0.3),
+}
+
+
+@pytest.mark.parametrize(
+    "config", [SASRecConfig(dim=16, n_heads=2, max_len=8), GRU4RecConfig(dim=16, max_len=8)]
+)
+def test_output_at_a_step_ignores_later_items(config: SequentialConfig) -> None:
     torch.manual_seed(0)
-    net = SASRecNet(30, SASRecConfig(dim=16, n_heads=2, max_len=8)).eval()
+    net = config.network(30).eval()
     sequence = torch.tensor([[0, 0, 3, 7, 1, 9, 4, 2]])
     changed = sequence.clone()
     changed[0, 5:] = torch.tensor([11, 12, 13])
@@ -31,6 +45,34 @@ def test_output_at_a_step_ignores_later_items() -> None:
     torch.testing.assert_close(before[:, :5], after[:, :5])
     assert not torch.allclose(before[:, 5:], after[:, 5:])
     assert torch.isfinite(before).all()  # padded positions do not produce NaN
+
+
+def test_bert4rec_sees_both_directions() -> None:
+    torch.manual_seed(0)
+    net = BERT4RecConfig(dim=16, n_heads=2, max_len=8).network(30).eval()
+    sequence = torch.tensor([[0, 0, 3, 7, 1, 9, 4, 2]])
+    changed = sequence.clone()
+    changed[0, 6:] = torch.tensor([12, 13])
+    with torch.no_grad():
+        before, after = net(sequence), net(changed)
+    assert not torch.allclose(before[:, 2:6], after[:, 2:6])  # earlier steps see later items
+    assert torch.isfinite(before).all()
+
+
+def test_training_examples_by_hand() -> None:
+    sequences = torch.tensor([[0, 0, 4, 5, 6, 8], [3, 4, 5, 6, 7, 9]])
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = SASRecNet(10, SASRecConfig(dim=8, max_len=5)).examples(sequences, generator)
+    assert inputs.tolist() == [[0, 0, 4, 5, 6], [3, 4, 5, 6, 7]]
+    assert targets.tolist() == [[0, 0, 5, 6, 8], [4, 5, 6, 7, 9]]
+    every = BERT4RecConfig(dim=8, max_len=5, mask_prob=1.0).network(10)  # [mask] = 11
+    inputs, targets = every.examples(sequences, generator)
+    assert inputs.tolist() == [[0, 11, 11, 11, 11], [11] * 5]  # padding is never masked
+    assert targets.tolist() == [[0, 4, 5, 6, 8], [4, 5, 6, 7, 9]]
+    rare = BERT4RecConfig(dim=8, max_len=5, mask_prob=1e-9).network(10)
+    inputs, targets = rare.examples(sequences, generator)
+    assert inputs.tolist() == [[0, 4, 5, 6, 11], [4, 5, 6, 7, 11]]  # at least the last one
+    assert targets.tolist() == [[0, 0, 0, 0, 8], [0, 0, 0, 0, 9]]
 
 
 def test_padding_is_left_and_shifted() -> None:
@@ -67,9 +109,12 @@ def test_pairwise_loss_pushes_the_positive_above_the_negative() -> None:
     assert scores.grad[0] < 0 < scores.grad[1]  # descent raises s⁺ and lowers s⁻
 
 
-def test_sasrec_trains_scores_and_leaves_cold_items_unranked(small_dataset: Dataset) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_model_trains_scores_and_leaves_cold_items_unranked(
+    small_dataset: Dataset, kind: str
+) -> None:
     seed_everything(0)
-    model = SASRec(FAST).fit(small_dataset)
+    model = KINDS[kind].build().fit(small_dataset)
     losses = model.training_log["final"].losses
     assert losses[-1] < losses[0]
     scores = model.score(np.arange(5))
@@ -79,11 +124,11 @@ def test_sasrec_trains_scores_and_leaves_cold_items_unranked(small_dataset: Data
     result = evaluate(model, small_dataset)
     assert result["segments"]["cold"]["recall@20"] == 0.0
     seed_everything(0)
-    again = evaluate(SASRec(FAST).fit(small_dataset), small_dataset)
+    again = evaluate(KINDS[kind].build().fit(small_dataset), small_dataset)
     assert again["segments"] == result["segments"]  # same seed, same metrics
 
 
 def test_full_softmax_setting_trains(small_dataset: Dataset) -> None:
     seed_everything(1)
-    model = SASRec(FAST.model_copy(update={"loss": "full"})).fit(small_dataset)
+    model = FAST.model_copy(update={"loss": "full"}).build().fit(small_dataset)
     assert model.training_log["final"].losses[-1] < model.training_log["final"].losses[0]
