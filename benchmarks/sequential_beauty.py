@@ -9,17 +9,20 @@
 - Popularity and ItemKNN-content for scale (from ``beauty_baselines.py``).
 
 Needs the prepared data and the Two-Tower run of ``two_tower_beauty.py``. A run whose
-metrics file exists is not repeated, so the script resumes after an interruption. Writes
-``benchmarks/results/sequential_beauty.{md,json}`` and ``e0_alpha_curve.png``.
-Run from the project root: ``.venv/bin/python benchmarks/sequential_beauty.py``
-(about 3 hours on 2 cores).
+metrics file exists is not repeated, so the script resumes after an interruption, and
+``--only NAME …`` runs a subset (two processes with disjoint subsets share the machine's
+cores better than one). Writes ``benchmarks/results/sequential_beauty.{md,json}`` and
+``e0_alpha_curve.png`` once every run is there. Run from the project root:
+``.venv/bin/python benchmarks/sequential_beauty.py`` (about 3 hours on 2 cores).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import subprocess
+from pathlib import Path
 
 import matplotlib
 
@@ -104,11 +107,18 @@ def epochs_table() -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=["e0", *BASELINES], help="run these only")
+    only = parser.parse_args().only
     commands = run_commands()
     for command in commands:
-        if (ROOT / _metrics_file(command)).is_file():
+        name = Path(command[command.index("--out") + 1]).name
+        if (ROOT / _metrics_file(command)).is_file() or (only and name not in only):
             continue
         subprocess.run([COLDREC, *command], cwd=ROOT, check=True)
+    if not all((ROOT / _metrics_file(c)).is_file() for c in commands):
+        print("some runs are missing: no report yet")
+        return
     subprocess.run([COLDREC, *report_command()], cwd=ROOT, check=True)
     report = (ROOT / RUNS / "report_sequential" / "report.md").read_text()
     chosen = alpha_plot()

@@ -1,0 +1,88 @@
+"""Runs inside RecBole's own venv (started by ``peer_recbole.py``; never imported by
+coldrec): trains RecBole's SASRec on the atomic files in ``WORK`` and writes the top
+``top_n`` unseen items of the users in ``WORK/users.npz`` to ``WORK/recbole_top.npz``,
+with the seconds of every training epoch in ``WORK/recbole_timing.json``.
+
+Usage: ``python _recbole_worker.py WORK SETTINGS.json``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.data.interaction import Interaction
+from recbole.model.sequential_recommender import SASRec
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
+
+
+class TimedTrainer(Trainer):
+    """RecBole's trainer, recording the wall time of each training epoch."""
+
+    def __init__(self, config: Config, model: SASRec) -> None:
+        super().__init__(config, model)
+        self.epoch_seconds: list[float] = []
+
+    def _train_epoch(self, *args, **kwargs):
+        start = time.perf_counter()
+        result = super()._train_epoch(*args, **kwargs)
+        self.epoch_seconds.append(time.perf_counter() - start)
+        return result
+
+
+def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> tuple:
+    """The ``top_n`` items (coldrec ids) for each user's history, history items excluded."""
+    indptr, history = users["indptr"], users["items"]
+    internal = dataset.token2id("item_id", history.astype(str))
+    rows_items, rows_scores = [], []
+    model.eval()
+    for start in range(0, len(indptr) - 1, 512):
+        stop = min(start + 512, len(indptr) - 1)
+        sequences = torch.zeros(stop - start, max_len, dtype=torch.long)
+        lengths = torch.zeros(stop - start, dtype=torch.long)
+        seen = []
+        for row, user in enumerate(range(start, stop)):
+            items = internal[indptr[user] : indptr[user + 1]]
+            seen.append(items)
+            tail = torch.as_tensor(items[-max_len:])
+            sequences[row, : len(tail)] = tail  # RecBole sequences are right-padded
+            lengths[row] = len(tail)
+        batch = Interaction({"item_id_list": sequences, "item_length": lengths})
+        with torch.no_grad():
+            scores = model.full_sort_predict(batch).reshape(stop - start, -1)
+        scores[:, 0] = -torch.inf  # padding
+        for row, items in enumerate(seen):
+            scores[row, torch.as_tensor(items)] = -torch.inf
+        best = torch.topk(scores, top_n, dim=1)
+        rows_items.append(dataset.id2token("item_id", best.indices.numpy()).astype(np.int64))
+        rows_scores.append(best.values.numpy())
+    return np.concatenate(rows_items), np.concatenate(rows_scores)
+
+
+def main(work: Path, settings_path: Path) -> None:
+    settings = json.loads(settings_path.read_text())
+    config = Config(model="SASRec", dataset="beauty", config_dict=settings["recbole"])
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, _, _ = data_preparation(config, dataset)
+    model = SASRec(config, train_data.dataset)
+    trainer = TimedTrainer(config, model)
+    trainer.fit(train_data, valid_data=None, verbose=False, saved=False, show_progress=False)
+    users = dict(np.load(work / "users.npz"))
+    items, scores = top_items(
+        model, dataset, users, config["MAX_ITEM_LIST_LENGTH"], settings["top_n"]
+    )
+    np.savez(work / "recbole_top.npz", users=users["users"], items=items, scores=scores)
+    timing = {"epoch_seconds": trainer.epoch_seconds, "torch_threads": torch.get_num_threads()}
+    (work / "recbole_timing.json").write_text(json.dumps(timing))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
