@@ -16,6 +16,7 @@ from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softmax_loss
 from coldrec.rank.sasrec import SASRecConfig, SASRecNet
 from coldrec.rank.sequential import SequentialConfig, padded_sequences
+from coldrec.retrieval.two_tower import TwoTowerConfig
 from coldrec.training import TrainingConfig
 
 FAST = SASRecConfig(
@@ -132,3 +133,12 @@ def test_full_softmax_setting_trains(small_dataset: Dataset) -> None:
     seed_everything(1)
     model = FAST.model_copy(update={"loss": "full"}).build().fit(small_dataset)
     assert model.training_log["final"].losses[-1] < model.training_log["final"].losses[0]
+
+
+@pytest.mark.parametrize("config", [SASRecConfig, TwoTowerConfig])
+def test_partial_training_settings_keep_the_model_defaults(config: type) -> None:
+    # `--set model.training.lr=…` must not reset batch size, eval_every and patience
+    default = config().training
+    got = config.model_validate({"training": {"lr": 1e-3}}).training
+    assert got == default.model_copy(update={"lr": 1e-3})
+    assert default != TrainingConfig()  # the model has defaults of its own to keep

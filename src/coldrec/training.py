@@ -13,17 +13,18 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coldrec._progress import progress_bar
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 
-__all__ = ["TrainingConfig", "TrainingLog", "fit_with_validation", "run_epochs"]
+__all__ = ["TrainedConfig", "TrainingConfig", "TrainingLog", "fit_with_validation", "run_epochs"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,29 @@ class TrainingConfig(BaseModel):
     patience: int = Field(5, gt=0)
     """Stop after this many validations without improvement."""
     device: str = "cpu"
+
+
+class TrainedConfig(BaseModel):
+    """What every model trained by this loop shares: its optimisation settings and how
+    the epoch count is chosen. A subclass sets its own ``training`` default; settings
+    given for ``training`` (a YAML node, ``--set model.training.lr=…``) are layered over
+    that default, so overriding one keeps the model's other defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    early_stopping: bool = True
+    """Choose the epoch count on the validation carve-out, then refit on all history."""
+    valid_share: float = Field(0.3, gt=0, lt=1)
+    """Share of the history held out for validation (when the Dataset has no ``valid``)."""
+
+    @field_validator("training", mode="before")
+    @classmethod
+    def _over_the_model_default(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            default = cls.model_fields["training"].get_default(call_default_factory=True)
+            return {**default.model_dump(), **value}
+        return value
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Literal, Self
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from coldrec.candidates import Candidates
@@ -42,12 +42,18 @@ from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softma
 from coldrec.rank.negatives import NegativeSampler, PoolSampler, UniformSampler
 from coldrec.recommender import history_splits, scores_at
 from coldrec.supervision.labels import Labels, read_labels
-from coldrec.training import TrainingConfig, TrainingLog, fit_with_validation, run_epochs
+from coldrec.training import (
+    TrainedConfig,
+    TrainingConfig,
+    TrainingLog,
+    fit_with_validation,
+    run_epochs,
+)
 
 __all__ = ["SequenceNet", "SequentialConfig", "SequentialRecommender", "padded_sequences"]
 
 
-class SequentialConfig(BaseModel, ABC):
+class SequentialConfig(TrainedConfig, ABC):
     """Settings every sequential model shares (defaults: the thesis's batch 256, AdamW,
     lr 3e-4, sampled softmax with 100 uniform negatives)."""
 
@@ -75,8 +81,6 @@ class SequentialConfig(BaseModel, ABC):
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(batch_size=256, eval_every=2, patience=3)
     )
-    early_stopping: bool = True
-    valid_share: float = Field(0.3, gt=0, lt=1)
 
     @abstractmethod
     def network(self, n_items: int) -> SequenceNet:

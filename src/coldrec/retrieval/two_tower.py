@@ -31,7 +31,7 @@ from typing import Literal, Self
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from safetensors.torch import save_file
 from torch import nn
 
@@ -39,14 +39,20 @@ from coldrec.data.dataset import Dataset
 from coldrec.eval.protocol import selection_score
 from coldrec.recommender import history_splits, scores_at
 from coldrec.text import TextEncoder, TextEncoderConfig, save_vectors, user_content_vectors
-from coldrec.training import TrainingConfig, TrainingLog, fit_with_validation, run_epochs
+from coldrec.training import (
+    TrainedConfig,
+    TrainingConfig,
+    TrainingLog,
+    fit_with_validation,
+    run_epochs,
+)
 
 __all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNet", "in_batch_softmax_loss"]
 
 log = logging.getLogger(__name__)
 
 
-class TwoTowerConfig(BaseModel):
+class TwoTowerConfig(TrainedConfig):
     """Two-Tower settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,10 +75,6 @@ class TwoTowerConfig(BaseModel):
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(eval_every=2, patience=3)
     )
-    early_stopping: bool = True
-    """Choose the epoch count on the validation carve-out, then refit on all history."""
-    valid_share: float = Field(0.3, gt=0, lt=1)
-    """Share of the history held out for validation (when the Dataset has no ``valid``)."""
 
     def build(self) -> TwoTower:
         return TwoTower(self)
