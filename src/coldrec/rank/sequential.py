@@ -10,7 +10,9 @@ the item embeddings, which are tied between input and output.
 Training: ``L_main + λ_sim·L_sim + λ_pair·L_pair`` (:mod:`coldrec.rank.losses`).
 ``L_main``: every target of every training sequence against ``n_negatives`` sampled
 items (uniform over trained items, or hard negatives from the user's Two-Tower
-candidates), or against the whole catalogue (``loss="full"``, RecBole's ``CE`` setting).
+candidates), or against every item of the training history (``loss="full"``, RecBole's
+``CE`` setting; items first seen at test time do not exist yet when the model trains, so
+they are never negatives).
 ``L_sim``: each step draws up to a batch of pseudo edges, rebuilds each edge's user
 sequence and scores the pseudo item first against sampled negatives, weighted by the edge
 weight. ``L_pair``: ``pairs_per_step`` triplets per step, weighted
@@ -191,6 +193,9 @@ class SequentialRecommender:
             net.parameters(), lr=options.lr, weight_decay=options.weight_decay, fused=True
         )
         sampler = self._sampler(dataset, in_history, sequences)
+        known = torch.as_tensor(np.flatnonzero(in_history))  # the full softmax's catalogue
+        slot = torch.full((dataset.n_items,), -1, dtype=torch.long)
+        slot[known] = torch.arange(len(known))
         extra = _LabelLosses.of(labels, self.config)
         generator = torch.Generator().manual_seed(int(torch.randint(2**31, (1,)).item()))
 
@@ -202,7 +207,8 @@ class SequentialRecommender:
                 real = targets > 0
                 context, positives = net(inputs)[real], targets[real]
                 if self.config.loss == "full":
-                    loss = full_softmax_loss(context, positives - 1, net.item_vectors())
+                    catalogue = net.item_vectors()[known]
+                    loss = full_softmax_loss(context, slot[positives - 1], catalogue)
                 else:
                     users = row_users[batch][:, None].expand_as(real)[real]
                     negatives = sampler.sample(users, self.config.n_negatives, generator) + 1
