@@ -68,6 +68,11 @@ class PrepareConfig(BaseModel):
     first interaction of each (user, item)."""
     seed: int = Field(0, ge=0)
     """Seeds the random item hold-out."""
+    cold_max_count: int = Field(0, ge=0)
+    """Items with test rows and at most this many interactions before test are cold.
+    0 (default): strict cold start, never seen before test. A few (e.g. 5) gives the
+    frequency definition of the delta-embedding papers, useful under leave-one-out,
+    where a 5-core has no strict cold items."""
 
 
 class DataConfig(BaseModel):
@@ -110,7 +115,7 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
         _SPLITTERS[kind](interactions, config), categories=["train", "valid", "test"]
     )
     _require_train_and_test(interactions["split"], kind, config)
-    interactions, items, users = _index(interactions, items, counts)
+    interactions, items, users = _index(interactions, items, counts, config.cold_max_count)
     meta = _meta(frames, config, kind, interactions, items, users, counts)
     dropped = ("dropped_no_metadata", "dropped_low_rating", "duplicates_removed", "kcore_removed")
     log.info(
@@ -262,7 +267,7 @@ _SPLITTERS = {
 
 
 def _index(
-    interactions: pd.DataFrame, items: pd.DataFrame, counts: dict[str, int]
+    interactions: pd.DataFrame, items: pd.DataFrame, counts: dict[str, int], cold_max_count: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Contiguous ids (sorted by original id), cold flags and item text."""
     user_ids = np.sort(interactions["user"].unique())
@@ -281,15 +286,16 @@ def _index(
         dtype="string",
     )
     users.insert(1, "cold", cold_flags(interactions, "user_idx", len(users)))
-    items.insert(1, "cold", cold_flags(interactions, "item_idx", len(items)))
+    items.insert(1, "cold", cold_flags(interactions, "item_idx", len(items), cold_max_count))
     return interactions, items, users
 
 
-def cold_flags(interactions: pd.DataFrame, key: str, n: int) -> np.ndarray:
-    """Per id of ``key`` (``user_idx`` or ``item_idx``): has test rows and none before."""
+def cold_flags(interactions: pd.DataFrame, key: str, n: int, max_count: int = 0) -> np.ndarray:
+    """Per id of ``key`` (``user_idx`` or ``item_idx``): has test rows and at most
+    ``max_count`` rows before test (0: none)."""
     ids = interactions[key].to_numpy()
     in_test = (interactions["split"] == "test").to_numpy()
-    seen_before = np.bincount(ids[~in_test], minlength=n) > 0
+    seen_before = np.bincount(ids[~in_test], minlength=n) > max_count
     return (np.bincount(ids[in_test], minlength=n) > 0) & ~seen_before
 
 
@@ -323,7 +329,8 @@ def validation_view(dataset: Dataset, share: float = 0.3) -> Dataset:
     history["split"] = pd.Categorical(labels, categories=["train", "valid", "test"])
     _require_train_and_test(history["split"], "validation", PrepareConfig())
     users = dataset.users.assign(cold=cold_flags(history, "user_idx", dataset.n_users))
-    items = dataset.items.assign(cold=cold_flags(history, "item_idx", dataset.n_items))
+    max_count = dataset.meta["prepare"].get("cold_max_count", 0)
+    items = dataset.items.assign(cold=cold_flags(history, "item_idx", dataset.n_items, max_count))
     meta = {
         **dataset.meta,
         **Dataset.count_stats(history, items, users),

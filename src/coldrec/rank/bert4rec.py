@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -25,8 +26,8 @@ class BERT4RecConfig(SASRecConfig):
     kind: Literal["bert4rec"] = "bert4rec"  # type: ignore[assignment]
     mask_prob: float = Field(0.2, gt=0, le=1)
 
-    def network(self, n_items: int) -> BERT4RecNet:
-        return BERT4RecNet(n_items, self)
+    def network(self, n_items: int, content: np.ndarray | None = None) -> BERT4RecNet:
+        return BERT4RecNet(n_items, self, content)
 
 
 class BERT4RecNet(SASRecNet):
@@ -35,8 +36,10 @@ class BERT4RecNet(SASRecNet):
     causal = False
     extra_tokens = 1
 
-    def __init__(self, n_items: int, config: BERT4RecConfig) -> None:
-        super().__init__(n_items, config)
+    def __init__(
+        self, n_items: int, config: BERT4RecConfig, content: np.ndarray | None = None
+    ) -> None:
+        super().__init__(n_items, config, content)
         self.mask_prob = config.mask_prob
         self.mask_token = n_items + 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -24,15 +25,17 @@ class GRU4RecConfig(SequentialConfig):
     kind: Literal["gru4rec"] = "gru4rec"
     n_layers: int = Field(1, gt=0)
 
-    def network(self, n_items: int) -> GRU4RecNet:
-        return GRU4RecNet(n_items, self)
+    def network(self, n_items: int, content: np.ndarray | None = None) -> GRU4RecNet:
+        return GRU4RecNet(n_items, self, content)
 
 
 class GRU4RecNet(SequenceNet):
     """Embedding, dropout, GRU, linear head."""
 
-    def __init__(self, n_items: int, config: GRU4RecConfig) -> None:
-        super().__init__(n_items, config.dim)
+    def __init__(
+        self, n_items: int, config: GRU4RecConfig, content: np.ndarray | None = None
+    ) -> None:
+        super().__init__(n_items, config, content)
         self.dropout = nn.Dropout(config.dropout)
         self.gru = nn.GRU(
             config.dim,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -26,8 +27,8 @@ class SASRecConfig(SequentialConfig):
     n_layers: int = Field(2, gt=0)
     n_heads: int = Field(1, gt=0)
 
-    def network(self, n_items: int) -> SASRecNet:
-        return SASRecNet(n_items, self)
+    def network(self, n_items: int, content: np.ndarray | None = None) -> SASRecNet:
+        return SASRecNet(n_items, self, content)
 
 
 class SASRecNet(SequenceNet):
@@ -36,8 +37,10 @@ class SASRecNet(SequenceNet):
     causal = True
     """Whether a position may attend only to earlier ones."""
 
-    def __init__(self, n_items: int, config: SASRecConfig) -> None:
-        super().__init__(n_items, config.dim)
+    def __init__(
+        self, n_items: int, config: SASRecConfig, content: np.ndarray | None = None
+    ) -> None:
+        super().__init__(n_items, config, content)
         self.n_heads = config.n_heads
         self.positions = nn.Embedding(config.max_len, config.dim)
         self.dropout = nn.Dropout(config.dropout)

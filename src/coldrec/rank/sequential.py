@@ -20,8 +20,10 @@ weight. ``L_pair``: ``pairs_per_step`` triplets per step, weighted
 count is chosen on the validation carve-out, then the model is refitted on all history.
 
 An ID model learns one embedding per item: an item never seen in training (nor in a
-label) has no trained vector, so its score is NaN (never ranked). Content-anchored item
-vectors for cold items come with delta embeddings.
+label) has no trained vector, so its score is NaN (never ranked). With ``delta`` the item
+vectors are anchored in content (:mod:`coldrec.rank.items`), so every item is scored, and
+``transfer`` moves residuals from warm neighbours to cold items after training
+(:mod:`coldrec.rank.transfer`).
 """
 
 from __future__ import annotations
@@ -34,16 +36,19 @@ from typing import Literal, Self
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.eval.protocol import Csr, selection_score
+from coldrec.rank.items import DeltaConfig, DeltaItems, IdItems
 from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softmax_loss
 from coldrec.rank.negatives import NegativeSampler, PoolSampler, UniformSampler
+from coldrec.rank.transfer import Transfer, TransferConfig, knn_gate_transfer
 from coldrec.recommender import history_splits, scores_at
 from coldrec.supervision.labels import Labels, read_labels
+from coldrec.text import TextEncoder
 from coldrec.training import (
     TrainedConfig,
     TrainingConfig,
@@ -84,9 +89,22 @@ class SequentialConfig(TrainedConfig, ABC):
         default_factory=lambda: TrainingConfig(batch_size=256, eval_every=2, patience=3)
     )
 
+    delta: DeltaConfig | None = None
+    """Content-anchored item vectors (:mod:`coldrec.rank.items`); none for ID vectors."""
+    transfer: TransferConfig | None = None
+    """After training, give cold items residuals of their warm neighbours
+    (:mod:`coldrec.rank.transfer`; needs ``delta``)."""
+
+    @model_validator(mode="after")
+    def _transfer_needs_delta(self) -> Self:
+        if self.transfer is not None and self.delta is None:
+            raise ValueError("transfer moves delta residuals: set delta as well")
+        return self
+
     @abstractmethod
-    def network(self, n_items: int) -> SequenceNet:
-        """A fresh, untrained network for a catalogue of ``n_items``."""
+    def network(self, n_items: int, content: np.ndarray | None = None) -> SequenceNet:
+        """A fresh, untrained network for a catalogue of ``n_items`` (``content``: the
+        items' content vectors, needed with ``delta``)."""
 
     def build(self) -> SequentialRecommender:
         return SequentialRecommender(self)
@@ -98,16 +116,20 @@ class SequenceNet(nn.Module, ABC):
 
     extra_tokens = 0
 
-    def __init__(self, n_items: int, dim: int) -> None:
+    def __init__(self, n_items: int, config: SequentialConfig, content: np.ndarray | None) -> None:
         super().__init__()
-        self.n_items, self.dim = n_items, dim
-        self.items = nn.Embedding(n_items + 1 + self.extra_tokens, dim, padding_idx=0)
+        self.n_items, self.dim = n_items, config.dim
+        self.items: IdItems | DeltaItems
+        if config.delta is None:
+            self.items = IdItems(n_items + 1 + self.extra_tokens, config.dim)
+        elif content is None or len(content) != n_items:
+            raise ValueError("delta item vectors need one content vector per item")
+        else:
+            self.items = DeltaItems(content, config.dim, self.extra_tokens, config.delta)
 
     def reset_items(self) -> None:
-        """Small normal item vectors, zero padding (call after building the other layers)."""
-        nn.init.normal_(self.items.weight, std=0.02)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        """Draw the item vectors (call after building the other layers)."""
+        self.items.reset()
 
     @abstractmethod
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
@@ -152,6 +174,8 @@ class SequentialRecommender:
         self.training_log: dict[str, TrainingLog] = {}
         self.validation_model: SequentialRecommender | None = None
         """The model trained on the validation view (with early stopping)."""
+        self.transfer: Transfer | None = None
+        """What the residual transfer did (gates and best similarities of cold items)."""
 
     def fit(self, dataset: Dataset) -> Self:
         self.training_log = fit_with_validation(
@@ -170,7 +194,8 @@ class SequentialRecommender:
         with torch.no_grad():
             context = self.net.context(self.history[torch.as_tensor(users)])
             scores = (context @ self.net.item_vectors().T).numpy()
-        scores[:, ~self.trained_items.numpy()] = np.nan
+        if isinstance(self.net.items, IdItems):  # an untrained ID vector means nothing
+            scores[:, ~self.trained_items.numpy()] = np.nan
         return scores_at(scores, items)
 
     def _train(self, dataset: Dataset, epochs: int, validate: bool) -> TrainingLog:
@@ -186,7 +211,10 @@ class SequentialRecommender:
         usable = np.array([u for u, s in enumerate(sequences) if len(s) >= 2], dtype=np.int64)
         training = padded_sequences([sequences[u] for u in usable], length + 1)
         row_users = torch.as_tensor(usable)
-        net = self.config.network(dataset.n_items)
+        content = None
+        if self.config.delta is not None:
+            content = TextEncoder(self.config.delta.encoder).encode(dataset.item_text)
+        net = self.config.network(dataset.n_items, content)
         self.net = net
         options = self.config.training.model_copy(update={"epochs": epochs})
         optimiser = torch.optim.AdamW(
@@ -226,15 +254,37 @@ class SequentialRecommender:
 
         name = self.config.model_dump()["kind"] + (" (validation)" if validate else "")
         result = run_epochs(net, train_epoch, options, validation_score if validate else None, name)
+        if self.config.transfer is not None:
+            self.transfer = self._transfer(dataset, self.config.transfer)
         if validate:  # the best model of the validation view, for later choices made there
             self.validation_model = self._snapshot()
         return result
+
+    def transferred(self, dataset: Dataset, config: TransferConfig) -> SequentialRecommender:
+        """A copy whose cold items (``dataset``'s) carry residuals moved from their warm
+        neighbours (:func:`~coldrec.rank.transfer.knn_gate_transfer`); needs ``delta``."""
+        twin = self._snapshot()
+        twin.transfer = twin._transfer(dataset, config)
+        return twin
+
+    def _transfer(self, dataset: Dataset, config: TransferConfig) -> Transfer:
+        items = self.net.items if self.net is not None else None
+        if not isinstance(items, DeltaItems):
+            raise ValueError("transfer moves delta residuals: fit a model with delta set")
+        cold = dataset.items["cold"].to_numpy()
+        donors = self.trained_items.numpy() & ~cold
+        with torch.no_grad():
+            residuals = items.residuals().numpy()
+            moved = knn_gate_transfer(residuals, items.content.numpy(), cold, donors, config)
+            items.delta.copy_(torch.as_tensor(moved.residuals))
+        return moved
 
     def _snapshot(self) -> SequentialRecommender:
         twin = SequentialRecommender(self.config)
         twin.net = copy.deepcopy(self.net)
         twin.history = self.history.clone()
         twin.trained_items = self.trained_items.clone()
+        twin.transfer = self.transfer
         return twin
 
     def _sampler(
