@@ -183,7 +183,7 @@ def main() -> None:
         worker = [str(VENV / "bin" / "python"), str(ROOT / "benchmarks" / "_recbole_worker.py")]
         env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
         start = time.perf_counter()
-        subprocess.run([*worker, str(WORK), str(settings)], check=True, env=env)
+        subprocess.run([*worker, str(WORK), str(settings)], check=True, env=env, cwd=WORK)
         figures["recbole_wall_s"] = time.perf_counter() - start
     except subprocess.CalledProcessError as error:
         figures["recbole_failed"] = f"{shlex.join(map(str, error.cmd))} exited {error.returncode}"

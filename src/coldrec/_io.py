@@ -24,6 +24,7 @@ __all__ = [
     "file_sha256",
     "open_bytes",
     "read_json",
+    "read_json_lines",
     "require_file",
     "write_json_atomic",
 ]
@@ -81,6 +82,22 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a JSONL file; a malformed line
+    raises :class:`DataError` naming the file and line."""
+    require_file(path, "JSON lines")
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+                if line.strip():
+                    yield number, json.loads(line)
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{number}: not UTF-8 text") from None
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

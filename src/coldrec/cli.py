@@ -24,6 +24,8 @@ from coldrec.data.sources import SOURCE_KINDS
 from coldrec.errors import ColdrecError
 from coldrec.eval.report import write_report
 from coldrec.eval.runner import EvaluateConfig, run_evaluation
+from coldrec.llm import BACKEND_KINDS, LLMConfig
+from coldrec.llm.check import check
 from coldrec.models import MODEL_KINDS
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
@@ -35,6 +37,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Prepare and inspect data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+llm_app = typer.Typer(help="LLM backends.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 
 console = Console()
 error_console = Console(stderr=True)
@@ -45,6 +49,7 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 SourceKind = StrEnum("SourceKind", [(kind, kind) for kind in SOURCE_KINDS])
 ModelKind = StrEnum("ModelKind", [(kind, kind) for kind in MODEL_KINDS])
 SplitName = StrEnum("SplitName", [(split, split) for split in SPLITS])
+BackendKind = StrEnum("BackendKind", [(kind, kind) for kind in BACKEND_KINDS])
 
 
 def user_errors(command: Command) -> Command:
@@ -218,6 +223,24 @@ def rank_command(
     )
     result = run_ranking(validate(RankConfig, layers), out)
     _print_metrics(result)
+
+
+@llm_app.command("check")
+@user_errors
+def llm_check_command(
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
+    model: str | None = typer.Option(None, "--model", help="openai: the model name."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the LLM settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override: --set backend.timeout_s=30."),
+) -> None:
+    """Send one small structured request; report the dialect that works and the latency."""
+    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
+    layers = _layers(config, overrides, backend={k: v for k, v in chosen.items() if v} or None)
+    result = check(validate(LLMConfig, layers))
+    console.print_json(json.dumps(result))
+    if not result["valid"]:
+        raise typer.Exit(code=1)
 
 
 @app.command("report")

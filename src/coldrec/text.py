@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec._io import read_json, require_file, write_json_atomic
 from coldrec._progress import progress_bar
+from coldrec._sqlite import connect_wal
 from coldrec.data.dataset import Dataset
 from coldrec.errors import ConfigError, DataError
 
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "TextEncoder",
     "TextEncoderConfig",
+    "cache_root",
     "load_vectors",
     "save_vectors",
     "user_content_vectors",
@@ -91,12 +93,18 @@ class TextEncoderConfig(BaseModel):
 
     def resolved_cache_dir(self) -> Path:
         """The cache folder after the lookup order of the class docstring."""
-        if self.cache_dir is not None:
-            return Path(self.cache_dir).expanduser()
-        from_env = os.environ.get(CACHE_DIR_ENV)
-        if from_env:
-            return Path(from_env).expanduser()
-        return Path.home() / ".cache" / "coldrec"
+        return cache_root(self.cache_dir)
+
+
+def cache_root(explicit: Path | None = None) -> Path:
+    """coldrec's cache folder: ``explicit`` if given, else ``$COLDREC_CACHE_DIR``, else
+    ``~/.cache/coldrec``."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    from_env = os.environ.get(CACHE_DIR_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    return Path.home() / ".cache" / "coldrec"
 
 
 class TextEncoder:
@@ -399,14 +407,8 @@ def _limit_length(transformer: Any, max_length: int) -> None:
 
 @contextmanager
 def _open_cache(path: Path) -> Iterator[sqlite3.Connection]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path, timeout=60)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        with db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
-            )
+    schema = "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+    with closing(connect_wal(path, schema)) as db:
         yield db
 
 

@@ -1,0 +1,104 @@
+"""The types every LLM backend shares.
+
+A backend turns chat ``messages`` (``[{"role": …, "content": …}]``) and an optional JSON
+schema into text. Everything around it (cache, retries, parsing, accounting, batches)
+is :class:`~coldrec.llm.client.LLM`'s, so a backend stays small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from coldrec.errors import LLMError
+
+__all__ = [
+    "Backend",
+    "Completion",
+    "Generation",
+    "Messages",
+    "Request",
+    "TransientLLMError",
+    "Usage",
+    "request_key",
+]
+
+Messages = list[dict[str, str]]
+
+
+class TransientLLMError(LLMError):
+    """A failure worth retrying after a pause: a timeout, 429, a 5xx, a lost connection."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a backend returns: the text and the tokens it cost."""
+
+    text: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call: messages, an optional JSON schema, sampling settings and the pipeline
+    stage it belongs to (for accounting only; not part of the cache key)."""
+
+    messages: Messages
+    schema: dict[str, Any] | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+    stage: str = ""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """An answer: ``text``; ``parsed`` (the JSON found in it, when a schema was given and
+    parsing worked); ``error`` (why there is no usable answer, else ``None``)."""
+
+    text: str
+    parsed: Any = None
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Backend(ABC):
+    """Generates text for chat messages; ``identity`` names backend and model for the
+    cache key, so answers of different models never mix."""
+
+    name: str = "backend"
+    generates_text: bool = True
+    """False for judges that fill the schema without a language model (``embedding``)."""
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """``"<backend>:<model>"``."""
+
+    @abstractmethod
+    def generate(self, request: Request) -> Generation:
+        """One answer; raises :class:`TransientLLMError` for failures worth retrying and
+        :class:`~coldrec.errors.LLMError` for the rest."""
+
+    def close(self) -> None:  # noqa: B027 (an optional hook: most backends hold nothing)
+        """Release the model or the connection."""
+
+
+def request_key(identity: str, request: Request) -> str:
+    """Cache key: sha256 of backend identity, messages, schema, temperature, max_tokens."""
+    payload = [identity, request.messages, request.schema, request.temperature, request.max_tokens]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,219 @@
+"""The one way coldrec calls an LLM: :class:`LLM` wraps a backend with the answer cache,
+retries, JSON parsing, per-call accounting and bounded-concurrency batches.
+
+A call (:meth:`LLM.complete`, or :meth:`LLM.batch` for many):
+
+1. cache lookup by :func:`~coldrec.llm.base.request_key`; a hit costs nothing;
+2. otherwise the backend generates; timeouts, 429 and 5xx (:class:`TransientLLMError`)
+   are retried with exponential back-off (``backoff_s · 2^attempt``, ``retries`` times);
+   the answer is committed to the cache at once;
+3. with a schema, the JSON is extracted (:func:`~coldrec.llm.parse.extract_json`); if
+   there is none, the model is asked once more (the bad answer shown, "JSON only");
+4. a call that still has no usable answer returns a :class:`Completion` with ``error``
+   set: the caller decides the fallback. Nothing is raised for a bad answer.
+
+Every call appends a ``call`` line to the accounting log (JSONL: stage, cache status,
+tokens, latency, error) and every request a ``result`` line (its final error, if any);
+:meth:`LLM.totals` sums them per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec._progress import progress_bar
+from coldrec.errors import LLMError
+from coldrec.llm.backends import BackendConfig, LlamaCppConfig
+from coldrec.llm.base import (
+    Backend,
+    Completion,
+    Generation,
+    Messages,
+    Request,
+    TransientLLMError,
+    request_key,
+)
+from coldrec.llm.cache import AnswerCache
+from coldrec.llm.parse import extract_json
+from coldrec.text import cache_root
+
+__all__ = ["LLM", "LLMConfig"]
+
+_JSON_AGAIN = "That answer was not valid JSON. Answer again with the JSON object only."
+
+
+class LLMConfig(BaseModel):
+    """Which backend, and how calls are cached, retried and run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: BackendConfig = Field(default_factory=LlamaCppConfig)
+    """``llamacpp`` (default: SmolLM2-135M in-process), ``openai``, ``embedding``, ``replay``."""
+    cache: bool = True
+    cache_dir: Path | None = None
+    """Folder of ``llm/answers.sqlite``; ``None``: ``$COLDREC_CACHE_DIR``, else
+    ``~/.cache/coldrec``."""
+    concurrency: int = Field(1, gt=0)
+    """Calls in flight at once in :meth:`LLM.batch`."""
+    retries: int = Field(4, ge=0)
+    """Retries of a timeout, 429 or 5xx."""
+    backoff_s: float = Field(1.0, ge=0)
+    """First pause before a retry; doubles each time."""
+
+
+class LLM:
+    """A backend with cache, retries, parsing and accounting (see the module doc)."""
+
+    def __init__(
+        self,
+        config: LLMConfig | None = None,
+        log: Path | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.config = config or LLMConfig()
+        self.backend = backend or self.config.backend.build()
+        root = cache_root(self.config.cache_dir)
+        self.cache = AnswerCache(root / "llm" / "answers.sqlite") if self.config.cache else None
+        self.log_path = log
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def complete(
+        self,
+        messages: Messages,
+        schema: dict[str, Any] | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        stage: str = "",
+    ) -> Completion:
+        """One answer (see the module doc)."""
+        return self.run(Request(messages, schema, temperature, max_tokens, stage))
+
+    def run(self, request: Request) -> Completion:
+        """One answer for a :class:`Request`."""
+        completion = self._answer(request)
+        if request.schema is not None and completion.ok and completion.parsed is None:
+            again = [
+                *request.messages,
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": _JSON_AGAIN},
+            ]
+            completion = self._answer(replace(request, messages=again))
+            if completion.ok and completion.parsed is None:
+                completion = replace(completion, error="no JSON in the answer")
+        self._record(request, completion, "result")
+        return completion
+
+    def batch(
+        self, requests: Sequence[Request], concurrency: int | None = None, progress: bool = True
+    ) -> list[Completion]:
+        """Answers in request order, at most ``concurrency`` calls in flight."""
+        workers = concurrency or self.config.concurrency
+        results: list[Completion | None] = [None] * len(requests)
+        with (
+            progress_bar(progress) as bar,
+            ThreadPoolExecutor(max_workers=workers) as pool,
+        ):
+            task = bar.add_task(f"LLM ({self.backend.identity})", total=len(requests))
+            futures = {pool.submit(self.run, request): i for i, request in enumerate(requests)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.advance(task)
+        return [r for r in results if r is not None]
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        """Per stage: requests and failed requests (no usable answer); calls (a request
+        may take two: the JSON retry), cached calls, and the prompt tokens, completion
+        tokens and seconds of the calls that reached the backend (a cached answer costs
+        nothing now)."""
+        out: dict[str, dict[str, float]] = {}
+        with self._lock:
+            for record in self.records:
+                stage = out.setdefault(record["stage"], dict.fromkeys(
+                    ("requests", "failures", "calls", "cached", "prompt_tokens",
+                     "completion_tokens", "latency_s"), 0))  # fmt: skip
+                if record["kind"] == "result":
+                    stage["requests"] += 1
+                    stage["failures"] += record["error"] is not None
+                    continue
+                stage["calls"] += 1
+                if record["cached"]:
+                    stage["cached"] += 1
+                    continue
+                stage["prompt_tokens"] += record["prompt_tokens"]
+                stage["completion_tokens"] += record["completion_tokens"]
+                stage["latency_s"] += record["latency_s"]
+        return out
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _answer(self, request: Request) -> Completion:
+        """Cached answer, or a generation with retries; parsed when a schema is given."""
+        key = request_key(self.backend.identity, request)
+        found = self.cache.get(key) if self.cache is not None else None
+        if found is not None:
+            completion = self._completion(request, found, 0.0, cached=True)
+        else:
+            completion = self._generate(request, key)
+        self._record(request, completion, "call")
+        return completion
+
+    def _generate(self, request: Request, key: str) -> Completion:
+        start = time.perf_counter()
+        for attempt in range(self.config.retries + 1):
+            try:
+                generation = self.backend.generate(request)
+            except TransientLLMError as error:
+                if attempt == self.config.retries:
+                    return Completion("", latency_s=time.perf_counter() - start, error=str(error))
+                time.sleep(self.config.backoff_s * 2**attempt)
+            except LLMError as error:
+                return Completion("", latency_s=time.perf_counter() - start, error=str(error))
+            else:
+                if self.cache is not None:
+                    self.cache.put(key, generation, {"stage": request.stage})
+                return self._completion(request, generation, time.perf_counter() - start)
+        raise AssertionError("unreachable")  # the loop always returns
+
+    @staticmethod
+    def _completion(
+        request: Request, generation: Generation, latency: float, cached: bool = False
+    ) -> Completion:
+        parsed = extract_json(generation.text) if request.schema is not None else None
+        return Completion(generation.text, parsed, generation.usage, latency, cached)
+
+    def _record(self, request: Request, completion: Completion, kind: str) -> None:
+        record = {
+            "kind": kind,
+            "stage": request.stage,
+            "backend": self.backend.identity,
+            "cached": completion.cached,
+            "latency_s": round(completion.latency_s, 4),
+            "prompt_tokens": completion.usage.prompt_tokens,
+            "completion_tokens": completion.usage.completion_tokens,
+            "error": completion.error,
+        }
+        with self._lock:
+            self.records.append(record)
+            if self.log_path is not None:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.log_path.open("a", encoding="utf-8") as log:
+                    log.write(json.dumps(record) + "\n")

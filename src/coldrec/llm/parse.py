@@ -1,0 +1,177 @@
+"""Turning what an LLM wrote into values from an allowed set, without ever inventing one.
+
+- :func:`extract_json` finds the JSON in noisy text: the whole text, a fenced code block,
+  or the first balanced ``{…}`` / ``[…]`` span; then strict JSON, then relaxed JSON
+  (single quotes, trailing commas, Python literals). It returns ``None`` rather than
+  raising.
+- :func:`project` maps answers onto the allowed set: exact, then case- and
+  space-insensitive, then a 1-based index (``3``, ``"3"``, ``"[3]"``, ``"[3] Title"``),
+  then fuzzy (the closest allowed value above ``fuzzy`` similarity). Duplicates keep
+  their first place; anything else is dropped and counted. The result only ever holds
+  allowed values.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Projection", "extract_json", "project"]
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_INDEX = re.compile(r"^\s*\[?\s*(\d{1,6})\s*\]?(?:\s|$|[.:)\-|])")
+_SPACES = re.compile(r"\s+")
+_NOT_FOUND = object()
+_LONGEST = 1000
+"""Longer answers are never fuzzy-matched (a runaway answer is not an item)."""
+
+
+def extract_json(text: str) -> Any | None:
+    """The first JSON value found in ``text`` (see the module doc), or ``None``."""
+    if not isinstance(text, str):
+        return None
+    candidates = [text, *(m.group(1) for m in _FENCE.finditer(text))]
+    candidates += _balanced_spans(text)
+    for candidate in candidates:
+        value = _loads(candidate.strip())
+        if value is not _NOT_FOUND:
+            return value
+    return None
+
+
+def _loads(text: str) -> Any:
+    if not text or text[0] not in "[{":
+        return _NOT_FOUND
+    for attempt in (text, _TRAILING_COMMA.sub(r"\1", text)):
+        try:  # strict=False: small models put raw newlines inside strings
+            return json.loads(attempt, strict=False)
+        except (ValueError, RecursionError):
+            pass
+        try:  # single quotes, True/False/None
+            value = ast.literal_eval(attempt)
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            continue
+        if isinstance(value, dict | list):
+            return value
+    return _NOT_FOUND
+
+
+def _balanced_spans(text: str, limit: int = 8) -> list[str]:
+    """Up to ``limit`` spans that open with ``{`` or ``[`` and close at their match
+    (brackets inside strings ignored); an unclosed span runs to the end of the text."""
+    spans: list[str] = []
+    start = 0
+    while len(spans) < limit:
+        opening = min((i for i in (text.find("{", start), text.find("[", start)) if i >= 0),
+                      default=-1)  # fmt: skip
+        if opening < 0:
+            break
+        end = _match(text, opening)
+        spans.append(text[opening:end])
+        start = opening + 1
+    return spans
+
+
+def _match(text: str, opening: int) -> int:
+    depth, quote, escaped = 0, "", False
+    for i in range(opening, len(text)):
+        char = text[i]
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return len(text)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Allowed values in answer order (no duplicates), and how many answers were dropped
+    (not allowed, or repeated)."""
+
+    values: list[str]
+    dropped: int
+
+
+def project(answers: Any, allowed: Sequence[str], fuzzy: float = 0.9) -> Projection:
+    """Map ``answers`` (a value or a list of them; dicts contribute their ``item``,
+    ``id``, ``name``, ``title`` or ``category`` field) onto ``allowed`` (see module doc)."""
+    exact = {value: value for value in allowed}
+    folded: dict[str, str] = {}
+    for value in allowed:
+        folded.setdefault(_fold(value), value)
+    values: list[str] = []
+    dropped = 0
+    for answer in _flatten(answers):
+        match = _match_one(answer, allowed, exact, folded, fuzzy)
+        if match is None or match in values:
+            dropped += 1
+        else:
+            values.append(match)
+    return Projection(values, dropped)
+
+
+def _flatten(answers: Any) -> Iterable[Any]:
+    items = answers if isinstance(answers, list | tuple) else [answers]
+    for item in items:
+        if isinstance(item, dict):
+            yield next((item[k] for k in ("item", "id", "name", "title", "category") if k in item),
+                       None)  # fmt: skip
+        else:
+            yield item
+
+
+def _match_one(
+    answer: Any, allowed: Sequence[str], exact: dict[str, str], folded: dict[str, str],
+    fuzzy: float,
+) -> str | None:  # fmt: skip
+    if isinstance(answer, bool) or answer is None:
+        return None
+    if isinstance(answer, int | float):
+        return _by_index(int(answer), allowed) if float(answer).is_integer() else None
+    if not isinstance(answer, str):
+        return None
+    if answer in exact:
+        return exact[answer]
+    if _fold(answer) in folded:
+        return folded[_fold(answer)]
+    index = _INDEX.match(answer)
+    if index:
+        return _by_index(int(index.group(1)), allowed)
+    return _closest(answer, allowed, fuzzy)
+
+
+def _by_index(index: int, allowed: Sequence[str]) -> str | None:
+    return allowed[index - 1] if 1 <= index <= len(allowed) else None
+
+
+def _closest(answer: str, allowed: Sequence[str], threshold: float) -> str | None:
+    target = _fold(answer)
+    if not target or len(target) > _LONGEST:
+        return None
+    best, score = None, threshold
+    for value in allowed:
+        ratio = difflib.SequenceMatcher(None, target, _fold(value), autojunk=False).ratio()
+        if ratio >= score:
+            best, score = value, ratio
+    return best
+
+
+def _fold(text: str) -> str:
+    return _SPACES.sub(" ", text).strip().casefold()

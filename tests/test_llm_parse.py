@@ -1,0 +1,94 @@
+"""The LLM answer parser: JSON found in noisy text, and projection onto the allowed set
+that never invents a value (hand cases, then property-based with hypothesis)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coldrec.llm.parse import extract_json, project
+
+ALLOWED = ["Lip Gloss", "Lipstick", "Nail Polish", "Eye Shadow", "Mascara"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"items": ["a", "b"]}', {"items": ["a", "b"]}),
+        ('Sure! Here it is:\n```json\n{"items": ["a"]}\n```\nHope it helps.', {"items": ["a"]}),
+        ('The answer is {"x": 1, "y": [2, 3,],} as asked.', {"x": 1, "y": [2, 3]}),
+        ("{'x': 'single', 'ok': True, 'none': None}", {"x": "single", "ok": True, "none": None}),
+        ("prose [1, 2, 3] prose", [1, 2, 3]),
+        ('{"profile": "raw\nnewline"}', {"profile": "raw\nnewline"}),  # small models do this
+        ('{"a": "brace } inside", "b": 2}', {"a": "brace } inside", "b": 2}),
+        ("no json here", None),
+        ('{"unterminated": [1, 2', None),
+        ("", None),
+    ],
+)
+def test_extract_json_from_noisy_text(text: str, expected: object) -> None:
+    assert extract_json(text) == expected
+
+
+def test_projection_rules_by_hand() -> None:
+    answers = [
+        "Lipstick",  # exact
+        "lip  GLOSS ",  # case and spaces
+        "[3] Nail Polish (the red one)",  # bracketed 1-based id
+        4,  # plain index → Eye Shadow
+        "Mascarra",  # fuzzy
+        "Lipstick",  # duplicate
+        "Foundation",  # not allowed
+        99,  # index out of range
+        {"item": "Mascara", "score": 5},  # duplicate via a dict
+        True,
+        None,
+    ]
+    got = project(answers, ALLOWED)
+    assert got.values == ["Lipstick", "Lip Gloss", "Nail Polish", "Eye Shadow", "Mascara"]
+    assert got.dropped == 6
+
+
+def test_fuzzy_threshold_keeps_unrelated_answers_out() -> None:
+    assert project(["Lipstik"], ALLOWED).values == ["Lipstick"]
+    assert project(["Lip"], ALLOWED).values == []
+    # "lip" vs "lipstick": 2·3 / (3 + 8) = 0.545; vs "lip gloss": 6 / 12 = 0.5
+    assert project(["Lip"], ALLOWED, fuzzy=0.5).values == ["Lipstick"]
+
+
+ADVERSARIAL = st.one_of(
+    st.text(max_size=300),
+    st.builds(lambda n: "[" + '"...", ' * n + '"..."]', st.integers(0, 400)),  # runaway array
+    st.builds(lambda xs: json.dumps({"items": xs}), st.lists(st.text(max_size=30), max_size=30)),
+    st.builds(lambda xs: json.dumps(xs)[: len(json.dumps(xs)) // 2], st.lists(st.text())),
+    st.builds(lambda n: f"[{n}] " + "x" * 50, st.integers(-5, 10_000)),
+    st.sampled_from(["[[[[[[[[", "{'a': [1, 2,", "```json\n{]```", "[" * 5000, '{"a": ' * 3000]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ADVERSARIAL)
+def test_parser_never_raises_and_never_leaves_the_allowed_set(text: str) -> None:
+    parsed = extract_json(text)
+    for answers in (parsed, text, [text, parsed]):
+        got = project(answers, ALLOWED)
+        assert set(got.values) <= set(ALLOWED)
+        assert len(got.values) == len(set(got.values))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=40), st.integers(), st.floats(), st.none(),
+            st.dictionaries(st.sampled_from(["item", "id", "x"]), st.text()),
+        )
+    )
+)  # fmt: skip
+def test_projection_of_any_values_stays_inside(answers: list) -> None:
+    got = project(answers, ALLOWED)
+    assert set(got.values) <= set(ALLOWED)
+    assert len(got.values) + got.dropped == len(answers)

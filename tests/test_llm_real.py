@@ -1,0 +1,197 @@
+"""Real calls to SmolLM2-135M: through a real ``llama_cpp.server`` on 127.0.0.1 (the
+``openai`` backend) and in process (the ``llamacpp`` backend). The 135M model proves the
+plumbing, not the quality, so only structure is asserted: valid JSON, every value in the
+allowed set, counts as asked, no duplicates."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coldrec.llm import LLM, LLMConfig, Request, project
+from coldrec.llm.backends import LlamaCppConfig, OpenAIConfig
+from coldrec.llm.backends.llamacpp import smollm2_path
+
+pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (installed by make test)")
+
+CATEGORIES = ["Makeup", "Skin Care", "Hair Care", "Fragrance", "Nail Care", "Tools"]
+ITEMS = [
+    "Red Lipstick",
+    "Clear Lip Gloss",
+    "Black Mascara",
+    "Rose Perfume",
+    "Nail File",
+    "Argan Hair Oil",
+    "Night Cream",
+    "Eye Liner",
+]
+
+
+def pick_schema(options: list[str], count: int) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {"type": "string", "enum": options},
+                "minItems": count,
+                "maxItems": count,
+            }
+        },
+        "required": ["items"],
+    }
+
+
+def scored_schema(options: list[str], count: int) -> dict:
+    item = {
+        "type": "object",
+        "properties": {
+            "item": {"type": "string", "enum": options},
+            "score": {"type": "integer", "minimum": 0, "maximum": 5},
+        },
+        "required": ["item", "score"],
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "ranked": {"type": "array", "items": item, "minItems": count, "maxItems": count}
+        },
+        "required": ["ranked"],
+    }
+
+
+PROFILE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "profile": {"type": "string", "maxLength": 200},
+        "keywords": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+        "preferred_categories": {
+            "type": "array",
+            "items": {"type": "string", "enum": CATEGORIES},
+            "maxItems": 3,
+        },
+    },
+    "required": ["profile", "keywords", "preferred_categories"],
+}
+
+
+def ask(text: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You are a shopping assistant. Answer with JSON only."},
+        {"role": "user", "content": f"<context>Bought: red lipstick, mascara.</context>\n{text}"},
+    ]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real llama.cpp server (OpenAI API) serving SmolLM2 on a free local port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(smollm2_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+    ]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/models", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"llama_cpp.server did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield base
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def assert_picks(answer: dict, key: str, options: list[str], count: int) -> None:
+    """As many answers as asked (the grammar), every one allowed; the projection drops
+    only repeats (a schema cannot forbid them; the projection removes them)."""
+    values = answer[key] if key != "ranked" else [row["item"] for row in answer[key]]
+    assert len(values) == count
+    projected = project(values, options)
+    assert projected.values == list(dict.fromkeys(values))
+    assert projected.dropped == count - len(set(values))
+
+
+def structured_calls(llm: LLM) -> None:
+    for count in (1, 3):
+        answer = llm.complete(
+            ask(f"Choose {count} categories."), pick_schema(CATEGORIES, count), max_tokens=80
+        )
+        assert answer.ok, answer.error
+        assert_picks(answer.parsed, "items", CATEGORIES, count)
+    answer = llm.complete(
+        ask("Rank the 4 best items with scores 0-5."), scored_schema(ITEMS, 4), max_tokens=160
+    )
+    assert answer.ok, answer.error
+    assert_picks(answer.parsed, "ranked", ITEMS, 4)
+    assert all(0 <= row["score"] <= 5 for row in answer.parsed["ranked"])
+    profile = llm.complete(ask("Describe this shopper."), PROFILE_SCHEMA, max_tokens=200)
+    assert profile.ok, profile.error
+    assert set(profile.parsed) == {"profile", "keywords", "preferred_categories"}
+    assert isinstance(profile.parsed["profile"], str)
+    assert set(profile.parsed["preferred_categories"]) <= set(CATEGORIES)
+    assert profile.usage.prompt_tokens > 0 and profile.usage.completion_tokens > 0
+
+
+def test_server_backend_probes_the_llamacpp_dialect_and_answers_in_schema(
+    llama_server: str, tmp_path: Path
+) -> None:
+    config = LLMConfig(
+        backend=OpenAIConfig(base_url=llama_server, model="smollm2"), cache_dir=tmp_path
+    )
+    with LLM(config) as llm:
+        structured_calls(llm)
+        assert llm.backend.dialect == "json_object"  # llama.cpp: response_format + schema
+        batch = llm.batch([llm_request(i) for i in range(3)], concurrency=2, progress=False)
+        assert all(a.ok for a in batch)
+        for answer in batch:
+            assert_picks(answer.parsed, "items", CATEGORIES, 2)
+        assert llm.totals()["batch"]["requests"] == 3
+
+
+def llm_request(i: int) -> Request:
+    text = f"Choose 2 categories for shopper number {i}."
+    return Request(ask(text), pick_schema(CATEGORIES, 2), max_tokens=60, stage="batch")
+
+
+def test_in_process_backend_answers_in_schema(tmp_path: Path) -> None:
+    with LLM(LLMConfig(backend=LlamaCppConfig(n_threads=2), cache_dir=tmp_path)) as llm:
+        structured_calls(llm)
+
+
+def test_llm_check_command_reports_the_dialect(llama_server: str) -> None:
+    from typer.testing import CliRunner
+
+    from coldrec.cli import app
+
+    args = ["llm", "check", "--backend", "openai", "--base-url", llama_server]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dialect"] == "json_object" and report["valid"]
