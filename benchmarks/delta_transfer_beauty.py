@@ -81,13 +81,7 @@ def run_seed(protocol: str, dataset: Dataset, seed: int) -> None:
             **evaluate(ranked, dataset, ks=run.ks),
         }
         if ranked.transfer is not None:
-            gates = ranked.transfer.gates
-            result["transfer"] = {
-                "cold_items": len(gates),
-                "mean_gate": float(gates.mean()),
-                "shut": float((gates == 0).mean()),
-                "mean_max_similarity": float(ranked.transfer.max_similarity.mean()),
-            }
+            result["transfer"] = ranked.transfer.summary()
         write_run(out / name, run, result)
 
 

@@ -6,11 +6,6 @@ allowed set, counts as asked, no duplicates."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +13,7 @@ import pytest
 
 from coldrec.llm import LLM, LLMConfig, Request, project
 from coldrec.llm.backends import LlamaCppConfig, OpenAIConfig
-from coldrec.llm.backends.llamacpp import smollm2_path
+from coldrec.llm.server import local_server
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (installed by make test)")
 
@@ -93,39 +88,9 @@ def ask(text: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real llama.cpp server (OpenAI API) serving SmolLM2 on a free local port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(smollm2_path()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-    ]
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/models", timeout=2):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"llama_cpp.server did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield base
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with local_server(log=log) as base:
+        yield base
 
 
 def assert_picks(answer: dict, key: str, options: list[str], count: int) -> None:

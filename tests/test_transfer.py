@@ -3,6 +3,8 @@ vectors with values worked out by hand."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from pydantic import ValidationError
 
 from coldrec.data import Dataset, PrepareConfig, prepare
 from coldrec.eval import evaluate
-from coldrec.eval.runner import seed_everything
+from coldrec.eval.runner import EvaluateConfig, run_evaluation, seed_everything
 from coldrec.rank.items import DeltaConfig, DeltaItems
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.transfer import TransferConfig, gate_value, knn_gate_transfer
@@ -121,3 +123,18 @@ def test_cold_by_training_frequency() -> None:
     assert [names[i] for i in strict.cold_items] == ["c"]
     frequency = prepare(frames_of(rows), PrepareConfig(train_share=0.6, cold_max_count=1))
     assert [names[i] for i in frequency.cold_items] == ["b", "c"]
+
+
+def test_metrics_file_reports_the_transfer(small_dataset: Dataset, tmp_path: Path) -> None:
+    small_dataset.save(tmp_path / "ds")
+    model = SASRecConfig(
+        dim=8, n_negatives=5, early_stopping=False, delta=DeltaConfig(map="pca"),
+        transfer=TransferConfig(k=3), training=TrainingConfig(epochs=1, batch_size=64),
+    )  # fmt: skip
+    result = run_evaluation(EvaluateConfig(dataset=tmp_path / "ds", model=model), tmp_path / "r")
+    cold = int(small_dataset.items["cold"].sum())
+    assert result["transfer"]["cold_items"] == cold
+    assert 0 <= result["transfer"]["mean_gate"] <= 1
+    assert "transfer" not in run_evaluation(
+        EvaluateConfig(dataset=tmp_path / "ds", model={"kind": "popularity"}), tmp_path / "p"
+    )

@@ -152,6 +152,7 @@ def run_evaluation(config: EvaluateConfig, out: Path) -> dict[str, Any]:
         "data_hash": data_hash(dataset),
         **metrics,
         **({"training": training_summary(model)} if hasattr(model, "training_log") else {}),
+        **({"transfer": moved.summary()} if (moved := getattr(model, "transfer", None)) else {}),
         "timings": {"fit_s": round(fitted - start, 3), "evaluate_s": round(done - fitted, 3)},
     }
     write_run(out, config, result)

@@ -55,6 +55,17 @@ class Transfer:
     gates: np.ndarray
     max_similarity: np.ndarray
 
+    def summary(self) -> dict[str, float]:
+        """Cold items, mean gate, share of shut gates, mean best similarity."""
+        if len(self.gates) == 0:
+            return {"cold_items": 0}
+        return {
+            "cold_items": len(self.gates),
+            "mean_gate": float(self.gates.mean()),
+            "shut": float((self.gates == 0).mean()),
+            "mean_max_similarity": float(self.max_similarity.mean()),
+        }
+
 
 def knn_gate_transfer(
     residuals: np.ndarray,
