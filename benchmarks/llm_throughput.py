@@ -17,21 +17,11 @@ from pathlib import Path
 from _common import write_results
 from coldrec.llm import LLM, LLMConfig, Request
 from coldrec.llm.backends import OpenAIConfig
+from coldrec.llm.schemas import choice_schema
 from coldrec.llm.server import local_server
 
 CATEGORIES = ["Makeup", "Skin Care", "Hair Care", "Fragrance", "Nail Care", "Tools"]
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "items": {
-            "type": "array",
-            "items": {"type": "string", "enum": CATEGORIES},
-            "minItems": 2,
-            "maxItems": 2,
-        }
-    },
-    "required": ["items"],
-}
+SCHEMA = choice_schema(CATEGORIES, 2)
 N_REQUESTS = 24
 ASK = "Choose 2 categories for this shopper."
 CONCURRENCY = (1, 2, 4)

@@ -13,6 +13,7 @@ import pytest
 
 from coldrec.llm import LLM, LLMConfig, Request, project
 from coldrec.llm.backends import LlamaCppConfig, OpenAIConfig
+from coldrec.llm.schemas import choice_schema, scored_schema
 from coldrec.llm.server import local_server
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (installed by make test)")
@@ -28,39 +29,6 @@ ITEMS = [
     "Night Cream",
     "Eye Liner",
 ]
-
-
-def pick_schema(options: list[str], count: int) -> dict:
-    return {
-        "type": "object",
-        "properties": {
-            "items": {
-                "type": "array",
-                "items": {"type": "string", "enum": options},
-                "minItems": count,
-                "maxItems": count,
-            }
-        },
-        "required": ["items"],
-    }
-
-
-def scored_schema(options: list[str], count: int) -> dict:
-    item = {
-        "type": "object",
-        "properties": {
-            "item": {"type": "string", "enum": options},
-            "score": {"type": "integer", "minimum": 0, "maximum": 5},
-        },
-        "required": ["item", "score"],
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "ranked": {"type": "array", "items": item, "minItems": count, "maxItems": count}
-        },
-        "required": ["ranked"],
-    }
 
 
 PROFILE_SCHEMA = {
@@ -106,7 +74,7 @@ def assert_picks(answer: dict, key: str, options: list[str], count: int) -> None
 def structured_calls(llm: LLM) -> None:
     for count in (1, 3):
         answer = llm.complete(
-            ask(f"Choose {count} categories."), pick_schema(CATEGORIES, count), max_tokens=80
+            ask(f"Choose {count} categories."), choice_schema(CATEGORIES, count), max_tokens=80
         )
         assert answer.ok, answer.error
         assert_picks(answer.parsed, "items", CATEGORIES, count)
@@ -142,7 +110,7 @@ def test_server_backend_probes_the_llamacpp_dialect_and_answers_in_schema(
 
 def llm_request(i: int) -> Request:
     text = f"Choose 2 categories for shopper number {i}."
-    return Request(ask(text), pick_schema(CATEGORIES, 2), max_tokens=60, stage="batch")
+    return Request(ask(text), choice_schema(CATEGORIES, 2), max_tokens=60, stage="batch")
 
 
 def test_in_process_backend_answers_in_schema(tmp_path: Path) -> None:

@@ -9,22 +9,12 @@ from typing import Any
 from coldrec.llm.backends import LlamaCppBackend, OpenAIBackend
 from coldrec.llm.client import LLM, LLMConfig
 from coldrec.llm.parse import project
+from coldrec.llm.schemas import choice_schema
 
 __all__ = ["check"]
 
 FRUITS = ["apple", "banana", "cherry", "grape", "lemon"]
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "items": {
-            "type": "array",
-            "items": {"type": "string", "enum": FRUITS},
-            "minItems": 2,
-            "maxItems": 2,
-        }
-    },
-    "required": ["items"],
-}
+SCHEMA = choice_schema(FRUITS, 2)
 MESSAGES = [
     {"role": "system", "content": "You answer with JSON only."},
     {

@@ -8,7 +8,8 @@ message) and fills the JSON schema of the answer:
 
 - an array of ``enum`` strings: the options most similar to the context (cosine of
   all-MiniLM-L6-v2 vectors), as many as ``maxItems`` (else ``minItems``, else 5);
-- an array of objects with an ``enum`` string property: one object per chosen option;
+- an array of objects with an ``enum`` string property (the first such): one object per
+  chosen option;
   their number properties get the option's cosine mapped from [0, 1] onto the
   property's ``[minimum, maximum]`` (rounded for integers), string properties ``""``;
 - a string with ``enum``: the most similar option;
@@ -108,7 +109,11 @@ class _Filler:
         count = schema.get("maxItems", schema.get("minItems", _DEFAULT_COUNT))
         if "enum" in items:
             return [option for option, _ in self.ranked(items["enum"], count)]
-        choice = next((k for k, v in items.get("properties", {}).items() if "enum" in v), None)
+        choice = next(
+            (k for k, v in items.get("properties", {}).items()
+             if "enum" in v and v.get("type") == "string"),
+            None,
+        )  # fmt: skip
         if choice is None:
             return self.keywords(count) if items.get("type") == "string" else []
         properties = items["properties"]

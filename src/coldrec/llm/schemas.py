@@ -1,0 +1,56 @@
+"""JSON schemas of the answers coldrec asks for, shared by the stages, the check and
+the benchmarks.
+
+Bounds are written as ``enum`` where a grammar must enforce them: the llama.cpp server
+turns ``enum`` into a grammar but ignores an integer's ``minimum``/``maximum`` (measured:
+SmolLM2 answered a 0–5 score with 10), so scores are an ``enum`` of the allowed integers
+(``minimum``/``maximum`` kept for readers such as the embedding judge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["SCORES", "choice_schema", "scored_schema"]
+
+SCORES = tuple(range(6))
+"""The scores 0–5 an LLM gives an item."""
+
+
+def choice_schema(options: Sequence[str], count: int, key: str = "items") -> dict[str, Any]:
+    """``{key: [...]}`` holding exactly ``count`` values of ``options``."""
+    return {
+        "type": "object",
+        "properties": {
+            key: {
+                "type": "array",
+                "items": {"type": "string", "enum": list(options)},
+                "minItems": count,
+                "maxItems": count,
+            }
+        },
+        "required": [key],
+    }
+
+
+def scored_schema(
+    options: Sequence[str], count: int, key: str = "ranked", min_count: int | None = None
+) -> dict[str, Any]:
+    """``{key: [{"item": option, "score": 0–5}, ...]}`` with ``min_count`` (default
+    ``count``) to ``count`` entries."""
+    item = {
+        "type": "object",
+        "properties": {
+            "item": {"type": "string", "enum": list(options)},
+            "score": {"type": "integer", "enum": list(SCORES), "minimum": 0, "maximum": 5},
+        },
+        "required": ["item", "score"],
+    }
+    array = {
+        "type": "array",
+        "items": item,
+        "minItems": count if min_count is None else min_count,
+        "maxItems": count,
+    }
+    return {"type": "object", "properties": {key: array}, "required": [key]}
