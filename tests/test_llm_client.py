@@ -106,6 +106,7 @@ def test_accounting_log_and_totals_per_stage(tmp_path: Path) -> None:
         "requests": 2, "failures": 0, "calls": 2, "cached": 1,
         "prompt_tokens": 10, "completion_tokens": 3, "latency_s": pytest.approx(
             totals["stage2"]["latency_s"]),
+        "answer_prompt_tokens": 20, "answer_completion_tokens": 6,  # the cached call too
     }  # fmt: skip
     assert totals["stage3"]["failures"] == 1 and totals["stage3"]["calls"] == 2
     lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]

@@ -13,7 +13,7 @@ import pytest
 
 from coldrec.llm import LLM, LLMConfig, Request, project
 from coldrec.llm.backends import LlamaCppConfig, OpenAIConfig
-from coldrec.llm.schemas import choice_schema, scored_schema
+from coldrec.llm.schemas import choice_schema, profile_schema, scored_schema
 from coldrec.llm.server import local_server
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (installed by make test)")
@@ -29,21 +29,6 @@ ITEMS = [
     "Night Cream",
     "Eye Liner",
 ]
-
-
-PROFILE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "profile": {"type": "string", "maxLength": 200},
-        "keywords": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
-        "preferred_categories": {
-            "type": "array",
-            "items": {"type": "string", "enum": CATEGORIES},
-            "maxItems": 3,
-        },
-    },
-    "required": ["profile", "keywords", "preferred_categories"],
-}
 
 
 def ask(text: str) -> list[dict[str, str]]:
@@ -84,7 +69,9 @@ def structured_calls(llm: LLM) -> None:
     assert answer.ok, answer.error
     assert_picks(answer.parsed, "ranked", ITEMS, 4)
     assert all(0 <= row["score"] <= 5 for row in answer.parsed["ranked"])
-    profile = llm.complete(ask("Describe this shopper."), PROFILE_SCHEMA, max_tokens=200)
+    profile = llm.complete(
+        ask("Describe this shopper."), profile_schema(CATEGORIES), max_tokens=200
+    )
     assert profile.ok, profile.error
     assert set(profile.parsed) == {"profile", "keywords", "preferred_categories"}
     assert isinstance(profile.parsed["profile"], str)

@@ -29,6 +29,7 @@ from coldrec.llm.check import check
 from coldrec.models import MODEL_KINDS
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
+from coldrec.supervision.run import SuperviseConfig, run_supervision
 
 app = typer.Typer(
     help="coldrec: strict item cold-start recommendation with LLM weak supervision.",
@@ -225,6 +226,38 @@ def rank_command(
     _print_metrics(result)
 
 
+@app.command("supervise")
+@user_errors
+def supervise_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    candidates: Path = typer.Option(..., "--candidates", help="A 'coldrec retrieve' run folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder: labels, taxonomy, trace, summary."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
+    model: str | None = typer.Option(None, "--model", help="openai: the model name."),
+    method: str | None = typer.Option(None, "--method", help="tree (default) or flat."),
+    users: int | None = typer.Option(None, "--users", help="Label at most this many users."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override any setting: --set stages.subcategories=4."
+    ),
+) -> None:
+    """Run the LLM stages over the candidates and write pseudo edges and triplets."""
+    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
+    chosen_backend = {k: v for k, v in chosen.items() if v}
+    layers = _layers(
+        config,
+        overrides,
+        dataset=str(dataset),
+        candidates=str(candidates),
+        llm={"backend": chosen_backend} if chosen_backend else None,
+        stages={"method": method} if method else None,
+        n_users=users,
+    )
+    summary = run_supervision(validate(SuperviseConfig, layers), out)
+    _print_supervision(summary)
+
+
 @llm_app.command("check")
 @user_errors
 def llm_check_command(
@@ -280,6 +313,26 @@ def _print_metrics(result: dict[str, Any]) -> None:
         )
         table.add_row(segment, f"{counts['users']:,}", f"{counts['targets']:,}", *cells)
     console.print(table)
+
+
+def _print_supervision(summary: dict[str, Any]) -> None:
+    backend = summary["backend"]
+    kind = "LLM" if backend["generates_text"] else "no LLM: embedding similarity"
+    table = Table(title=f"supervise ({summary['method']}, {backend['identity']}, {kind})")
+    for column in ("stage", "requests", "fallbacks", "cached", "tokens in", "tokens out", "s"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for name, stage in summary["stages"].items():
+        table.add_row(
+            name, f"{stage['requests']:,}", f"{stage['fallbacks']:,}", f"{stage['cached']:,}",
+            f"{stage['answer_prompt_tokens']:,}", f"{stage['answer_completion_tokens']:,}",
+            f"{stage['latency_s']:.1f}",
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"{summary['users']:,} users, {summary['edges']:,} edges "
+        f"({summary['edges_on_cold_items']:,} on cold items), {summary['triplets']:,} triplets, "
+        f"{summary['seconds_per_user']:.2f} s per user"
+    )
 
 
 def _print_stats(stats: dict[str, Any]) -> None:

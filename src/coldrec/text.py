@@ -152,7 +152,8 @@ class TextEncoder:
 
         Each distinct text is looked up in the cache and encoded only when missing;
         duplicates are encoded once. ``progress`` shows a bar over the batches (on a
-        terminal only).
+        terminal only) and logs the cache counts at INFO (at DEBUG without it: many small
+        calls, such as the embedding judge's, would flood the log).
         """
         codes, distinct = pd.factorize(pd.Series(_checked_texts(texts), dtype=object))
         if len(distinct) == 0:
@@ -181,7 +182,8 @@ class TextEncoder:
             self._encode_into(db, vectors, missing, texts, keys, progress)
         self.cache_hits += len(cached)
         self.cache_misses += len(missing)
-        log.info(
+        log.log(
+            logging.INFO if progress else logging.DEBUG,
             "text vectors (%s): %d distinct texts, %d read from cache, %d encoded",
             self._model_id,
             len(texts),

@@ -134,18 +134,22 @@ class LLM:
         """Per stage: requests and failed requests (no usable answer); calls (a request
         may take two: the JSON retry), cached calls, and the prompt tokens, completion
         tokens and seconds of the calls that reached the backend (a cached answer costs
-        nothing now)."""
+        nothing now); ``answer_*_tokens`` count every call, cached or not (what the
+        answers cost when they were made)."""
         out: dict[str, dict[str, float]] = {}
         with self._lock:
             for record in self.records:
                 stage = out.setdefault(record["stage"], dict.fromkeys(
                     ("requests", "failures", "calls", "cached", "prompt_tokens",
-                     "completion_tokens", "latency_s"), 0))  # fmt: skip
+                     "completion_tokens", "latency_s", "answer_prompt_tokens",
+                     "answer_completion_tokens"), 0))  # fmt: skip
                 if record["kind"] == "result":
                     stage["requests"] += 1
                     stage["failures"] += record["error"] is not None
                     continue
                 stage["calls"] += 1
+                stage["answer_prompt_tokens"] += record["prompt_tokens"]
+                stage["answer_completion_tokens"] += record["completion_tokens"]
                 if record["cached"]:
                     stage["cached"] += 1
                     continue

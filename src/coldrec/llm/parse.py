@@ -9,6 +9,9 @@
   then fuzzy (the closest allowed value above ``fuzzy`` similarity). Duplicates keep
   their first place; anything else is dropped and counted. The result only ever holds
   allowed values.
+- :func:`project_scored` does the same for scored answers (``[{"item": …, "score": …}]``),
+  keeping each value's score rounded and clipped to the allowed range; a row without a
+  number for its score is dropped and counted.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Projection", "extract_json", "project"]
+__all__ = ["Projection", "ScoredProjection", "extract_json", "project", "project_scored"]
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -125,6 +129,45 @@ def project(answers: Any, allowed: Sequence[str], fuzzy: float = 0.9) -> Project
         else:
             values.append(match)
     return Projection(values, dropped)
+
+
+@dataclass(frozen=True)
+class ScoredProjection:
+    """``(allowed value, score)`` in answer order (no duplicates), and the rows dropped."""
+
+    values: list[tuple[str, int]]
+    dropped: int
+
+
+def project_scored(
+    answers: Any, allowed: Sequence[str], low: int = 0, high: int = 5, fuzzy: float = 0.9
+) -> ScoredProjection:
+    """Map scored rows (dicts with an ``item``-like field and ``score``) onto ``allowed``;
+    scores are rounded and clipped to ``[low, high]`` (see the module doc)."""
+    rows = answers if isinstance(answers, list | tuple) else [answers]
+    values: list[tuple[str, int]] = []
+    dropped = 0
+    for row in rows:
+        score = _score(row.get("score") if isinstance(row, dict) else None, low, high)
+        match = project([row], allowed, fuzzy).values if score is not None else []
+        if not match or match[0] in (value for value, _ in values):
+            dropped += 1
+        else:
+            values.append((match[0], score))
+    return ScoredProjection(values, dropped)
+
+
+def _score(value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return int(min(max(round(value), low), high))
 
 
 def _flatten(answers: Any) -> Iterable[Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SCORES", "choice_schema", "scored_schema"]
+__all__ = ["SCORES", "choice_schema", "profile_schema", "scored_schema"]
 
 SCORES = tuple(range(6))
 """The scores 0–5 an LLM gives an item."""
@@ -54,3 +54,18 @@ def scored_schema(
         "maxItems": count,
     }
     return {"type": "object", "properties": {key: array}, "required": [key]}
+
+
+def profile_schema(categories: Sequence[str]) -> dict[str, Any]:
+    """Stage 1's answer: a short ``profile``, up to 5 ``keywords`` and up to 3
+    ``preferred_categories`` of ``categories``."""
+    preferred = {"type": "array", "items": {"type": "string", "enum": list(categories)}}
+    return {
+        "type": "object",
+        "properties": {
+            "profile": {"type": "string", "maxLength": 300},
+            "keywords": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+            "preferred_categories": {**preferred, "maxItems": 3},
+        },
+        "required": ["profile", "keywords", "preferred_categories"],
+    }

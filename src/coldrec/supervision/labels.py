@@ -1,5 +1,19 @@
 """Pseudo labels, the hand-off from the LLM stages to the rankers (``DESIGN.md``).
 
+Writing (:func:`labels_from_rankings`): each user's final ranking, a list of rows with
+``item``, ``score`` (0–5) and ``source``, becomes
+
+- **edges**: every row with ``score >= min_score`` (2), weight ``score / 5``; a row a
+  fallback produced (``source`` ending in ``_fallback``) weighs ``fallback_weight``;
+- **triplets**, at most ``triplets_per_user`` (3) per user, the higher-scored item as
+  ``pos``: first adjacent rows with different scores, weight ``gap / 5``; then
+  head-vs-tail pairs (first vs last, second vs second-to-last, …) with different
+  scores, weight ``gap / 5``; and only when every score ties, head-vs-tail pairs by
+  position, weight ``tie_weight``. A triplet's ``source`` is its fallback row's, if
+  any, else the ``pos`` row's.
+
+Reading (:func:`read_labels`):
+
 ``edges.parquet``: ``user``, ``item`` (Dataset ids, int64), ``weight`` (float), ``source``
 (string: the stage or fallback that wrote the row). ``triplets.parquet``: ``user``,
 ``pos``, ``neg``, ``weight``, ``source``. Rows are kept only when the user and every
@@ -10,22 +24,110 @@ interactions, as in the thesis; everything dropped is counted by reason.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec.data.dataset import Dataset
 from coldrec.errors import DataError
 from coldrec.recommender import history_splits
 
-__all__ = ["EDGE_COLUMNS", "TRIPLET_COLUMNS", "Labels", "read_labels"]
+__all__ = [
+    "EDGE_COLUMNS",
+    "TRIPLET_COLUMNS",
+    "LabelRules",
+    "Labels",
+    "labels_from_rankings",
+    "read_labels",
+    "write_labels",
+]
 
 log = logging.getLogger(__name__)
 
 EDGE_COLUMNS = ("user", "item", "weight", "source")
 TRIPLET_COLUMNS = ("user", "pos", "neg", "weight", "source")
+
+
+class LabelRules(BaseModel):
+    """How final rankings become edges and triplets (module doc)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_score: int = Field(2, ge=0, le=5)
+    fallback_weight: float = Field(0.2, ge=0)
+    triplets_per_user: int = Field(3, ge=0)
+    tie_weight: float = Field(0.1, ge=0)
+
+
+class Ranked(Protocol):
+    """A row of a final ranking (:class:`coldrec.supervision.stages.Pick`)."""
+
+    item: int
+    score: int
+    source: str
+
+
+def _is_fallback(row: Ranked) -> bool:
+    return row.source.endswith("_fallback")
+
+
+def edges_of(ranking: Sequence[Ranked], rules: LabelRules) -> list[tuple[int, float, str]]:
+    """``(item, weight, source)`` of the rows that become edges."""
+    return [
+        (row.item, rules.fallback_weight if _is_fallback(row) else row.score / 5, row.source)
+        for row in ranking
+        if row.score >= rules.min_score
+    ]
+
+
+def triplets_of(ranking: Sequence[Ranked], rules: LabelRules) -> list[tuple[int, int, float, str]]:
+    """``(pos, neg, weight, source)``: at most ``triplets_per_user`` (module doc)."""
+    n = len(ranking)
+    adjacent = [(i, i + 1) for i in range(n - 1)]
+    head_tail = [(i, n - 1 - i) for i in range(n // 2)]
+    pairs = [
+        p for p in dict.fromkeys(adjacent + head_tail) if ranking[p[0]].score != ranking[p[1]].score
+    ]
+    tied = n > 1 and len({row.score for row in ranking}) == 1
+    out = []
+    for i, j in head_tail if tied else pairs:
+        high, low = sorted((ranking[i], ranking[j]), key=lambda row: -row.score)
+        weight = rules.tie_weight if tied else (high.score - low.score) / 5
+        source = next((r.source for r in (high, low) if _is_fallback(r)), high.source)
+        out.append((high.item, low.item, weight, source))
+    return out[: rules.triplets_per_user]
+
+
+def labels_from_rankings(
+    rankings: Mapping[int, Sequence[Ranked]], rules: LabelRules | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(edges, triplets)`` frames in the columns of :data:`EDGE_COLUMNS` and
+    :data:`TRIPLET_COLUMNS`, users in the order given."""
+    rules = rules or LabelRules()
+    edges = [(u, *e) for u, ranking in rankings.items() for e in edges_of(ranking, rules)]
+    triplets = [(u, *t) for u, ranking in rankings.items() for t in triplets_of(ranking, rules)]
+    return _frame(edges, EDGE_COLUMNS), _frame(triplets, TRIPLET_COLUMNS)
+
+
+def _frame(rows: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(columns))
+    ids = {c: "int64" for c in columns[:-2]}
+    return frame.astype({**ids, "weight": "float64", "source": "string"})
+
+
+def write_labels(folder: Path, edges: pd.DataFrame, triplets: pd.DataFrame) -> None:
+    """Write ``edges.parquet`` and ``triplets.parquet`` into ``folder`` atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("edges", edges), ("triplets", triplets)):
+        tmp = folder / f".{name}.parquet.tmp"
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, folder / f"{name}.parquet")
 
 
 @dataclass

@@ -1,0 +1,196 @@
+"""``coldrec supervise``: the taxonomy, the LLM stages for the chosen users, and the
+pseudo labels they become.
+
+The run folder gets:
+
+- ``config.json``: the resolved settings;
+- ``taxonomy.json``: :class:`~coldrec.data.taxonomy.Taxonomy` (leaves split on the
+  retrieve run's Two-Tower item vectors);
+- ``edges.parquet``, ``triplets.parquet``: the labels (:mod:`coldrec.supervision.labels`);
+- ``trace.jsonl``: one line per user: profile, chosen categories and subcategories, the
+  stage-4 picks, the final ranking (item, score, keywords, subcategory, source) and the
+  fallbacks used;
+- ``llm_calls.jsonl``: one line per LLM call (stage, cache status, tokens, latency);
+- ``summary.json``: users, label counts, per-stage requests, calls, cached calls,
+  fallbacks and their rate, tokens and seconds, and seconds per user.
+
+Eligible users are the retrieve run's users with at least ``min_history`` history
+interactions (the labels' own filter). ``users`` picks among them: ``all``; ``sample``
+(``n_users`` drawn with ``seed``); ``cold`` (users whose candidates hold a cold item);
+``n_users`` also caps ``all`` and ``cold`` (the first ones by user id). The run is
+resumable through the LLM answer cache: a rerun after a kill asks only the missing
+questions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec._io import write_json_atomic
+from coldrec._progress import progress_bar
+from coldrec.candidates import Candidates
+from coldrec.data.dataset import Dataset
+from coldrec.data.taxonomy import TaxonomyConfig, build_taxonomy
+from coldrec.errors import DataError
+from coldrec.llm import LLM, LLMConfig
+from coldrec.recommender import history_splits
+from coldrec.supervision.labels import LabelRules, labels_from_rankings, write_labels
+from coldrec.supervision.stages import (
+    Catalogue,
+    StagesConfig,
+    UserRun,
+    keywords_in,
+    run_stages,
+    stages_for,
+)
+from coldrec.text import TextEncoder, TextEncoderConfig, load_vectors
+
+__all__ = ["SuperviseConfig", "eligible_users", "run_supervision"]
+
+
+class SuperviseConfig(BaseModel):
+    """What ``coldrec supervise`` runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Path
+    candidates: Path
+    """A ``coldrec retrieve`` run folder (candidates and Two-Tower vectors)."""
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
+    labels: LabelRules = Field(default_factory=LabelRules)
+    encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    """Item text vectors for the stage-4 evidence."""
+    users: Literal["all", "sample", "cold"] = "all"
+    n_users: int | None = Field(None, gt=0)
+    seed: int = 0
+    min_history: int = Field(2, gt=0)
+    chunk_size: int = Field(32, gt=0)
+    """Users whose stages run together (one LLM batch per stage)."""
+
+
+def eligible_users(config: SuperviseConfig, dataset: Dataset, candidates: Candidates) -> np.ndarray:
+    """The users the run labels, ascending (see the module doc)."""
+    counts = np.bincount(
+        dataset.interactions.loc[dataset.interactions["split"].isin(history_splits()), "user_idx"],
+        minlength=dataset.n_users,
+    )
+    users = np.sort(candidates.users[counts[candidates.users] >= config.min_history])
+    if config.users == "cold":
+        cold = dataset.items["cold"].to_numpy()
+        items = candidates.for_users(users)
+        users = users[(cold[np.maximum(items, 0)] & (items >= 0)).any(axis=1)]
+    if config.users == "sample":
+        if config.n_users is None:
+            raise DataError("users=sample needs n_users")
+        rng = np.random.default_rng(config.seed)
+        return np.sort(rng.choice(users, min(config.n_users, len(users)), replace=False))
+    return users[: config.n_users]
+
+
+def run_supervision(config: SuperviseConfig, out: Path) -> dict[str, Any]:
+    """Build the taxonomy, run the stages, write labels, trace and summary into ``out``."""
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", config.model_dump(mode="json"))
+    dataset = Dataset.load(config.dataset)
+    catalogue = _catalogue(config, dataset, out)
+    users = eligible_users(config, dataset, catalogue.candidates)
+    stages = stages_for(catalogue)
+    log = out / "llm_calls.jsonl"
+    log.unlink(missing_ok=True)
+    rankings: dict[int, list] = {}
+    setup_s = time.perf_counter() - start
+    with (
+        LLM(config.llm, log=log) as llm,
+        (out / ".trace.jsonl.tmp").open("w", encoding="utf-8") as trace,
+        progress_bar() as bar,
+    ):
+        task = bar.add_task(f"supervise ({config.stages.method})", total=len(users))
+        for begin in range(0, len(users), config.chunk_size):
+            runs = [catalogue.user_run(int(u)) for u in users[begin : begin + config.chunk_size]]
+            run_stages(runs, stages, llm)
+            for run in runs:
+                rankings[run.user] = run.final
+                trace.write(json.dumps(_trace_line(run, catalogue), ensure_ascii=False) + "\n")
+            bar.advance(task, len(runs))
+        totals = llm.totals()
+        backend = {"identity": llm.backend.identity, "generates_text": llm.backend.generates_text}
+    (out / ".trace.jsonl.tmp").replace(out / "trace.jsonl")
+    edges, triplets = labels_from_rankings(rankings, config.labels)
+    write_labels(out, edges, triplets)
+    cold = dataset.items["cold"].to_numpy()
+    summary = _summary(config, users, rankings, edges, triplets, totals, out, cold)
+    stages_s = time.perf_counter() - start - setup_s
+    summary.update(backend=backend, setup_s=round(setup_s, 2), stages_s=round(stages_s, 2),
+                   seconds_per_user=round(stages_s / max(len(users), 1), 4))  # fmt: skip
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def _catalogue(config: SuperviseConfig, dataset: Dataset, out: Path) -> Catalogue:
+    """Candidates, Two-Tower vectors, the taxonomy (written to ``out``) and text vectors."""
+    candidates = Candidates.load(config.candidates / "candidates.parquet")
+    candidates.check(dataset.n_items)
+    tw_users, _ = load_vectors(config.candidates / "user_vectors.npy")
+    tw_items, _ = load_vectors(config.candidates / "item_vectors.npy")
+    if tw_users.shape[0] != dataset.n_users or tw_items.shape[0] != dataset.n_items:
+        raise DataError(
+            f"{config.candidates}: Two-Tower vectors have {tw_users.shape[0]} users and "
+            f"{tw_items.shape[0]} items, the dataset {dataset.n_users} and {dataset.n_items}"
+        )
+    taxonomy = build_taxonomy(dataset, tw_items, config.taxonomy)
+    taxonomy.save(out / "taxonomy.json")
+    content = TextEncoder(config.encoder).encode(dataset.item_text)
+    return Catalogue(dataset, taxonomy, candidates, tw_users, tw_items, content, config.stages)
+
+
+def _trace_line(run: UserRun, catalogue: Catalogue) -> dict[str, Any]:
+    keywords = (run.trace.get("profile") or {}).get("keywords", [])
+    names = catalogue.taxonomy.subcategories
+    final = [
+        {"item": p.item, "score": p.score, "source": p.source, "subcategory": names[p.subcategory],
+         "keywords": keywords_in(catalogue.texts[p.item], keywords)}
+        for p in run.final
+    ]  # fmt: skip
+    return {"user": run.user, **run.trace, "final": final}
+
+
+def _summary(
+    config: SuperviseConfig,
+    users: np.ndarray,
+    rankings: dict[int, list],
+    edges: Any,
+    triplets: Any,
+    totals: dict[str, dict[str, float]],
+    out: Path,
+    cold: np.ndarray,
+) -> dict[str, Any]:
+    """Counts of the run; ``cold``: the dataset's cold-item mask."""
+    fallbacks: dict[str, int] = {}
+    for line in (out / "trace.jsonl").read_text(encoding="utf-8").splitlines():
+        for stage in json.loads(line).get("fallbacks", []):
+            fallbacks[stage] = fallbacks.get(stage, 0) + 1
+    stages = {
+        name: {**counts, "fallbacks": fallbacks.get(name, 0),
+               "fallback_rate": fallbacks.get(name, 0) / counts["requests"]
+               if counts["requests"] else None}
+        for name, counts in totals.items()
+    }  # fmt: skip
+    return {
+        "method": config.stages.method,
+        "users": len(users),
+        "users_with_labels": sum(bool(r) for r in rankings.values()),
+        "edges": len(edges),
+        "edges_on_cold_items": int(cold[edges["item"].to_numpy(np.int64)].sum()),
+        "triplets": len(triplets),
+        "edge_sources": edges["source"].value_counts().to_dict(),
+        "stages": stages,
+    }

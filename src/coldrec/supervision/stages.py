@@ -1,0 +1,460 @@
+"""The LLM stages that turn a user's history and Two-Tower candidates into a final
+ranking (thesis §4.3): every answer goes through :class:`~coldrec.llm.LLM` (cached,
+retried, parsed) and is projected onto the allowed values, so no stage ever invents an
+item, category or subcategory.
+
+Tree (``method="tree"``):
+
+============  ==============================================  ============================
+stage         asks                                            fallback (marked in trace)
+============  ==============================================  ============================
+1 profile     JSON profile, keywords, preferred categories    none: later prompts go on
+              from the recent history texts                   with the history alone
+2 categories  ``categories`` of the taxonomy's categories     the categories of the user's
+                                                              interest leaves and history
+3 subcats     top ``subcategories`` (K) within the chosen     the subcategories holding
+              categories, best first                          most history items, then the
+                                                              best-ranked candidates
+4 items       per subcategory: up to ``picks`` of at most     the first ``picks`` local
+              ``local_candidates`` items, scored 0–5;         candidates, score
+              local candidates are the user's Two-Tower       ``fallback_score``
+              candidates in the subcategory, topped up from
+              its other items by Two-Tower score (so cold
+              items can enter); each shown with up to
+              ``evidence`` history items of cosine ≥
+              ``evidence_similarity`` (FAISS, MiniLM vectors)
+5 rerank      the ``final`` best of the merged picks (at      the preselection in order
+              most ``preselected``, by stage-4 score),        (stage-4 score, then
+              scored 0–5, with variety across categories      subcategory order)
+              and brands
+============  ==============================================  ============================
+
+Flat (``method="flat"``, the ablation without the tree): Stage 1, then one ranking of
+the user's first ``flat_candidates`` Two-Tower candidates (fallback: the first
+``final`` of them).
+
+The final list keeps at most ``max_per_brand`` items of one brand (the rest are dropped
+and counted). Each final row has a ``source``: ``stage5``, ``stage5_fallback``, ``flat``
+or ``flat_fallback``.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec.candidates import Candidates
+from coldrec.data.dataset import Dataset
+from coldrec.data.taxonomy import Taxonomy
+from coldrec.llm import LLM, Completion, Request, project
+from coldrec.llm.parse import project_scored
+from coldrec.llm.schemas import choice_schema, profile_schema, scored_schema
+from coldrec.recommender import history_splits
+from coldrec.supervision import prompts
+from coldrec.supervision.prompts import Evidence, Option, UserText
+
+__all__ = ["Catalogue", "Pick", "StagesConfig", "UserRun", "run_stages", "stages_for"]
+
+_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+class StagesConfig(BaseModel):
+    """Sizes and caps of the stages (defaults: the thesis's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["tree", "flat"] = "tree"
+    history_items: int = Field(10, gt=0)
+    """Most recent history items shown in every prompt."""
+    categories: int = Field(3, gt=0)
+    subcategories: int = Field(8, gt=0)
+    local_candidates: int = Field(80, gt=0)
+    picks: int = Field(10, gt=0)
+    """Items picked per subcategory in Stage 4."""
+    evidence: int = Field(3, ge=0)
+    evidence_similarity: float = Field(0.35, ge=-1, le=1)
+    preselected: int = Field(40, gt=0)
+    final: int = Field(20, gt=0)
+    flat_candidates: int = Field(50, gt=0)
+    max_per_brand: int | None = Field(3, gt=0)
+    fallback_score: int = Field(2, ge=0, le=5)
+    """Score of a fallback pick (the first candidates)."""
+    temperature: float = Field(0.0, ge=0)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """An item chosen for a user: its score 0–5, subcategory and the stage that chose it."""
+
+    item: int
+    score: int
+    subcategory: int
+    source: str
+
+
+@dataclass
+class UserRun:
+    """One user's way through the stages, and the trace of it."""
+
+    user: int
+    text: UserText
+    seen: set[int]
+    candidates: np.ndarray
+    categories: list[int] = field(default_factory=list)
+    subcategories: list[int] = field(default_factory=list)
+    picks: list[Pick] = field(default_factory=list)
+    final: list[Pick] = field(default_factory=list)
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    def fell_back(self, stage: str) -> None:
+        self.trace.setdefault("fallbacks", []).append(stage)
+
+
+class Catalogue:
+    """What the stages read: items, taxonomy, candidates, vectors and settings."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        taxonomy: Taxonomy,
+        candidates: Candidates,
+        tw_users: np.ndarray,
+        tw_items: np.ndarray,
+        content: np.ndarray,
+        config: StagesConfig,
+    ) -> None:
+        self.dataset, self.taxonomy, self.config = dataset, taxonomy, config
+        self.candidates, self.tw_users, self.tw_items = candidates, tw_users, tw_items
+        self.content = np.ascontiguousarray(content, dtype=np.float32)
+        self.texts = dataset.item_text
+        self.titles = dataset.items["title"].fillna("").astype(str).tolist()
+        self.brands = dataset.items["brand"].fillna("").astype(str).tolist()
+        self.item_subcategory = taxonomy.item_subcategory
+        self.item_category = taxonomy.item_category
+        self.histories = dataset.sequences(*history_splits())
+
+    def user_run(self, user: int) -> UserRun:
+        history = self.histories[user]
+        leaves = self.taxonomy.user_leaves.get(user, [])
+        text = UserText(
+            history=[self.texts[i] for i in history[-self.config.history_items :]],
+            interests=[self.taxonomy.leaves[leaf].description for leaf in leaves],
+        )
+        candidates = self.candidates.for_users(np.array([user]))[0]
+        return UserRun(user, text, set(history.tolist()), candidates[candidates >= 0])
+
+    def local_candidates(self, run: UserRun, subcategory: int) -> list[int]:
+        """The user's candidates in ``subcategory``, topped up by Two-Tower score."""
+        cap = self.config.local_candidates
+        inside = run.candidates[self.item_subcategory[run.candidates] == subcategory]
+        chosen = inside[:cap].tolist()
+        if len(chosen) < cap:
+            pool = self.taxonomy.subcategory_items(subcategory)
+            pool = pool[~np.isin(pool, [*run.seen, *chosen])]
+            scores = self.tw_items[pool] @ self.tw_users[run.user]
+            chosen += pool[np.argsort(-scores, kind="stable")][: cap - len(chosen)].tolist()
+        return chosen
+
+    def options(
+        self, run: UserRun, items: list[int], facts: bool = False
+    ) -> tuple[list[Option], dict[str, int]]:
+        """Options for ``items`` (labels unique within the list) and label → item."""
+        evidence = self._evidence(run, items)
+        options, by_label = [], {}
+        for item, found in zip(items, evidence, strict=True):
+            label = self.texts[item]
+            if label in by_label:
+                label = f"{label} (#{item})"
+            by_label[label] = item
+            options.append(Option(label, self._facts(item) if facts else "", found))
+        return options, by_label
+
+    def _facts(self, item: int) -> str:
+        category = self.taxonomy.categories[self.item_category[item]]
+        brand = self.brands[item]
+        return f"category: {category}" + (f"; brand: {brand}" if brand else "")
+
+    def _evidence(self, run: UserRun, items: list[int]) -> list[tuple[Evidence, ...]]:
+        """Up to ``evidence`` history items per candidate with cosine ≥ the threshold."""
+        history = np.array(sorted(run.seen), dtype=np.int64)
+        count = min(self.config.evidence, len(history))
+        if not count or not items:
+            return [() for _ in items]
+        index = faiss.IndexFlatIP(self.content.shape[1])
+        index.add(self.content[history])
+        similarity, found = index.search(self.content[np.asarray(items)], count)
+        return [
+            tuple(Evidence(self.titles[history[j]], float(s))
+                  for s, j in zip(row_s, row_j, strict=True)
+                  if j >= 0 and s >= self.config.evidence_similarity)
+            for row_s, row_j in zip(similarity, found, strict=True)
+        ]  # fmt: skip
+
+    def capped(self, picks: list[Pick], run: UserRun) -> list[Pick]:
+        """``picks`` with at most ``max_per_brand`` items of one brand (the rest counted)."""
+        cap = self.config.max_per_brand
+        if cap is None:
+            return picks
+        seen: Counter[str] = Counter()
+        kept = []
+        for pick in picks:
+            brand = self.brands[pick.item].casefold()
+            seen[brand] += 1
+            if not brand or seen[brand] <= cap:
+                kept.append(pick)
+        run.trace["over_brand_cap"] = len(picks) - len(kept)
+        return kept
+
+
+class Stage(ABC):
+    """One LLM stage: requests for a user, then what their answers mean."""
+
+    name: str
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue, self.config = catalogue, catalogue.config
+
+    @abstractmethod
+    def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
+        """The requests of this stage for ``run`` and what each one needs to be read."""
+
+    @abstractmethod
+    def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
+        """Read the answers into ``run`` (with the fallback where an answer is unusable)."""
+
+    def request(self, messages: list[dict[str, str]], schema: dict, max_tokens: int) -> Request:
+        return Request(messages, schema, self.config.temperature, max_tokens, stage=self.name)
+
+
+def _parsed(answer: Completion, key: str) -> Any:
+    return answer.parsed.get(key) if answer.ok and isinstance(answer.parsed, dict) else None
+
+
+class ProfileStage(Stage):
+    name = "stage1_profile"
+
+    def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
+        categories = self.catalogue.taxonomy.categories
+        schema = profile_schema(categories)
+        return [(self.request(prompts.profile_prompt(run.text, categories), schema, 200), None)]
+
+    def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
+        parsed = answers[0][1].parsed if answers[0][1].ok else None
+        parsed = parsed if isinstance(parsed, dict) else {}
+        profile = str(parsed.get("profile") or "")[:300]
+        words = parsed.get("keywords")
+        keywords = [str(w)[:40] for w in words[:5] if w] if isinstance(words, list) else []
+        categories = self.catalogue.taxonomy.categories
+        preferred = project(parsed.get("preferred_categories"), categories).values
+        if not (profile or keywords or preferred):
+            run.fell_back(self.name)
+            run.trace["profile"] = None
+            return
+        run.text = UserText(run.text.history, run.text.interests, profile, keywords)
+        run.trace["profile"] = {"profile": profile, "keywords": keywords,
+                                "preferred_categories": preferred}  # fmt: skip
+
+
+class CategoryStage(Stage):
+    name = "stage2_categories"
+
+    def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
+        categories = self.catalogue.taxonomy.categories
+        count = min(self.config.categories, len(categories))
+        messages = prompts.categories_prompt(run.text, categories, count)
+        return [(self.request(messages, choice_schema(categories, count), 24 * count + 24), count)]
+
+    def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
+        count, answer = answers[0]
+        categories = self.catalogue.taxonomy.categories
+        chosen = project(_parsed(answer, "items"), categories).values[:count]
+        if not chosen:
+            run.fell_back(self.name)
+            chosen = [categories[c] for c in self._from_history(run)[:count]]
+        run.categories = [categories.index(name) for name in chosen]
+        run.trace["categories"] = chosen
+
+    def _from_history(self, run: UserRun) -> list[int]:
+        """Categories by the user's interest leaves and history items, then candidates."""
+        catalogue = self.catalogue
+        leaves = catalogue.taxonomy.user_leaves.get(run.user, [])
+        leaf_items = [int(catalogue.taxonomy.leaves[leaf].items[0]) for leaf in leaves]
+        ranked = [*leaf_items, *sorted(run.seen), *run.candidates.tolist()]
+        return list(dict.fromkeys(int(catalogue.item_category[i]) for i in ranked))
+
+
+class SubcategoryStage(Stage):
+    name = "stage3_subcategories"
+
+    def allowed(self, run: UserRun) -> list[int]:
+        taxonomy = self.catalogue.taxonomy
+        return [s for c in run.categories for s in taxonomy.category_subcategories(c)]
+
+    def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
+        allowed = self.allowed(run)
+        if not allowed:
+            return []
+        names = [self.catalogue.taxonomy.subcategories[s] for s in allowed]
+        count = min(self.config.subcategories, len(names))
+        messages = prompts.subcategories_prompt(run.text, names, count)
+        return [(self.request(messages, choice_schema(names, count), 32 * count + 24), count)]
+
+    def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
+        if not answers:
+            return
+        count, answer = answers[0]
+        names = self.catalogue.taxonomy.subcategories
+        allowed = [names[s] for s in self.allowed(run)]
+        chosen = [names.index(n) for n in project(_parsed(answer, "items"), allowed).values]
+        if not chosen:
+            run.fell_back(self.name)
+            chosen = self._by_evidence(run, self.allowed(run))
+        run.subcategories = chosen[:count]
+        run.trace["subcategories"] = [names[s] for s in run.subcategories]
+
+    def _by_evidence(self, run: UserRun, allowed: list[int]) -> list[int]:
+        """Most history items first, then the best-ranked candidate."""
+        subcategory = self.catalogue.item_subcategory
+        in_history = Counter(int(subcategory[i]) for i in run.seen)
+        first_rank = {}
+        for rank, item in enumerate(run.candidates.tolist()):
+            first_rank.setdefault(int(subcategory[item]), rank)
+        never = len(run.candidates)
+        return sorted(allowed, key=lambda s: (-in_history[s], first_rank.get(s, never), s))
+
+
+class ItemStage(Stage):
+    name = "stage4_items"
+
+    def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
+        out = []
+        for subcategory in run.subcategories:
+            local = self.catalogue.local_candidates(run, subcategory)
+            if not local:
+                continue
+            options, by_label = self.catalogue.options(run, local)
+            count = min(self.config.picks, len(local))
+            name = self.catalogue.taxonomy.subcategories[subcategory]
+            schema = scored_schema(list(by_label), count, min_count=1)
+            messages = prompts.items_prompt(run.text, name, options, count)
+            out.append((self.request(messages, schema, 48 * count + 32),
+                        (subcategory, local, by_label, count)))  # fmt: skip
+        return out
+
+    def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
+        run.trace["stage4"] = []
+        for (subcategory, local, by_label, count), answer in answers:
+            scored = project_scored(_parsed(answer, "ranked"), list(by_label)).values[:count]
+            picks = [Pick(by_label[label], score, subcategory, "stage4") for label, score in scored]
+            if not picks:
+                run.fell_back(self.name)
+                picks = [Pick(i, self.config.fallback_score, subcategory, "stage4_fallback")
+                         for i in local[:count]]  # fmt: skip
+            run.picks += picks
+            run.trace["stage4"].append({
+                "subcategory": self.catalogue.taxonomy.subcategories[subcategory],
+                "local_candidates": len(local),
+                "picks": [[p.item, p.score] for p in picks],
+                "fallback": picks[0].source == "stage4_fallback",
+            })  # fmt: skip
+
+
+class RerankStage(Stage):
+    name = "stage5_rerank"
+
+    def preselection(self, run: UserRun) -> list[Pick]:
+        """The merged picks (each item once, at its best), by score then subcategory order."""
+        order = {s: i for i, s in enumerate(run.subcategories)}
+        best: dict[int, Pick] = {}
+        for pick in run.picks:
+            if pick.item not in best or pick.score > best[pick.item].score:
+                best[pick.item] = pick
+        ranked = sorted(best.values(), key=lambda p: (-p.score, order.get(p.subcategory, 0)))
+        return ranked[: self.config.preselected]
+
+    def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
+        preselected = self.preselection(run)
+        if not preselected:
+            return []
+        items = [p.item for p in preselected]
+        options, by_label = self.catalogue.options(run, items, facts=True)
+        count = min(self.config.final, len(items))
+        schema = scored_schema(list(by_label), count, min_count=1)
+        messages = prompts.rerank_prompt(run.text, options, count)
+        meta = (by_label, {p.item: p for p in preselected}, count)
+        return [(self.request(messages, schema, 48 * count + 32), meta)]
+
+    def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
+        if not answers:
+            return
+        (by_label, preselected, count), answer = answers[0]
+        scored = project_scored(_parsed(answer, "ranked"), list(by_label)).values[:count]
+        final = [Pick(by_label[label], score, preselected[by_label[label]].subcategory, "stage5")
+                 for label, score in scored]  # fmt: skip
+        if not final:
+            run.fell_back(self.name)
+            final = [Pick(p.item, p.score, p.subcategory, "stage5_fallback")
+                     for p in list(preselected.values())[:count]]  # fmt: skip
+        run.final = self.catalogue.capped(final, run)
+
+
+class FlatStage(Stage):
+    name = "flat_rank"
+
+    def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
+        items = run.candidates[: self.config.flat_candidates].tolist()
+        if not items:
+            return []
+        options, by_label = self.catalogue.options(run, items, facts=True)
+        count = min(self.config.final, len(items))
+        schema = scored_schema(list(by_label), count, min_count=1)
+        messages = prompts.rerank_prompt(run.text, options, count)
+        return [(self.request(messages, schema, 48 * count + 32), (by_label, items, count))]
+
+    def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
+        if not answers:
+            return
+        (by_label, items, count), answer = answers[0]
+        subcategory = self.catalogue.item_subcategory
+        scored = project_scored(_parsed(answer, "ranked"), list(by_label)).values[:count]
+        final = [Pick(by_label[label], score, int(subcategory[by_label[label]]), "flat")
+                 for label, score in scored]  # fmt: skip
+        if not final:
+            run.fell_back(self.name)
+            final = [Pick(i, self.config.fallback_score, int(subcategory[i]), "flat_fallback")
+                     for i in items[:count]]  # fmt: skip
+        run.final = self.catalogue.capped(final, run)
+
+
+def stages_for(catalogue: Catalogue) -> list[Stage]:
+    """The stages of the configured method, in order."""
+    if catalogue.config.method == "flat":
+        return [ProfileStage(catalogue), FlatStage(catalogue)]
+    kinds = (ProfileStage, CategoryStage, SubcategoryStage, ItemStage, RerankStage)
+    return [kind(catalogue) for kind in kinds]
+
+
+def run_stages(runs: list[UserRun], stages: list[Stage], llm: LLM) -> None:
+    """Run every stage over ``runs``, each stage as one batch of LLM calls."""
+    for stage in stages:
+        asked = [(run, request, meta) for run in runs for request, meta in stage.requests(run)]
+        answers = llm.batch([request for _, request, _ in asked], progress=False)
+        grouped: dict[int, list[tuple[Any, Completion]]] = {id(run): [] for run in runs}
+        for (run, _, meta), answer in zip(asked, answers, strict=True):
+            grouped[id(run)].append((meta, answer))
+        for run in runs:
+            stage.apply(run, grouped[id(run)])
+
+
+def keywords_in(text: str, keywords: list[str]) -> list[str]:
+    """The profile keywords whose words all occur in ``text``."""
+    words = {w.casefold() for w in _WORD.findall(text)}
+    return [k for k in keywords if (parts := _WORD.findall(k)) and
+            all(p.casefold() in words for p in parts)]  # fmt: skip
