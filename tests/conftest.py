@@ -37,3 +37,14 @@ def isolated_vector_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def small_dataset() -> Dataset:
     """A prepared synthetic data set small enough for every model (global 70/30 split)."""
     return prepare(SyntheticSource(n_users=300, n_items=200, seed=5).load())
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real llama.cpp server (OpenAI API) serving SmolLM2 on a free local port."""
+    pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (installed by make test)")
+    from coldrec.llm.server import local_server
+
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with local_server(log=log) as base:
+        yield base

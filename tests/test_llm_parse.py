@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coldrec.llm.parse import extract_json, project
+from coldrec.llm.parse import extract_json, project, project_scored
 
 ALLOWED = ["Lip Gloss", "Lipstick", "Nail Polish", "Eye Shadow", "Mascara"]
 
@@ -92,3 +92,38 @@ def test_projection_of_any_values_stays_inside(answers: list) -> None:
     got = project(answers, ALLOWED)
     assert set(got.values) <= set(ALLOWED)
     assert len(got.values) + got.dropped == len(answers)
+
+
+def test_scored_projection_by_hand() -> None:
+    rows = [
+        {"item": "Lipstick", "score": 4},
+        {"item": "lipstick", "score": 5},  # a repeat: dropped
+        {"item": "Blusher", "score": 5},  # not allowed: dropped
+        {"item": "[3]", "score": 9},  # index 3 = Nail Polish, score clipped to 5
+        {"item": "Mascara", "score": "2.6"},  # a numeric string, rounded
+        {"item": "Eye Shadow"},  # no score: dropped
+        {"item": "Lip Gloss", "score": True},  # a bool is not a score
+    ]
+    got = project_scored(rows, ALLOWED)
+    assert got.values == [("Lipstick", 4), ("Nail Polish", 5), ("Mascara", 3)]
+    assert got.dropped == 4
+
+
+SCORED_ROW = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["item", "score", "id", "title"]),
+        st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.none(), st.booleans()),
+    ),
+    st.text(max_size=30),
+    st.integers(),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(SCORED_ROW, max_size=30), SCORED_ROW, ADVERSARIAL.map(extract_json)))
+def test_scored_projection_never_raises_and_stays_inside(answers: object) -> None:
+    got = project_scored(answers, ALLOWED)
+    items = [item for item, _ in got.values]
+    assert set(items) <= set(ALLOWED) and len(items) == len(set(items))
+    assert all(isinstance(score, int) and 0 <= score <= 5 for _, score in got.values)

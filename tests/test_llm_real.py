@@ -6,7 +6,6 @@ allowed set, counts as asked, no duplicates."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ import pytest
 from coldrec.llm import LLM, LLMConfig, Request, project
 from coldrec.llm.backends import LlamaCppConfig, OpenAIConfig
 from coldrec.llm.schemas import choice_schema, profile_schema, scored_schema
-from coldrec.llm.server import local_server
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (installed by make test)")
 
@@ -36,14 +34,6 @@ def ask(text: str) -> list[dict[str, str]]:
         {"role": "system", "content": "You are a shopping assistant. Answer with JSON only."},
         {"role": "user", "content": f"<context>Bought: red lipstick, mascara.</context>\n{text}"},
     ]
-
-
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real llama.cpp server (OpenAI API) serving SmolLM2 on a free local port."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with local_server(log=log) as base:
-        yield base
 
 
 def assert_picks(answer: dict, key: str, options: list[str], count: int) -> None:

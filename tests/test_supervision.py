@@ -301,3 +301,33 @@ def test_user_selection(retrieved: Path) -> None:
     for user in every:
         row = candidates.for_users(np.array([user]))[0]
         assert (user in cold) == bool(cold_items[row[row >= 0]].any())
+
+
+# --- a real SmolLM2 run -------------------------------------------------------------
+
+
+def test_real_smollm2_run_for_two_users_through_the_local_server(
+    retrieved: Path, tmp_path: Path, llama_server: str
+) -> None:
+    """Structure only (the 135M model proves the plumbing, not the quality): every
+    stage asked the real server, every final item is one of the user's candidates or
+    subcategory items and none of their history, and the labels are written."""
+    small = {"subcategories": 2, "local_candidates": 8, "picks": 3, "final": 5, "evidence": 1}
+    backend = {"kind": "openai", "base_url": llama_server, "model": "smollm2"}
+    config = supervise_config(retrieved, None, n_users=2, stages=small,
+                              llm={"backend": backend, "cache_dir": str(tmp_path)})  # fmt: skip
+    summary = run_supervision(config, tmp_path / "out")
+    assert summary["backend"] == {"identity": "openai:smollm2", "generates_text": True}
+    for stage in ("stage1_profile", "stage2_categories", "stage3_subcategories",
+                  "stage4_items", "stage5_rerank"):  # fmt: skip
+        counts = summary["stages"][stage]
+        assert counts["calls"] >= counts["requests"] > 0 and counts["prompt_tokens"] > 0
+    catalogue = catalogue_of(retrieved, config)
+    for line in read_trace(tmp_path / "out"):
+        run = catalogue.user_run(line["user"])
+        assert len(line["final"]) <= 5 and line["final"]
+        allowed = {i for b in line["stage4"] for i, _ in b["picks"]}
+        assert {row["item"] for row in line["final"]} <= allowed
+        assert allowed.isdisjoint(run.seen)
+        assert all(0 <= row["score"] <= 5 for row in line["final"])
+    assert (tmp_path / "out" / "edges.parquet").is_file()

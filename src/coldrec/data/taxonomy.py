@@ -54,6 +54,8 @@ __all__ = ["Leaf", "Taxonomy", "TaxonomyConfig", "build_taxonomy"]
 UNCATEGORISED = "Uncategorised"
 GENERAL = "General"
 _WORD = re.compile(r"[^\W\d_]{3,}")
+_COMMON = frozenset("and for with the from your you this that pack count ounce ounces fluid".split())
+"""Words too common in product titles to describe a leaf."""
 
 
 class TaxonomyConfig(BaseModel):
@@ -291,7 +293,7 @@ def _describe(
         return name
     in_part = _word_shares([titles[i] for i in part])
     in_group = _word_shares([titles[i] for i in group])
-    path_words = {w.casefold() for w in _WORD.findall(name)}
+    path_words = {w.casefold() for w in _WORD.findall(name)} | _COMMON
     ranked = sorted(
         (w for w in in_part if w not in path_words),
         key=lambda w: (-(in_part[w] - in_group.get(w, 0.0)), w),

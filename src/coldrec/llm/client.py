@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coldrec._progress import progress_bar
 from coldrec.errors import LLMError
@@ -68,6 +68,15 @@ class LLMConfig(BaseModel):
     """Retries of a timeout, 429 or 5xx."""
     backoff_s: float = Field(1.0, ge=0)
     """First pause before a retry; doubles each time."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _llamacpp_by_default(cls, data: Any) -> Any:
+        """A ``backend`` node without ``kind`` configures the default (``llamacpp``)."""
+        backend = data.get("backend") if isinstance(data, dict) else None
+        if isinstance(backend, dict) and "kind" not in backend:
+            return {**data, "backend": {**backend, "kind": "llamacpp"}}
+        return data
 
 
 class LLM:

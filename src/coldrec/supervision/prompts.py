@@ -126,10 +126,12 @@ def _option_lines(options: Sequence[Option]) -> str:
 
 
 def _scored_task(count: int) -> str:
+    # A labelled scale: with "score": 0-5 in the example SmolLM2 copied 0 for every item.
     return (
         f"Pick up to {count} of these items that this shopper is most likely to buy next, "
-        "best first, each with a score from 0 (unlikely) to 5 (very likely). "
-        'Answer as {"ranked": [{"item": "...", "score": 0-5}, ...]} with the item texts '
+        "best first. Give each a score: 5 = very likely, 4 = likely, 3 = maybe, "
+        "2 = unlikely, 1 = very unlikely, 0 = no. "
+        'Answer as {"ranked": [{"item": "...", "score": 5}, ...]} with the item texts '
         "exactly as written."
     )
 

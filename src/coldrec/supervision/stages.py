@@ -250,7 +250,8 @@ class ProfileStage(Stage):
         parsed = parsed if isinstance(parsed, dict) else {}
         profile = str(parsed.get("profile") or "")[:300]
         words = parsed.get("keywords")
-        keywords = [str(w)[:40] for w in words[:5] if w] if isinstance(words, list) else []
+        words = words if isinstance(words, list) else []
+        keywords = list({str(w)[:40].casefold(): str(w)[:40] for w in words if w}.values())[:5]
         categories = self.catalogue.taxonomy.categories
         preferred = project(parsed.get("preferred_categories"), categories).values
         if not (profile or keywords or preferred):
