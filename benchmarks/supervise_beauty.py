@@ -34,7 +34,7 @@ from coldrec.llm.backends import EmbeddingConfig
 from coldrec.llm.backends.embedding import EmbeddingJudge
 from coldrec.llm.backends.llamacpp import smollm2_path
 from coldrec.llm.base import Generation, Request
-from coldrec.supervision.run import SuperviseConfig, _catalogue, eligible_users
+from coldrec.supervision.run import SuperviseConfig, _catalogue, eligible_users, stages_markdown
 from coldrec.supervision.stages import run_stages, stages_for
 
 OUT = RUNS / "supervise"
@@ -97,20 +97,6 @@ def full_size_tokens(method: str) -> dict[str, dict[str, float]]:
         stage["prompt"] += sum(count(m["content"]) + 4 for m in request.messages)
         stage["completion"] += count(answer)
     return {name: {k: v / len(users) for k, v in stage.items()} for name, stage in out.items()}
-
-
-def stage_table(summaries: dict[str, dict[str, Any]]) -> str:
-    header = "| run | stage | requests | fallback rate | calls | prompt tokens | completion tokens"
-    rows = [f"{header} | LLM seconds |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, summary in summaries.items():
-        for stage, c in summary["stages"].items():
-            rate = "–" if c["fallback_rate"] is None else f"{c['fallback_rate']:.1%}"
-            rows.append(
-                f"| {name} | {stage} | {c['requests']:,} | {rate} | {c['calls']:,} | "
-                f"{c['answer_prompt_tokens']:,} | {c['answer_completion_tokens']:,} | "
-                f"{c['latency_s']:.0f} |"
-            )
-    return "\n".join(rows)
 
 
 def run_table(summaries: dict[str, dict[str, Any]]) -> str:
@@ -182,7 +168,7 @@ candidates, 10 picks, 3 evidence items, 40 preselected, 20 final, 50 flat candid
 
 Tokens count every answer used (cached or not); seconds are the LLM calls' own time.
 
-{stage_table(summaries)}
+{stages_markdown(summaries)}
 
 ## What a labelling run over all users costs
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -24,6 +25,7 @@ from coldrec.data.sources import SOURCE_KINDS
 from coldrec.errors import ColdrecError
 from coldrec.eval.report import write_report
 from coldrec.eval.runner import EvaluateConfig, run_evaluation
+from coldrec.experiment import STEPS, ExperimentConfig, run_experiment
 from coldrec.llm import BACKEND_KINDS, LLMConfig
 from coldrec.llm.check import check
 from coldrec.models import MODEL_KINDS
@@ -276,6 +278,31 @@ def llm_check_command(
         raise typer.Exit(code=1)
 
 
+StepName = StrEnum("StepName", [(step, step) for step in STEPS])
+
+
+@app.command("run")
+@user_errors
+def run_command(
+    config: Path = typer.Argument(..., help="An experiment YAML (see configs/)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default: runs/<name>)."),
+    force: StepName | None = typer.Option(
+        None, "--force", help="Rerun this step and every step after it."
+    ),
+    overrides: list[str] = typer.Option([], "--set", help="Override: --set seeds=[0,1,2]."),
+) -> None:
+    """Run an experiment: prepare → encode → retrieve → taxonomy → supervise → rank →
+    baselines → report, each step cached and resumable; print the cold/warm table."""
+    experiment = validate(ExperimentConfig, merge(read_yaml(config), parse_overrides(overrides)))
+    folder = out or Path("runs") / experiment.name
+    command = shlex.join(["coldrec", *sys.argv[1:]]) if sys.argv else None
+    for record in run_experiment(experiment, folder, force.value if force else None, command):
+        state = f"{record['seconds']:.1f} s" if record["ran"] else "cached"
+        console.print(f"  {record['folder']:<32} {state}", highlight=False)
+    report = (folder / "report" / "report.md").read_text(encoding="utf-8")
+    console.print(report, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command("report")
 @user_errors
 def report_command(
@@ -284,7 +311,7 @@ def report_command(
 ) -> None:
     """Render Markdown tables (mean ± std over seeds) and a cold/warm bar chart."""
     path = write_report(run_dirs, out)
-    console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
 
 
 def _layers(config: Path | None, overrides: list[str], **flags: Any) -> dict[str, Any]:

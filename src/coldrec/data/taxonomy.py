@@ -54,7 +54,10 @@ __all__ = ["Leaf", "Taxonomy", "TaxonomyConfig", "build_taxonomy"]
 UNCATEGORISED = "Uncategorised"
 GENERAL = "General"
 _WORD = re.compile(r"[^\W\d_]{3,}")
-_COMMON = frozenset("and for with the from your you this that pack count ounce ounces fluid".split())
+_COMMON = frozenset(
+    ["and", "for", "with", "the", "from", "your", "you", "this", "that", "pack", "count",
+     "ounce", "ounces", "fluid"]
+)  # fmt: skip
 """Words too common in product titles to describe a leaf."""
 
 

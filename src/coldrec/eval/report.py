@@ -97,8 +97,18 @@ def _mean_std(values: list[float | None]) -> tuple[float, float] | None:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1))
 
 
-def markdown(summary: Summary, segments: Sequence[str] = TABLE_SEGMENTS) -> str:
-    """One Markdown table per segment: rows = methods, columns = :data:`TABLE_METRICS`."""
+References = dict[str, dict[str, dict[str, float]]]
+"""Published figures: method → segment → metric → value."""
+
+
+def markdown(
+    summary: Summary,
+    segments: Sequence[str] = TABLE_SEGMENTS,
+    references: References | None = None,
+) -> str:
+    """One Markdown table per segment: rows = methods, columns = :data:`TABLE_METRICS`;
+    ``references`` add a row ``<method> (published)`` per method where they have the
+    segment ("–" for the metrics they lack)."""
     header = "| Method | " + " | ".join(_title(m) for m in TABLE_METRICS) + " |"
     rule = "|---|" + "---:|" * len(TABLE_METRICS)
     parts = []
@@ -112,6 +122,14 @@ def markdown(summary: Summary, segments: Sequence[str] = TABLE_SEGMENTS) -> str:
             + " |"
             for method, info in with_segment.items()
         ]
+        rows += [
+            f"| {method} (published) | "
+            + " | ".join(_cell(None if m not in found[segment] else (found[segment][m], 0.0))
+                         for m in TABLE_METRICS)
+            + " |"
+            for method, found in (references or {}).items()
+            if segment in found
+        ]  # fmt: skip
         counts = next(iter(with_segment.values()))["counts"][segment]
         parts.append(
             f"### {segment} ({counts['users']:,} users, {counts['targets']:,} targets)\n\n"
@@ -164,8 +182,11 @@ def plot_cold_warm(summary: Summary, path: Path, metric: str = "recall@20") -> P
     return path
 
 
-def write_report(run_dirs: Sequence[Path], out: Path) -> Path:
-    """Write ``report.md`` and ``recall20_cold_warm.png`` for the given run folders."""
+def write_report(
+    run_dirs: Sequence[Path], out: Path, references: References | None = None, notes: str = ""
+) -> Path:
+    """Write ``report.md`` and ``recall20_cold_warm.png`` for the given run folders;
+    ``references`` go into the tables (:func:`markdown`), ``notes`` (Markdown) at the end."""
     summary = aggregate(load_metrics(run_dirs))
     out.mkdir(parents=True, exist_ok=True)
     plot_cold_warm(summary, out / "recall20_cold_warm.png")
@@ -174,8 +195,9 @@ def write_report(run_dirs: Sequence[Path], out: Path) -> Path:
         "Rendered from:\n\n"
         + "".join(f"- `{d}`\n" for d in run_dirs)
         + "\n"
-        + markdown(summary)
+        + markdown(summary, references=references)
         + "\n![Recall@20, warm vs cold](recall20_cold_warm.png)\n"
+        + (f"\n{notes.strip()}\n" if notes else "")
     )
     (out / "report.md").write_text(text, encoding="utf-8")
     return out / "report.md"

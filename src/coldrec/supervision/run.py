@@ -5,7 +5,7 @@ The run folder gets:
 
 - ``config.json``: the resolved settings;
 - ``taxonomy.json``: :class:`~coldrec.data.taxonomy.Taxonomy` (leaves split on the
-  retrieve run's Two-Tower item vectors);
+  retrieve run's Two-Tower item vectors; or the one ``taxonomy_path`` names);
 - ``edges.parquet``, ``triplets.parquet``: the labels (:mod:`coldrec.supervision.labels`);
 - ``trace.jsonl``: one line per user: profile, chosen categories and subcategories, the
   stage-4 picks, the final ranking (item, score, keywords, subcategory, source) and the
@@ -36,7 +36,7 @@ from coldrec._io import write_json_atomic
 from coldrec._progress import progress_bar
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
-from coldrec.data.taxonomy import TaxonomyConfig, build_taxonomy
+from coldrec.data.taxonomy import Taxonomy, TaxonomyConfig, build_taxonomy
 from coldrec.errors import DataError
 from coldrec.llm import LLM, LLMConfig
 from coldrec.recommender import history_splits
@@ -51,7 +51,7 @@ from coldrec.supervision.stages import (
 )
 from coldrec.text import TextEncoder, TextEncoderConfig, load_vectors
 
-__all__ = ["SuperviseConfig", "eligible_users", "run_supervision"]
+__all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
 
 
 class SuperviseConfig(BaseModel):
@@ -65,6 +65,8 @@ class SuperviseConfig(BaseModel):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     stages: StagesConfig = Field(default_factory=StagesConfig)
     taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
+    taxonomy_path: Path | None = None
+    """A ``taxonomy.json`` to use instead of building one with ``taxonomy``."""
     labels: LabelRules = Field(default_factory=LabelRules)
     encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     """Item text vectors for the stage-4 evidence."""
@@ -146,7 +148,10 @@ def _catalogue(config: SuperviseConfig, dataset: Dataset, out: Path) -> Catalogu
             f"{config.candidates}: Two-Tower vectors have {tw_users.shape[0]} users and "
             f"{tw_items.shape[0]} items, the dataset {dataset.n_users} and {dataset.n_items}"
         )
-    taxonomy = build_taxonomy(dataset, tw_items, config.taxonomy)
+    if config.taxonomy_path is not None:
+        taxonomy = Taxonomy.load(config.taxonomy_path, dataset.n_items)
+    else:
+        taxonomy = build_taxonomy(dataset, tw_items, config.taxonomy)
     taxonomy.save(out / "taxonomy.json")
     content = TextEncoder(config.encoder).encode(dataset.item_text)
     return Catalogue(dataset, taxonomy, candidates, tw_users, tw_items, content, config.stages)
@@ -194,3 +199,23 @@ def _summary(
         "edge_sources": edges["source"].value_counts().to_dict(),
         "stages": stages,
     }
+
+
+def stages_markdown(summaries: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table of the stages of one or more runs (name → ``summary.json``):
+    requests, fallback rate, calls, cached calls, tokens of every answer used, and the
+    LLM calls' own seconds."""
+    rows = [
+        "| run | stage | requests | fallback rate | calls | cached | prompt tokens "
+        "| completion tokens | LLM seconds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, summary in summaries.items():
+        for stage, c in summary["stages"].items():
+            rate = "–" if c["fallback_rate"] is None else f"{c['fallback_rate']:.1%}"
+            rows.append(
+                f"| {name} | {stage} | {c['requests']:,} | {rate} | {c['calls']:,} | "
+                f"{c['cached']:,} | {c['answer_prompt_tokens']:,} | "
+                f"{c['answer_completion_tokens']:,} | {c['latency_s']:,.1f} |"
+            )
+    return "\n".join(rows)

@@ -1,0 +1,104 @@
+"""The experiment runner: steps cached by key, forced reruns, config checks, and a run
+killed during the LLM stages that resumes to the same metrics as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from coldrec.config import validate
+from coldrec.errors import ConfigError
+from coldrec.experiment import ExperimentConfig, run_experiment
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seeds": [0],
+    "data": {"source": {"kind": "synthetic", "n_users": 300, "n_items": 200, "seed": 5}},
+    "retrieve": {"top_m": 60, "model": {"dim": 16, "training": {"epochs": 2}}},
+    "supervise": {
+        "llm": {"backend": {"kind": "embedding"}},
+        "n_users": 60,
+        "chunk_size": 4,
+        "stages": {"subcategories": 3, "local_candidates": 20, "picks": 4, "final": 8},
+    },
+    "losses": ["sim", "pair"],
+    "rank": {"model": {"dim": 16, "training": {"epochs": 3, "eval_every": 1}}},
+    "baselines": {"popularity": {"model": {"kind": "popularity"}}},
+}
+
+
+def ran(records: list[dict[str, Any]]) -> list[str]:
+    return [r["folder"] for r in records if r["ran"]]
+
+
+def metrics(out: Path) -> dict[str, Any]:
+    found = json.loads((out / "rank" / "seed0" / "metrics-seed0.json").read_text())
+    epochs = {name: t["epochs_run"] for name, t in found["training"].items()}
+    return {"epochs": epochs, **{key: found[key] for key in ("segments", "counts", "fusion")}}
+
+
+def test_steps_are_cached_by_key_and_forced_reruns_cascade(tmp_path: Path) -> None:
+    config = validate(ExperimentConfig, TINY)
+    out = tmp_path / "run"
+    first = run_experiment(config, out)
+    assert ran(first) == ["data", "encode", "retrieve", "taxonomy", "supervise", "rank/seed0",
+                          "baselines/popularity/seed0", "report"]  # fmt: skip
+    assert ran(run_experiment(config, out)) == []
+    report = (out / "report" / "report.md").read_text()
+    assert "| tiny (n=1) |" in report and "| popularity (n=1) |" in report
+    assert "## LLM accounting" in report and "no language model" in report
+    changed = validate(ExperimentConfig, {**TINY, "rank": {"model": {"dim": 8, "training": {
+        "epochs": 3, "eval_every": 1}}}})  # fmt: skip
+    assert ran(run_experiment(changed, out)) == ["rank/seed0", "report"]
+    forced = run_experiment(changed, out, force="supervise")
+    assert ran(forced) == ["supervise", "rank/seed0", "baselines/popularity/seed0", "report"]
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert ran(run_experiment(changed, moved)) == []  # keys do not depend on the folder
+    with pytest.raises(ConfigError, match="force must be one of"):
+        run_experiment(changed, moved, force="nonsense")
+
+
+def test_configs_are_checked_when_read() -> None:
+    with pytest.raises(ConfigError, match="need a supervise node"):
+        validate(ExperimentConfig, {**TINY, "supervise": None})
+    with pytest.raises(ConfigError, match=r"node 'rank'.*modle"):
+        validate(ExperimentConfig, {**TINY, "rank": {"modle": {}}})
+    with pytest.raises(ConfigError, match="unknown_field"):
+        validate(ExperimentConfig, {**TINY, "unknown_field": 1})
+
+
+def test_a_run_killed_during_supervision_resumes_to_the_same_metrics(tmp_path: Path) -> None:
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(TINY))
+    coldrec = str(Path(sys.executable).with_name("coldrec"))
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([coldrec, "-q", "run", str(config_file), "--out", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    trace = killed / ".supervise.tmp" / ".trace.jsonl.tmp"
+    deadline = time.monotonic() + 600
+    while not (trace.is_file() and trace.read_text().count("\n") >= 2):
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "supervise").exists() and (killed / "taxonomy" / "step.json").is_file()
+    resumed = run_experiment(validate(ExperimentConfig, TINY), killed)
+    assert ran(resumed)[0] == "supervise"  # the finished steps were kept
+    calls = json.loads((killed / "supervise" / "summary.json").read_text())["stages"]
+    assert sum(s["cached"] for s in calls.values()) > 0  # answers made before the kill
+    fresh = tmp_path / "fresh"
+    own_cache = {"backend": {"kind": "embedding"}, "cache_dir": str(tmp_path)}
+    uninterrupted = {**TINY, "supervise": {**TINY["supervise"], "llm": own_cache}}
+    run_experiment(validate(ExperimentConfig, uninterrupted), fresh)
+    assert metrics(killed) == metrics(fresh)
