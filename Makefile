@@ -24,12 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/coldrec data prepare --source synthetic --out $(DEMO_DIR)/data
-	$(BIN)/coldrec data stats $(DEMO_DIR)/data
-	for model in popularity itemknn bm25; do \
-	  $(BIN)/coldrec -q evaluate --dataset $(DEMO_DIR)/data --model $$model --out $(DEMO_DIR)/$$model || exit 1; \
-	done
-	$(BIN)/coldrec report $(DEMO_DIR)/popularity $(DEMO_DIR)/itemknn $(DEMO_DIR)/bm25 --out $(DEMO_DIR)/report
+	$(BIN)/coldrec run configs/demo.yaml --out $(DEMO_DIR)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

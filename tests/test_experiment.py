@@ -64,6 +64,8 @@ def test_steps_are_cached_by_key_and_forced_reruns_cascade(tmp_path: Path) -> No
     moved = tmp_path / "moved"
     out.rename(moved)
     assert ran(run_experiment(changed, moved)) == []  # keys do not depend on the folder
+    other = run_experiment(validate(ExperimentConfig, {**TINY, "name": "other"}), tmp_path / "b")
+    assert ran(other) == ["rank/seed0", "report"]  # shares every step before the ranker
     with pytest.raises(ConfigError, match="force must be one of"):
         run_experiment(changed, moved, force="nonsense")
 
@@ -84,9 +86,9 @@ def test_a_run_killed_during_supervision_resumes_to_the_same_metrics(tmp_path: P
     killed = tmp_path / "killed"
     process = subprocess.Popen([coldrec, "-q", "run", str(config_file), "--out", str(killed)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    trace = killed / ".supervise.tmp" / ".trace.jsonl.tmp"
     deadline = time.monotonic() + 600
-    while not (trace.is_file() and trace.read_text().count("\n") >= 2):
+    while not any(t.read_text().count("\n") >= 2
+                  for t in tmp_path.glob(".store/.supervise-*.tmp/.trace.jsonl.tmp")):  # fmt: skip
         assert process.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -100,5 +102,5 @@ def test_a_run_killed_during_supervision_resumes_to_the_same_metrics(tmp_path: P
     fresh = tmp_path / "fresh"
     own_cache = {"backend": {"kind": "embedding"}, "cache_dir": str(tmp_path)}
     uninterrupted = {**TINY, "supervise": {**TINY["supervise"], "llm": own_cache}}
-    run_experiment(validate(ExperimentConfig, uninterrupted), fresh)
+    run_experiment(validate(ExperimentConfig, uninterrupted), fresh, store=tmp_path / "other")
     assert metrics(killed) == metrics(fresh)

@@ -289,6 +289,9 @@ def run_command(
     force: StepName | None = typer.Option(
         None, "--force", help="Rerun this step and every step after it."
     ),
+    store: Path | None = typer.Option(
+        None, "--store", help="Step store shared by experiments (default: .store beside --out)."
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override: --set seeds=[0,1,2]."),
 ) -> None:
     """Run an experiment: prepare → encode → retrieve → taxonomy → supervise → rank →
@@ -296,7 +299,8 @@ def run_command(
     experiment = validate(ExperimentConfig, merge(read_yaml(config), parse_overrides(overrides)))
     folder = out or Path("runs") / experiment.name
     command = shlex.join(["coldrec", *sys.argv[1:]]) if sys.argv else None
-    for record in run_experiment(experiment, folder, force.value if force else None, command):
+    records = run_experiment(experiment, folder, force.value if force else None, command, store)
+    for record in records:
         state = f"{record['seconds']:.1f} s" if record["ran"] else "cached"
         console.print(f"  {record['folder']:<32} {state}", highlight=False)
     report = (folder / "report" / "report.md").read_text(encoding="utf-8")

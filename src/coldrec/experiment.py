@@ -19,11 +19,13 @@ baselines    per seed and baseline: ``evaluate``    prepare
 report       ``report/report.md`` over all seeds    rank, baselines, supervise
 ===========  =====================================  ===================================
 
-A step's key is a hash of its own settings and the keys of the steps it reads, kept in
-``<folder>/step.json``. A step runs in a temporary folder that replaces its folder
-only when it has finished, so a killed run leaves finished steps intact and resumes
-where it stopped (the LLM stages resume through the answer cache); a step whose key
-is unchanged is skipped. ``force`` reruns a step and every step after it.
+A step's key is a hash of its own settings and the keys of the steps it reads. Steps
+are kept in a store shared by experiments (``<store>/<step>-<key>/``, with the key in
+its ``step.json``; the run folder links to them), so E0–E3 make their common steps
+once. A step runs in a temporary folder that takes its place only when it has
+finished, so a killed run leaves finished steps intact and resumes where it stopped
+(the LLM stages resume through the answer cache); a step whose key is unchanged is
+skipped. ``force`` reruns a step and every step after it.
 
 ``seeds`` vary what is trained after the labels (the ranker and the baselines); the
 candidates and the labels are made once, with ``upstream_seed``, so that E0–E3 compare
@@ -32,12 +34,15 @@ rankers on the same candidates and the same labels.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -251,13 +256,25 @@ def step_key(step: Step, keys: dict[str, str]) -> str:
 
 
 def run_experiment(
-    config: ExperimentConfig, out: Path, force: str | None = None, command: str | None = None
+    config: ExperimentConfig,
+    out: Path,
+    force: str | None = None,
+    command: str | None = None,
+    store: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run every step not finished with the same key; ``force`` reruns that step and all
-    after it. Returns one record per step (folder, key, skipped or seconds)."""
+    after it. Returns one record per step (folder, key, whether it ran, seconds).
+
+    Steps live in ``store`` (default: ``.store`` beside ``out``) as ``<step>-<key>/``,
+    and ``out/<folder>`` links to them, so experiments that share steps (E0–E3 share
+    everything up to the labels) make them once. A step is made under a file lock: a
+    second process asking for the same step waits for it instead of making it again.
+    """
     if force is not None and force not in STEPS:
         raise ConfigError(f"force must be one of {', '.join(STEPS)}; got {force!r}")
+    store = store or out.parent / ".store"
     out.mkdir(parents=True, exist_ok=True)
+    store.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "experiment.json", {"config": config.model_dump(mode="json"),
                                                 "command": command})  # fmt: skip
     forced = set(STEPS[STEPS.index(force) :]) if force else set()
@@ -265,15 +282,37 @@ def run_experiment(
     records = []
     for step in plan(config, out):
         key = keys[step.folder] = step_key(step, keys)
-        done = _finished(out / step.folder) == key and step.name not in forced
-        if done:
-            records.append({"step": step.name, "folder": step.folder, "key": key, "ran": False})
-            continue
-        log.info("step %s (%s)", step.folder, key)
-        seconds = _run_step(step, out, key)
-        records.append({"step": step.name, "folder": step.folder, "key": key, "ran": True,
+        stored = store / f"{step.name}-{key}"
+        with _locked(store / f".{stored.name}.lock"):
+            ran = step.name in forced or _finished(stored) != key
+            seconds = _run_step(step, stored, key) if ran else None
+        _link(out / step.folder, stored)
+        records.append({"step": step.name, "folder": step.folder, "key": key, "ran": ran,
                         "seconds": seconds})  # fmt: skip
     return records
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _link(link: Path, target: Path) -> None:
+    """``link`` → ``target`` as a relative symlink (replacing what was there)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    relative = os.path.relpath(target, link.parent)
+    if link.is_symlink() and os.readlink(link) == relative:
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.symlink_to(relative, target_is_directory=True)
 
 
 def _finished(folder: Path) -> str | None:
@@ -281,12 +320,11 @@ def _finished(folder: Path) -> str | None:
     return read_json(marker).get("key") if marker.is_file() else None
 
 
-def _run_step(step: Step, out: Path, key: str) -> float:
-    """Fill a temporary folder, mark it finished, and put it in the step's place."""
-    target = out / step.folder
+def _run_step(step: Step, target: Path, key: str) -> float:
+    """Fill a temporary folder, mark it finished, and put it in ``target``'s place."""
+    log.info("step %s (%s)", step.folder, key)
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     step.work(tmp)
     seconds = round(time.perf_counter() - start, 2)
