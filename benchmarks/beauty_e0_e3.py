@@ -1,10 +1,14 @@
 """E0–E3 on Amazon Beauty (global split), 3 seeds, beside the baselines and the thesis.
 
-Runs ``coldrec run configs/beauty/<config>.yaml`` for each config of ``CONFIGS`` (they
-share their steps up to the labels through the step store, so the candidates are made
-once and the embedding-judge labels once), then one report over every ranker and the
-Popularity and ItemKNN-content baselines, with the thesis's published figures and the
-independent content-kNN reference beside them. A finished step is never repeated, so
+Runs ``coldrec run configs/beauty/<config>.yaml`` for E1–E3 and their variants
+(``CONFIGS``; they share their steps up to the labels through the step store, so the
+candidates and the embedding-judge labels are made once), then one report over every
+ranker and the Popularity and ItemKNN-content baselines, with the thesis's published
+figures and the independent content-kNN reference beside them. E0 is the E0 of
+``sequential_beauty.py`` (``coldrec rank`` with the same settings as
+``configs/beauty/e0.yaml``, 3 seeds) and the baselines those of ``beauty_baselines.py``
+(deterministic: one seed), so they are not trained twice; ``same_candidates`` checks
+that the runner's candidates are the ones E0 re-ranked. A finished step is never repeated, so
 the script resumes after an interruption; ``--only NAME …`` runs a subset (separate
 processes may run disjoint subsets at once: a shared step is made once, under a lock).
 Writes ``benchmarks/results/beauty_e0_e3.{md,json}``. Run from the project root:
@@ -19,11 +23,13 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pandas as pd
+
 from _common import ROOT, write_results
 from beauty_baselines import COLDREC
 from coldrec.eval.report import aggregate, load_metrics, markdown
 
-CONFIGS = ("e0", "e1", "e2", "e3", "e3_delta_knn", "e1_smollm2", "e2_smollm2", "e3_smollm2")
+CONFIGS = ("e1", "e2", "e3", "e3_delta_knn", "e1_smollm2", "e2_smollm2", "e3_smollm2")
 RUNS = Path("runs")
 # Recall@20 of the thesis (Tables 5.2/5.3, as quoted in the issues) and the independent
 # reference evaluation of content kNN on this split (issue 9).
@@ -41,8 +47,15 @@ def command(name: str) -> list[str]:
 def run_dirs() -> list[Path]:
     dirs = [ROOT / RUNS / "beauty_e" / name / "rank" / f"seed{s}" for name in CONFIGS
             for s in (0, 1, 2)]  # fmt: skip
-    base = ROOT / RUNS / "beauty_e" / "e0" / "baselines"
-    return [*dirs, *(base / m / f"seed{s}" for m in ("popularity", "itemknn") for s in (0, 1, 2))]
+    beauty = ROOT / RUNS / "beauty"
+    return [beauty / "e0", *dirs, beauty / "popularity", beauty / "itemknn"]
+
+
+def same_candidates() -> bool:
+    """Whether the runner's Two-Tower candidates equal those E0 re-ranked."""
+    ours = ROOT / RUNS / "beauty_e" / "e1" / "retrieve" / "candidates.parquet"
+    e0 = ROOT / RUNS / "beauty" / "two_tower" / "candidates.parquet"
+    return pd.read_parquet(ours).equals(pd.read_parquet(e0))
 
 
 def goal(summary: dict) -> str:
@@ -65,7 +78,7 @@ def main() -> None:
     for name in only:
         subprocess.run([COLDREC, "-q", *command(name)], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-    if not all((d / "step.json").is_file() for d in run_dirs()):
+    if not all(any(d.glob("metrics-seed*.json")) for d in run_dirs()):
         print("some runs are missing: no report yet")
         return
     summary = aggregate(load_metrics(run_dirs()))
@@ -76,9 +89,10 @@ def main() -> None:
         f"{s['edges_on_cold_items']:,} | {s['triplets']:,} | {s['seconds_per_user']:.2f} |"
         for name, s in labels.items()
     )
-    alphas = {name: [json.loads((ROOT / RUNS / "beauty_e" / name / "rank" / f"seed{s}" /
-                                 f"metrics-seed{s}.json").read_text())["fusion"]["alpha"]
-                     for s in (0, 1, 2)] for name in CONFIGS}  # fmt: skip
+    alphas = {run["method"]: [] for run in load_metrics(run_dirs()) if "fusion" in run}
+    for run in load_metrics(run_dirs()):
+        if "fusion" in run:
+            alphas[run["method"]].append(run["fusion"]["alpha"])
     shown = "\n".join(f"    coldrec {shlex.join(command(name))}" for name in CONFIGS)
     markdown_text = f"""# E0–E3 on Amazon Beauty (global split), 3 seeds
 
@@ -88,8 +102,10 @@ Two-Tower candidates (top 2,000) re-ranked by SASRec fused with the Two-Tower sc
 `L_pair`; E3: both. Labels from the `embedding` judge (MiniLM similarity, not an LLM)
 over every eligible user, or from SmolLM2-135M over 50 sampled users (`_smollm2`);
 `e3_delta_knn`: E3 with delta item vectors and KNN residual transfer. Seeds 0–2 vary the
-ranker; the candidates and labels are made once. "(published)" rows: the thesis's
-figures and the independent content-kNN reference (Recall@20 only).
+ranker; the candidates and labels are made once. E0 (`sasrec_hybrid`) is
+`sequential_beauty.py`'s; the runner's candidates are the same as E0's:
+{same_candidates()}. "(published)" rows: the thesis's figures and the independent
+content-kNN reference (Recall@20 only).
 
 {markdown(summary, references=REFERENCES)}
 ## The bar to clear: content kNN (warm 0.0289, cold 0.0256)
