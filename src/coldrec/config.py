@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from coldrec.errors import ConfigError
 
-__all__ = ["kinds", "merge", "parse_overrides", "read_yaml", "validate"]
+__all__ = ["default_kind", "kinds", "merge", "parse_overrides", "read_yaml", "validate"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -82,3 +82,12 @@ def kinds(union: Any) -> tuple[str, ...]:
     """The ``kind`` values of a discriminated union of configs (``Annotated[A | B, …]``)."""
     members = get_args(get_args(union)[0])
     return tuple(member.model_fields["kind"].default for member in members)
+
+
+def default_kind(data: Any, node: str, kind: str) -> Any:
+    """``data`` with ``kind`` filled into its ``node`` mapping when that has none, so a
+    partial node (``--set model.dim=32``) configures the default member of a union."""
+    value = data.get(node) if isinstance(data, dict) else None
+    if isinstance(value, dict) and "kind" not in value:
+        return {**data, node: {**value, "kind": kind}}
+    return data

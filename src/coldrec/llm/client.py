@@ -31,6 +31,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coldrec._progress import progress_bar
+from coldrec.config import default_kind
 from coldrec.errors import LLMError
 from coldrec.llm.backends import BackendConfig, LlamaCppConfig
 from coldrec.llm.base import (
@@ -73,10 +74,7 @@ class LLMConfig(BaseModel):
     @classmethod
     def _llamacpp_by_default(cls, data: Any) -> Any:
         """A ``backend`` node without ``kind`` configures the default (``llamacpp``)."""
-        backend = data.get("backend") if isinstance(data, dict) else None
-        if isinstance(backend, dict) and "kind" not in backend:
-            return {**data, "backend": {**backend, "kind": "llamacpp"}}
-        return data
+        return default_kind(data, "backend", "llamacpp")
 
 
 class LLM:

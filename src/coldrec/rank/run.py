@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from coldrec.candidates import Candidates
+from coldrec.config import default_kind
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
@@ -59,10 +60,7 @@ class RankConfig(RunConfig):
     @classmethod
     def _sasrec_by_default(cls, data: Any) -> Any:
         """A ``model`` node without ``kind`` configures SASRec."""
-        model = data.get("model") if isinstance(data, dict) else None
-        if isinstance(model, dict) and "kind" not in model:
-            return {**data, "model": {**model, "kind": "sasrec"}}
-        return data
+        return default_kind(data, "model", "sasrec")
 
     def default_name(self) -> str:
         return f"{self.model.kind}_{self.mode}"
