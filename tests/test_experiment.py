@@ -66,6 +66,13 @@ def test_steps_are_cached_by_key_and_forced_reruns_cascade(tmp_path: Path) -> No
     assert ran(run_experiment(changed, moved)) == []  # keys do not depend on the folder
     other = run_experiment(validate(ExperimentConfig, {**TINY, "name": "other"}), tmp_path / "b")
     assert ran(other) == ["rank/seed0", "report"]  # shares every step before the ranker
+    remade = run_experiment(validate(ExperimentConfig, {**TINY, "name": "other"}), tmp_path / "b",
+                            force="baselines")  # fmt: skip
+    assert ran(remade) == ["baselines/popularity/seed0", "report"]
+    assert ran(run_experiment(changed, moved)) == ["report"]  # it read the old baseline
+    (tmp_path / "c" / "data").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="not a step link"):
+        run_experiment(changed, tmp_path / "c")
     with pytest.raises(ConfigError, match="force must be one of"):
         run_experiment(changed, moved, force="nonsense")
 

@@ -112,7 +112,14 @@ def test_scored_projection_by_hand() -> None:
 SCORED_ROW = st.one_of(
     st.dictionaries(
         st.sampled_from(["item", "score", "id", "title"]),
-        st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.none(), st.booleans()),
+        st.one_of(
+            st.text(max_size=30),
+            st.integers(),
+            st.integers(min_value=10**300),
+            st.floats(),
+            st.none(),
+            st.booleans(),
+        ),
     ),
     st.text(max_size=30),
     st.integers(),
@@ -127,3 +134,18 @@ def test_scored_projection_never_raises_and_stays_inside(answers: object) -> Non
     items = [item for item, _ in got.values]
     assert set(items) <= set(ALLOWED) and len(items) == len(set(items))
     assert all(isinstance(score, int) and 0 <= score <= 5 for _, score in got.values)
+
+
+def test_a_title_starting_with_a_number_is_not_an_index() -> None:
+    allowed = ["2 Pack Hair Ties | Beauty > Hair", "Shampoo | Beauty > Hair", "Comb"]
+    near_copy = [{"item": "2 pack hair ties | beauty > hair.", "score": 5}]
+    assert project_scored(near_copy, allowed).values == [(allowed[0], 5)]  # fuzzy, not #2
+    assert project(["2", "[3]", "1.", "40 Carrots"], allowed).values == [allowed[1], "Comb",
+                                                                            allowed[0]]  # fmt: skip
+
+
+def test_huge_numbers_neither_raise_nor_escape_the_allowed_set() -> None:
+    assert project([10**400, -(10**400)], ALLOWED).values == []
+    assert project_scored([{"item": "Lipstick", "score": 10**400}], ALLOWED).values == [
+        ("Lipstick", 5)]  # fmt: skip
+    assert project_scored([{"item": 10**400, "score": 1}], ALLOWED).dropped == 1

@@ -104,6 +104,7 @@ def test_a_triplet_with_a_fallback_row_carries_the_fallback_source() -> None:
     ranking = [Row(0, 4), Row(1, 2, "stage5_fallback")]
     _, triplets = labels_from_rankings({3: ranking})
     assert triplets["source"].tolist() == ["stage5_fallback"]
+    assert triplets["weight"].tolist() == [0.2]  # the gap says 0.4; a fallback caps it
 
 
 def test_written_labels_pass_the_ranker_filter(tmp_path: Path, small_dataset: Dataset) -> None:
@@ -331,3 +332,12 @@ def test_real_smollm2_run_for_two_users_through_the_local_server(
         assert allowed.isdisjoint(run.seen)
         assert all(0 <= row["score"] <= 5 for row in line["final"])
     assert (tmp_path / "out" / "edges.parquet").is_file()
+
+
+def test_the_answer_budget_grows_with_the_longest_labels() -> None:
+    from coldrec.supervision.stages import answer_budget
+
+    labels = ["x" * 300, "y" * 30, "z" * 90]
+    assert answer_budget(labels, 1) == 32 + 300 // 3 + 16
+    assert answer_budget(labels, 2) == 32 + 390 // 3 + 32  # the two longest
+    assert answer_budget(labels, 5) == 32 + 420 // 3 + 80

@@ -134,3 +134,17 @@ def test_taxonomy_json_round_trip_and_checks(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"leaves": 3}')
     with pytest.raises(DataError, match="not a coldrec taxonomy"):
         Taxonomy.load(tmp_path / "bad.json")
+
+
+def test_items_without_a_usable_vector_do_not_stop_the_split() -> None:
+    data, vectors, planted = big_leaf(450)
+    broken = vectors.copy()
+    broken[5] = np.nan
+    broken[7] = 0.0
+    tax = build_taxonomy(data, broken, TaxonomyConfig(max_leaf=200))
+    assert len(tax.leaves) == 3 and max(len(leaf.items) for leaf in tax.leaves) <= 200
+    good = np.ones(450, dtype=bool)
+    good[[5, 7]] = False
+    for leaf in tax.leaves:  # the usable items still split along the planted clusters
+        members = leaf.items[good[leaf.items]]
+        assert len(set(planted[members])) == 1

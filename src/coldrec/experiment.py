@@ -25,7 +25,9 @@ its ``step.json``; the run folder links to them), so E0–E3 make their common s
 once. A step runs in a temporary folder that takes its place only when it has
 finished, so a killed run leaves finished steps intact and resumes where it stopped
 (the LLM stages resume through the answer cache); a step whose key is unchanged is
-skipped. ``force`` reruns a step and every step after it.
+skipped. ``force`` reruns a step and every step after it. Each made step records the
+ids of the makings of the steps it read, so a step made again (forced, in any
+experiment that shares it) makes every step that read the old one stale.
 
 ``seeds`` vary what is trained after the labels (the ranker and the baselines); the
 candidates and the labels are made once, with ``upstream_seed``, so that E0–E3 compare
@@ -41,6 +43,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,6 +90,8 @@ class ExperimentConfig(BaseModel):
     """Seed of the retriever (and of the user sample of the LLM stages)."""
     data: DataConfig = Field(default_factory=DataConfig)
     encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    """The item text encoder of the ``encode`` step, the retriever and the LLM stages'
+    evidence (unless their nodes set their own)."""
     retrieve: dict[str, Any] = Field(default_factory=dict)
     taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
     supervise: dict[str, Any] | None = None
@@ -122,14 +127,19 @@ def _settings(where: str, model: type[BaseModel], node: dict[str, Any], **paths:
         raise ConfigError(f"experiment node {where!r}: {exc}") from None
 
 
+def _with_encoder(config: ExperimentConfig, node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with the experiment's ``encoder`` unless it sets its own."""
+    return {"encoder": config.encoder.model_dump(mode="json"), **node}
+
+
 def _retrieve_config(config: ExperimentConfig, out: Path) -> RetrieveConfig:
-    return _settings("retrieve", RetrieveConfig, config.retrieve, dataset=out / "data",
+    retrieve = {**config.retrieve, "model": _with_encoder(config, config.retrieve.get("model", {}))}
+    return _settings("retrieve", RetrieveConfig, retrieve, dataset=out / "data",
                      seed=config.upstream_seed)  # fmt: skip
 
 
 def _supervise_config(config: ExperimentConfig, out: Path) -> SuperviseConfig:
-    node = dict(config.supervise or {})
-    node.setdefault("seed", config.upstream_seed)
+    node = _with_encoder(config, {"seed": config.upstream_seed, **(config.supervise or {})})
     paths = {"dataset": out / "data", "candidates": out / "retrieve",
              "taxonomy_path": out / "taxonomy" / "taxonomy.json"}  # fmt: skip
     return _settings("supervise", SuperviseConfig, node, **paths)
@@ -233,7 +243,7 @@ def _notes(config: ExperimentConfig, out: Path) -> str:
     lines = ["## Wall time per step", "", "| step | seconds |", "|---|---:|",
              *(f"| {folder} | {seconds:,.1f} |" for folder, seconds in steps)]  # fmt: skip
     summary_path = out / "supervise" / "summary.json"
-    if summary_path.is_file():
+    if config.supervise is not None:
         summary = read_json(summary_path)
         backend = summary["backend"]
         kind = "a language model" if backend["generates_text"] else "no language model"
@@ -279,13 +289,17 @@ def run_experiment(
                                                 "command": command})  # fmt: skip
     forced = set(STEPS[STEPS.index(force) :]) if force else set()
     keys: dict[str, str] = {}
+    made: dict[str, str] = {}  # folder → the id of the making of the step used there
     records = []
     for step in plan(config, out):
         key = keys[step.folder] = step_key(step, keys)
+        inputs = [made[folder] for folder in step.reads]
         stored = store / f"{step.name}-{key}"
         with _locked(store / f".{stored.name}.lock"):
-            ran = step.name in forced or _finished(stored) != key
-            seconds = _run_step(step, stored, key) if ran else None
+            marker = _marker(stored)
+            ran = step.name in forced or (marker.get("key"), marker.get("inputs")) != (key, inputs)
+            seconds = _run_step(step, stored, key, inputs) if ran else None
+            made[step.folder] = _marker(stored)["made"]
         _link(out / step.folder, stored)
         records.append({"step": step.name, "folder": step.folder, "key": key, "ran": ran,
                         "seconds": seconds})  # fmt: skip
@@ -303,24 +317,27 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _link(link: Path, target: Path) -> None:
-    """``link`` → ``target`` as a relative symlink (replacing what was there)."""
+    """``link`` → ``target`` as a relative symlink (replacing an older link only)."""
     link.parent.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(target, link.parent)
-    if link.is_symlink() and os.readlink(link) == relative:
-        return
-    if link.is_symlink() or link.is_file():
+    if link.is_symlink():
+        if os.readlink(link) == relative:
+            return
         link.unlink()
     elif link.exists():
-        shutil.rmtree(link)
+        raise ConfigError(f"{link} exists and is not a step link of coldrec run: refusing to "
+                          "replace it (choose another --out)")  # fmt: skip
     link.symlink_to(relative, target_is_directory=True)
 
 
-def _finished(folder: Path) -> str | None:
+def _marker(folder: Path) -> dict[str, Any]:
+    """A made step's ``step.json`` (key, the ids of the steps it read, its own id), or
+    ``{}``."""
     marker = folder / "step.json"
-    return read_json(marker).get("key") if marker.is_file() else None
+    return read_json(marker) if marker.is_file() else {}
 
 
-def _run_step(step: Step, target: Path, key: str) -> float:
+def _run_step(step: Step, target: Path, key: str, inputs: list[str]) -> float:
     """Fill a temporary folder, mark it finished, and put it in ``target``'s place."""
     log.info("step %s (%s)", step.folder, key)
     tmp = target.with_name(f".{target.name}.tmp")
@@ -330,6 +347,7 @@ def _run_step(step: Step, target: Path, key: str) -> float:
     seconds = round(time.perf_counter() - start, 2)
     tmp.mkdir(exist_ok=True)
     write_json_atomic(tmp / "step.json", {"step": step.name, "key": key, "seconds": seconds,
+                                          "inputs": inputs, "made": uuid.uuid4().hex,
                                           "settings": step.settings})  # fmt: skip
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)

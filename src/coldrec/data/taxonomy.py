@@ -252,7 +252,7 @@ def _split(
     for _ in range(config.split_rounds):
         large = [part for part in parts if len(part) > config.max_leaf]
         done += [part for part in parts if len(part) <= config.max_leaf]
-        parts = [cluster for part in large for cluster in _kmeans(part, vectors, config)]
+        parts = [cluster for part in large for cluster in _kmeans(part, vectors, ids, config)]
         if not parts:
             break
     for part in parts:
@@ -260,21 +260,27 @@ def _split(
     return sorted(done, key=lambda part: int(part.min()))
 
 
-def _kmeans(items: np.ndarray, vectors: np.ndarray | None, config: TaxonomyConfig) -> list:
-    """Spherical k-means clusters of ``items``; ``[items]`` unchanged when it cannot run."""
+def _kmeans(
+    items: np.ndarray, vectors: np.ndarray | None, ids: list[str], config: TaxonomyConfig
+) -> list[np.ndarray]:
+    """Spherical k-means clusters of ``items``; ``[items]`` unchanged when it cannot run.
+    Items without a usable vector (zero or not finite) join a cluster by a hash of
+    their id."""
     k = math.ceil(len(items) / config.max_leaf)
-    if vectors is None or len(items) < 2 * k:
+    if vectors is None:
         return [items]
-    points = np.ascontiguousarray(vectors[items], dtype=np.float32)
-    if not np.isfinite(points).all() or not np.abs(points).sum(axis=1).all():
+    points = np.asarray(vectors[items], dtype=np.float32)
+    usable = np.isfinite(points).all(axis=1) & (np.abs(points).sum(axis=1) > 0)
+    if usable.sum() < 2 * k:
         return [items]
     kmeans = faiss.Kmeans(
         points.shape[1], k, niter=config.kmeans_iterations, spherical=True,
         seed=config.seed, verbose=False, min_points_per_centroid=1,
     )  # fmt: skip
-    kmeans.train(points)
-    _, assignment = kmeans.index.search(points, 1)
-    clusters = [items[assignment[:, 0] == c] for c in range(k)]
+    kmeans.train(np.ascontiguousarray(points[usable]))
+    assignment = np.array([zlib.crc32(ids[i].encode()) % k for i in items], dtype=np.int64)
+    assignment[usable] = kmeans.index.search(np.ascontiguousarray(points[usable]), 1)[1][:, 0]
+    clusters = [items[assignment == c] for c in range(k)]
     return [cluster for cluster in clusters if len(cluster)]
 
 

@@ -5,10 +5,10 @@
   (single quotes, trailing commas, Python literals). It returns ``None`` rather than
   raising.
 - :func:`project` maps answers onto the allowed set: exact, then case- and
-  space-insensitive, then a 1-based index (``3``, ``"3"``, ``"[3]"``, ``"[3] Title"``),
-  then fuzzy (the closest allowed value above ``fuzzy`` similarity). Duplicates keep
-  their first place; anything else is dropped and counted. The result only ever holds
-  allowed values.
+  space-insensitive, then a 1-based index (``3``, ``"3"``, ``"[3]"``, ``"[3] Title"``;
+  not a title that starts with a number), then fuzzy (the closest allowed value above
+  ``fuzzy`` similarity). Duplicates keep their first place; anything else is dropped
+  and counted. The result only ever holds allowed values.
 - :func:`project_scored` does the same for scored answers (``[{"item": …, "score": …}]``),
   keeping each value's score rounded and clipped to the allowed range; a row without a
   number for its score is dropped and counted.
@@ -29,7 +29,9 @@ __all__ = ["Projection", "ScoredProjection", "extract_json", "project", "project
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
-_INDEX = re.compile(r"^\s*\[?\s*(\d{1,6})\s*\]?(?:\s|$|[.:)\-|])")
+_INDEX = re.compile(r"^\s*(?:\[\s*(\d{1,6})\s*\](?:\s|$|[.:)\-|])|(\d{1,6})\s*[.)]?\s*$)")
+"""A bracketed index (``[3]``, ``[3] Title``) or a bare one (``3``, ``3.``): a title that
+merely starts with a number ("2 Pack Hair Ties") is not an index."""
 _SPACES = re.compile(r"\s+")
 _NOT_FOUND = object()
 _LONGEST = 1000
@@ -165,7 +167,9 @@ def _score(value: Any, low: int, high: int) -> int | None:
             value = float(value.strip())
         except ValueError:
             return None
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, int):  # compared as an int: a huge one would overflow a float
+        return min(max(value, low), high)
+    if not isinstance(value, float) or not math.isfinite(value):
         return None
     return int(min(max(round(value), low), high))
 
@@ -186,8 +190,10 @@ def _match_one(
 ) -> str | None:  # fmt: skip
     if isinstance(answer, bool) or answer is None:
         return None
-    if isinstance(answer, int | float):
-        return _by_index(int(answer), allowed) if float(answer).is_integer() else None
+    if isinstance(answer, int):  # before float(): a huge int would overflow it
+        return _by_index(answer, allowed)
+    if isinstance(answer, float):
+        return _by_index(int(answer), allowed) if answer.is_integer() else None
     if not isinstance(answer, str):
         return None
     if answer in exact:
@@ -196,7 +202,7 @@ def _match_one(
         return folded[_fold(answer)]
     index = _INDEX.match(answer)
     if index:
-        return _by_index(int(index.group(1)), allowed)
+        return _by_index(int(index.group(1) or index.group(2)), allowed)
     return _closest(answer, allowed, fuzzy)
 
 

@@ -9,8 +9,8 @@ Writing (:func:`labels_from_rankings`): each user's final ranking, a list of row
   ``pos``: first adjacent rows with different scores, weight ``gap / 5``; then
   head-vs-tail pairs (first vs last, second vs second-to-last, …) with different
   scores, weight ``gap / 5``; and only when every score ties, head-vs-tail pairs by
-  position, weight ``tie_weight``. A triplet's ``source`` is its fallback row's, if
-  any, else the ``pos`` row's.
+  position, weight ``tie_weight``. A triplet with a fallback row weighs at most
+  ``fallback_weight`` and takes that row's ``source``; else the ``pos`` row's.
 
 Reading (:func:`read_labels`):
 
@@ -99,7 +99,10 @@ def triplets_of(ranking: Sequence[Ranked], rules: LabelRules) -> list[tuple[int,
     for i, j in head_tail if tied else pairs:
         high, low = sorted((ranking[i], ranking[j]), key=lambda row: -row.score)
         weight = rules.tie_weight if tied else (high.score - low.score) / 5
-        source = next((r.source for r in (high, low) if _is_fallback(r)), high.source)
+        fallback = next((r.source for r in (high, low) if _is_fallback(r)), None)
+        if fallback is not None:
+            weight = min(weight, rules.fallback_weight)
+        source = fallback or high.source
         out.append((high.item, low.item, weight, source))
     return out[: rules.triplets_per_user]
 

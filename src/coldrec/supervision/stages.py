@@ -106,6 +106,9 @@ class UserRun:
     user: int
     text: UserText
     seen: set[int]
+    """Every history item."""
+    recent: list[int]
+    """History items, most recent first, each once."""
     candidates: np.ndarray
     categories: list[int] = field(default_factory=list)
     subcategories: list[int] = field(default_factory=list)
@@ -148,7 +151,8 @@ class Catalogue:
             interests=[self.taxonomy.leaves[leaf].description for leaf in leaves],
         )
         candidates = self.candidates.for_users(np.array([user]))[0]
-        return UserRun(user, text, set(history.tolist()), candidates[candidates >= 0])
+        recent = list(dict.fromkeys(history[::-1].tolist()))
+        return UserRun(user, text, set(recent), recent, candidates[candidates >= 0])
 
     def local_candidates(self, run: UserRun, subcategory: int) -> list[int]:
         """The user's candidates in ``subcategory``, topped up by Two-Tower score."""
@@ -233,6 +237,13 @@ class Stage(ABC):
         return Request(messages, schema, self.config.temperature, max_tokens, stage=self.name)
 
 
+def answer_budget(labels: list[str], count: int) -> int:
+    """Tokens for a scored list of ``count`` of ``labels``: the longest ``count`` labels
+    at about three characters a token, plus the JSON around each entry."""
+    longest = sorted((len(label) for label in labels), reverse=True)[:count]
+    return 32 + sum(longest) // 3 + 16 * count
+
+
 def _parsed(answer: Completion, key: str) -> Any:
     return answer.parsed.get(key) if answer.ok and isinstance(answer.parsed, dict) else None
 
@@ -283,11 +294,12 @@ class CategoryStage(Stage):
         run.trace["categories"] = chosen
 
     def _from_history(self, run: UserRun) -> list[int]:
-        """Categories by the user's interest leaves and history items, then candidates."""
+        """Categories of the user's interest leaves, then of their history items (most
+        recent first), then of their candidates."""
         catalogue = self.catalogue
         leaves = catalogue.taxonomy.user_leaves.get(run.user, [])
         leaf_items = [int(catalogue.taxonomy.leaves[leaf].items[0]) for leaf in leaves]
-        ranked = [*leaf_items, *sorted(run.seen), *run.candidates.tolist()]
+        ranked = [*leaf_items, *run.recent, *run.candidates.tolist()]
         return list(dict.fromkeys(int(catalogue.item_category[i]) for i in ranked))
 
 
@@ -345,7 +357,8 @@ class ItemStage(Stage):
             name = self.catalogue.taxonomy.subcategories[subcategory]
             schema = scored_schema(list(by_label), count, min_count=1)
             messages = prompts.items_prompt(run.text, name, options, count)
-            out.append((self.request(messages, schema, 48 * count + 32),
+            budget = answer_budget(list(by_label), count)
+            out.append((self.request(messages, schema, budget),
                         (subcategory, local, by_label, count)))  # fmt: skip
         return out
 
@@ -390,7 +403,7 @@ class RerankStage(Stage):
         schema = scored_schema(list(by_label), count, min_count=1)
         messages = prompts.rerank_prompt(run.text, options, count)
         meta = (by_label, {p.item: p for p in preselected}, count)
-        return [(self.request(messages, schema, 48 * count + 32), meta)]
+        return [(self.request(messages, schema, answer_budget(list(by_label), count)), meta)]
 
     def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
         if not answers:
@@ -417,7 +430,8 @@ class FlatStage(Stage):
         count = min(self.config.final, len(items))
         schema = scored_schema(list(by_label), count, min_count=1)
         messages = prompts.rerank_prompt(run.text, options, count)
-        return [(self.request(messages, schema, 48 * count + 32), (by_label, items, count))]
+        budget = answer_budget(list(by_label), count)
+        return [(self.request(messages, schema, budget), (by_label, items, count))]
 
     def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
         if not answers:
