@@ -203,12 +203,13 @@ def _summary(
 
 def stages_markdown(summaries: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of the stages of one or more runs (name → ``summary.json``):
-    requests, fallback rate, calls, cached calls, tokens of every answer used, and the
-    LLM calls' own seconds."""
+    requests, fallback rate, calls, cached calls, tokens of every answer used, the LLM
+    calls' own seconds, and seconds per call that reached the backend (what a run with
+    an empty cache pays per call)."""
     rows = [
         "| run | stage | requests | fallback rate | calls | cached | prompt tokens "
-        "| completion tokens | LLM seconds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| completion tokens | LLM seconds | s / fresh call |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, summary in summaries.items():
         for stage, c in summary["stages"].items():
@@ -216,6 +217,12 @@ def stages_markdown(summaries: dict[str, dict[str, Any]]) -> str:
             rows.append(
                 f"| {name} | {stage} | {c['requests']:,} | {rate} | {c['calls']:,} | "
                 f"{c['cached']:,} | {c['answer_prompt_tokens']:,} | "
-                f"{c['answer_completion_tokens']:,} | {c['latency_s']:,.1f} |"
+                f"{c['answer_completion_tokens']:,} | {c['latency_s']:,.1f} | "
+                f"{_per_fresh_call(c)} |"
             )
     return "\n".join(rows)
+
+
+def _per_fresh_call(counts: dict[str, Any]) -> str:
+    fresh = counts["calls"] - counts["cached"]
+    return f"{counts['latency_s'] / fresh:.3f}" if fresh else "–"
