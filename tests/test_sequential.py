@@ -13,9 +13,14 @@ from coldrec.eval import evaluate
 from coldrec.eval.runner import seed_everything
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
-from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softmax_loss
+from coldrec.rank.losses import (
+    full_softmax_loss,
+    pairwise_loss,
+    sampled_softmax_loss,
+    sequence_softmax_loss,
+)
 from coldrec.rank.sasrec import SASRecConfig, SASRecNet
-from coldrec.rank.sequential import SequentialConfig, padded_sequences
+from coldrec.rank.sequential import SequentialConfig, length_batches, padded_sequences
 from coldrec.retrieval.two_tower import TwoTowerConfig
 from coldrec.training import TrainingConfig
 
@@ -142,3 +147,45 @@ def test_partial_training_settings_keep_the_model_defaults(config: type) -> None
     got = config.model_validate({"training": {"lr": 1e-3}}).training
     assert got == default.model_copy(update={"lr": 1e-3})
     assert default != TrainingConfig()  # the model has defaults of its own to keep
+
+
+def test_sequence_softmax_shares_each_sequences_negatives() -> None:
+    emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    hidden = torch.tensor([[[2.0, 0.5], [0.0, 1.0]], [[1.0, 1.0], [3.0, 3.0]]])
+    targets = torch.tensor([[1, 2], [0, 3]])  # 0: no target at that position
+    negatives = torch.tensor([[2, 3], [1, 2]])
+    got = sequence_softmax_loss(hidden, targets, negatives, emb).item()
+    rows = [[2.0, 0.5, 2.5], [1.0, 1.0, 1.0], [6.0, 3.0, 3.0]]  # positive, then negatives
+    expected = np.mean([np.log(np.exp(r).sum()) - r[0] for r in rows])
+    assert got == pytest.approx(expected, rel=1e-6)
+    flat = sampled_softmax_loss(hidden[targets > 0], targets[targets > 0],
+                                negatives[[0, 0, 1]], emb).item()  # fmt: skip
+    assert got == pytest.approx(flat, rel=1e-6)
+
+
+def test_length_batches_hold_every_row_once_and_group_lengths() -> None:
+    lengths = torch.as_tensor(np.random.default_rng(0).integers(2, 52, size=1000))
+    batches = length_batches(lengths, 64, torch.Generator().manual_seed(1))
+    rows = torch.cat(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    spans = [int(lengths[b].max() - lengths[b].min()) for b in batches]
+    assert max(spans) <= 4  # sorted by length (~20 rows a length): near-equal lengths
+    again = length_batches(lengths, 64, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "bert4rec"])
+def test_dropping_padding_columns_changes_no_attention_output(kind: str) -> None:
+    torch.manual_seed(0)
+    net = KINDS[kind].model_copy(update={"max_len": 12}).network(30).eval()
+    history = padded_sequences([np.array([3, 7, 1]), np.array([5, 2, 9, 9, 4])], 12)
+    trimmed = net.fit_width(history)
+    assert trimmed.shape == (2, 6)  # the longest row (5 items) plus one padding column
+    with torch.no_grad():
+        assert torch.allclose(net.context(trimmed), net.context(history), atol=1e-5)
+
+
+def test_a_gru_keeps_its_padding_columns() -> None:
+    net = KINDS["gru4rec"].network(30)
+    history = padded_sequences([np.array([3, 7, 1])], 12)
+    assert net.fit_width(history).shape == (1, 12)  # a GRU steps through the padding

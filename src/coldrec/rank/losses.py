@@ -4,17 +4,21 @@
 loss               inputs                                       formula
 =================  ===========================================  ==========================
 sampled softmax    ``h`` (N × d) context vectors, ``pos`` (N),   ``-Σ w·log softmax([h·e⁺,
-(``L_main``,       ``neg`` (N × K) item ids, ``emb`` item        h·e⁻₁..K])₀ / Σ w``
-``L_sim``)         embeddings, ``w`` (N) row weights
+(``L_sim``)        ``neg`` (N × K) item ids, ``emb`` item        h·e⁻₁..K])₀ / Σ w``
+                   embeddings, ``w`` (N) row weights
+sequence sampled   ``H`` (B × L × d) hidden states, targets      the same, each target with
+softmax            (B × L, 0 = none), ``neg`` (B × K): one set   its sequence's negatives
+(``L_main``)       of negatives per sequence
 full softmax       ``h``, ``pos``, ``emb``, ``w``                ``-Σ w·log softmax(h·Eᵀ)₊ / Σ w``
 pairwise           ``s⁺``, ``s⁻`` (N) scores, ``w`` (N)          ``-Σ w·log σ(s⁺ − s⁻) / Σ w``
 (``L_pair``)
 =================  ===========================================  ==========================
 
 ``L_main`` is the sampled softmax of each true next item against sampled negatives,
-scored from the last position of its prefix; ``L_sim`` is the same loss with a pseudo
-item (an LLM-made edge) as the positive and the edge weight as ``w``; ``L_pair`` scores
-an LLM-made triplet under the user's sequence context.
+scored from the last position of its prefix (the positions of one sequence share its
+negatives, which costs a B × K gather instead of one per target); ``L_sim`` is the same
+loss with a pseudo item (an LLM-made edge) as the positive and the edge weight as
+``w``; ``L_pair`` scores an LLM-made triplet under the user's sequence context.
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["full_softmax_loss", "pairwise_loss", "sampled_softmax_loss"]
+__all__ = [
+    "full_softmax_loss",
+    "pairwise_loss",
+    "sampled_softmax_loss",
+    "sequence_softmax_loss",
+]
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -43,6 +52,22 @@ def sampled_softmax_loss(
     logits = torch.einsum("nd,nkd->nk", context, embeddings[items])
     targets = torch.zeros(len(positives), dtype=torch.long, device=logits.device)
     return _weighted_mean(F.cross_entropy(logits, targets, reduction="none"), weights)
+
+
+def sequence_softmax_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    embeddings: torch.Tensor,
+) -> torch.Tensor:
+    """Listwise cross-entropy of every target (``targets > 0``) against the negatives of
+    its own sequence (row of ``negatives``)."""
+    real = targets > 0
+    positive = (hidden[real] * embeddings[targets[real]]).sum(-1)
+    negative = torch.bmm(hidden, embeddings[negatives].transpose(1, 2))[real]
+    logits = torch.cat([positive[:, None], negative], dim=1)
+    zeros = torch.zeros(len(positive), dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, zeros)
 
 
 def full_softmax_loss(

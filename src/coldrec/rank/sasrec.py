@@ -36,6 +36,7 @@ class SASRecNet(SequenceNet):
 
     causal = True
     """Whether a position may attend only to earlier ones."""
+    trims_padding = True  # padding is masked out of attention
 
     def __init__(
         self, n_items: int, config: SASRecConfig, content: np.ndarray | None = None

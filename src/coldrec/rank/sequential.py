@@ -7,10 +7,12 @@ next item at every position, BERT4Rec the items hidden behind a mask token. A us
 scored from the context vector of their history (:meth:`SequenceNet.context`) against
 the item embeddings, which are tied between input and output.
 
-Training: ``L_main + λ_sim·L_sim + λ_pair·L_pair`` (:mod:`coldrec.rank.losses`).
+Training: ``L_main + λ_sim·L_sim + λ_pair·L_pair`` (:mod:`coldrec.rank.losses`), in
+batches of sequences of about the same length (:func:`length_batches`; attention
+networks then drop the padding columns no sequence of the batch needs).
 ``L_main``: every target of every training sequence against ``n_negatives`` sampled
-items (uniform over trained items, or hard negatives from the user's Two-Tower
-candidates), or against every item of the training history (``loss="full"``, RecBole's
+items, drawn per sequence (uniform over trained items, or hard negatives from the user's
+Two-Tower candidates), or against every item of the training history (``loss="full"``, RecBole's
 ``CE`` setting; items first seen at test time do not exist yet when the model trains, so
 they are never negatives).
 ``L_sim``: each step draws up to a batch of pseudo edges, rebuilds each edge's user
@@ -43,7 +45,12 @@ from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.eval.protocol import Csr, selection_score
 from coldrec.rank.items import DeltaConfig, DeltaItems, IdItems
-from coldrec.rank.losses import full_softmax_loss, pairwise_loss, sampled_softmax_loss
+from coldrec.rank.losses import (
+    full_softmax_loss,
+    pairwise_loss,
+    sampled_softmax_loss,
+    sequence_softmax_loss,
+)
 from coldrec.rank.negatives import NegativeSampler, PoolSampler, UniformSampler
 from coldrec.rank.transfer import Transfer, TransferConfig, knn_gate_transfer
 from coldrec.recommender import history_splits, scores_at
@@ -57,7 +64,13 @@ from coldrec.training import (
     run_epochs,
 )
 
-__all__ = ["SequenceNet", "SequentialConfig", "SequentialRecommender", "padded_sequences"]
+__all__ = [
+    "SequenceNet",
+    "SequentialConfig",
+    "SequentialRecommender",
+    "length_batches",
+    "padded_sequences",
+]
 
 
 class SequentialConfig(TrainedConfig, ABC):
@@ -127,6 +140,19 @@ class SequenceNet(nn.Module, ABC):
         else:
             self.items = DeltaItems(content, config.dim, self.extra_tokens, config.delta)
 
+    trims_padding = False
+    """Whether leading padding columns can be dropped without changing any output (true
+    where padding is masked out of attention; a GRU steps through it)."""
+
+    def fit_width(self, sequences: torch.Tensor) -> torch.Tensor:
+        """``sequences`` without the leading padding columns no row needs (one is kept,
+        so a network that drops the first column loses no item), where that changes no
+        output: a batch of short sequences then costs what its items cost."""
+        if not self.trims_padding or not len(sequences):
+            return sequences
+        width = min(sequences.shape[1], int((sequences > 0).sum(dim=1).max()) + 1)
+        return sequences[:, sequences.shape[1] - width :]
+
     def reset_items(self) -> None:
         """Draw the item vectors (call after building the other layers)."""
         self.items.reset()
@@ -150,6 +176,17 @@ class SequenceNet(nn.Module, ABC):
         than ``max_len``: the next item at every real position."""
         inputs = sequences[:, :-1]
         return inputs, torch.where(inputs > 0, sequences[:, 1:], 0)
+
+
+def length_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """Row indices in batches of sequences of about the same length, in random order:
+    every row once; rows of one length shuffled, the batches shuffled too."""
+    shuffled = torch.randperm(len(lengths), generator=generator)
+    by_length = shuffled[torch.argsort(lengths[shuffled], stable=True)]
+    batches = list(by_length.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
 
 
 def padded_sequences(sequences: list[np.ndarray], length: int) -> torch.Tensor:
@@ -192,7 +229,7 @@ class SequentialRecommender:
             raise RuntimeError("fit the model before scoring")
         self.net.eval()
         with torch.no_grad():
-            context = self.net.context(self.history[torch.as_tensor(users)])
+            context = self.net.context(self.net.fit_width(self.history[torch.as_tensor(users)]))
             scores = (context @ self.net.item_vectors().T).numpy()
         if isinstance(self.net.items, IdItems):  # an untrained ID vector means nothing
             scores[:, ~self.trained_items.numpy()] = np.nan
@@ -211,6 +248,7 @@ class SequentialRecommender:
         usable = np.array([u for u, s in enumerate(sequences) if len(s) >= 2], dtype=np.int64)
         training = padded_sequences([sequences[u] for u in usable], length + 1)
         row_users = torch.as_tensor(usable)
+        lengths = torch.as_tensor([min(len(sequences[u]), length + 1) for u in usable])
         content = None
         if self.config.delta is not None:
             content = TextEncoder(self.config.delta.encoder).encode(dataset.item_text)
@@ -228,25 +266,24 @@ class SequentialRecommender:
         generator = torch.Generator().manual_seed(int(torch.randint(2**31, (1,)).item()))
 
         def train_epoch(epoch: int) -> dict[str, float]:
-            order = torch.randperm(len(training), generator=generator)
             total, count = 0.0, 0
-            for batch in order.split(options.batch_size):
-                inputs, targets = net.examples(training[batch], generator)
+            for batch in length_batches(lengths, options.batch_size, generator):
+                inputs, targets = net.examples(net.fit_width(training[batch]), generator)
+                hidden = net(inputs)
                 real = targets > 0
-                context, positives = net(inputs)[real], targets[real]
                 if self.config.loss == "full":
                     catalogue = net.item_vectors()[known]
-                    loss = full_softmax_loss(context, slot[positives - 1], catalogue)
+                    loss = full_softmax_loss(hidden[real], slot[targets[real] - 1], catalogue)
                 else:
-                    users = row_users[batch][:, None].expand_as(real)[real]
-                    negatives = sampler.sample(users, self.config.n_negatives, generator) + 1
-                    loss = sampled_softmax_loss(context, positives, negatives, net.items.weight)
+                    negatives = sampler.sample(row_users[batch], self.config.n_negatives,
+                                               generator) + 1  # fmt: skip
+                    loss = sequence_softmax_loss(hidden, targets, negatives, net.items.weight)
                 loss = loss + extra.loss(net, self.history, sampler, len(batch), generator)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                total += loss.item() * len(positives)
-                count += len(positives)
+                total += loss.item() * int(real.sum())
+                count += int(real.sum())
             return {"loss": total / max(count, 1)}
 
         def validation_score() -> float:
@@ -336,7 +373,7 @@ class _LabelLosses:
                 len(self.edges), (min(batch_size, len(self.edges)),), generator=generator
             )
             users, items = self.edges[pick, 0], self.edges[pick, 1]
-            context = net.context(history[users])
+            context = net.context(net.fit_width(history[users]))
             negatives = sampler.sample(users, self.config.n_negatives, generator) + 1
             l_sim = sampled_softmax_loss(
                 context, items + 1, negatives, net.items.weight, self.edge_weights[pick]
@@ -346,7 +383,7 @@ class _LabelLosses:
             count = min(self.config.pairs_per_step, len(self.triplets))
             pick = torch.randint(len(self.triplets), (count,), generator=generator)
             users, pos, neg = self.triplets[pick].T
-            context = net.context(history[users])
+            context = net.context(net.fit_width(history[users]))
             s_pos = (context * net.items(pos + 1)).sum(-1)
             s_neg = (context * net.items(neg + 1)).sum(-1)
             total = total + self.config.lambda_pair * pairwise_loss(
