@@ -12,7 +12,7 @@ import pytest
 
 from coldrec.llm import LLM, LLMConfig, Request, project
 from coldrec.llm.backends import LlamaCppConfig, OpenAIConfig
-from coldrec.llm.schemas import choice_schema, profile_schema, scored_schema
+from coldrec.llm.schemas import choice_schema, grammar_safe, profile_schema, scored_schema
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python (installed by make test)")
 
@@ -105,3 +105,13 @@ def test_llm_check_command_reports_the_dialect(llama_server: str) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["dialect"] == "json_object" and report["valid"]
+
+
+def test_values_with_quotes_work_once_made_grammar_safe(tmp_path: Path) -> None:
+    """llama-cpp-python's grammar converter breaks on an enum value holding ``"`` (the
+    in-process model then crashed); the safe form of the value works."""
+    options = [grammar_safe(v) for v in ['Tail Comb 8" Black', 'Nail File 10"', "Brush \\ Set"]]
+    with LLM(LLMConfig(backend=LlamaCppConfig(n_threads=2), cache_dir=tmp_path)) as llm:
+        answer = llm.complete(ask("Choose 2 items."), choice_schema(options, 2), max_tokens=60)
+    assert answer.ok, answer.error
+    assert_picks(answer.parsed, "items", options, 2)

@@ -341,3 +341,10 @@ def test_the_answer_budget_grows_with_the_longest_labels() -> None:
     assert answer_budget(labels, 1) == 32 + 300 // 3 + 16
     assert answer_budget(labels, 2) == 32 + 390 // 3 + 32  # the two longest
     assert answer_budget(labels, 5) == 32 + 420 // 3 + 80
+
+
+def test_allowed_values_are_grammar_safe_and_unique() -> None:
+    from coldrec.supervision.stages import labelled
+
+    got = labelled(['Comb 8" Black', 'Comb 8" Black', "Back\\slash"], [4, 9, 2])
+    assert got == {"Comb 8'' Black": 4, "Comb 8'' Black (#9)": 9, "Back/slash": 2}

@@ -12,10 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SCORES", "choice_schema", "profile_schema", "scored_schema"]
+__all__ = ["SCORES", "choice_schema", "grammar_safe", "profile_schema", "scored_schema"]
 
 SCORES = tuple(range(6))
 """The scores 0–5 an LLM gives an item."""
+
+
+def grammar_safe(text: str) -> str:
+    """``text`` as an allowed value a grammar can hold: llama-cpp-python's schema-to-grammar
+    converter escapes a ``"`` but not the backslash JSON puts before it, so an ``enum``
+    value with ``"`` (``Comb 8"``) or ``\\`` breaks the grammar (and the in-process model
+    crashed on it). ``"`` becomes ``''`` and ``\\`` becomes ``/``."""
+    return text.replace("\\", "/").replace('"', "''")
 
 
 def choice_schema(options: Sequence[str], count: int, key: str = "items") -> dict[str, Any]:

@@ -55,7 +55,7 @@ from coldrec.data.dataset import Dataset
 from coldrec.data.taxonomy import Taxonomy
 from coldrec.llm import LLM, Completion, Request, project
 from coldrec.llm.parse import project_scored
-from coldrec.llm.schemas import choice_schema, profile_schema, scored_schema
+from coldrec.llm.schemas import choice_schema, grammar_safe, profile_schema, scored_schema
 from coldrec.recommender import history_splits
 from coldrec.supervision import prompts
 from coldrec.supervision.prompts import Evidence, Option, UserText
@@ -120,6 +120,16 @@ class UserRun:
         self.trace.setdefault("fallbacks", []).append(stage)
 
 
+def labelled(names: list[str], ids: list[int]) -> dict[str, int]:
+    """Allowed value → id for each of ``names``: the name as a grammar can hold it
+    (:func:`~coldrec.llm.schemas.grammar_safe`), with ``(#id)`` added to a repeat."""
+    out: dict[str, int] = {}
+    for name, id_ in zip(names, ids, strict=True):
+        label = grammar_safe(name)
+        out[f"{label} (#{id_})" if label in out else label] = id_
+    return out
+
+
 class Catalogue:
     """What the stages read: items, taxonomy, candidates, vectors and settings."""
 
@@ -142,6 +152,7 @@ class Catalogue:
         self.item_subcategory = taxonomy.item_subcategory
         self.item_category = taxonomy.item_category
         self.histories = dataset.sequences(*history_splits())
+        self.category_labels = labelled(taxonomy.categories, list(range(len(taxonomy.categories))))
 
     def user_run(self, user: int) -> UserRun:
         history = self.histories[user]
@@ -170,14 +181,10 @@ class Catalogue:
         self, run: UserRun, items: list[int], facts: bool = False
     ) -> tuple[list[Option], dict[str, int]]:
         """Options for ``items`` (labels unique within the list) and label → item."""
-        evidence = self._evidence(run, items)
-        options, by_label = [], {}
-        for item, found in zip(items, evidence, strict=True):
-            label = self.texts[item]
-            if label in by_label:
-                label = f"{label} (#{item})"
-            by_label[label] = item
-            options.append(Option(label, self._facts(item) if facts else "", found))
+        by_label = labelled([self.texts[i] for i in items], items)
+        found = zip(by_label.items(), self._evidence(run, items), strict=True)
+        options = [Option(label, self._facts(item) if facts else "", evidence)
+                   for (label, item), evidence in found]  # fmt: skip
         return options, by_label
 
     def _facts(self, item: int) -> str:
@@ -252,7 +259,7 @@ class ProfileStage(Stage):
     name = "stage1_profile"
 
     def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
-        categories = self.catalogue.taxonomy.categories
+        categories = list(self.catalogue.category_labels)
         schema = profile_schema(categories)
         return [(self.request(prompts.profile_prompt(run.text, categories), schema, 200), None)]
 
@@ -263,8 +270,8 @@ class ProfileStage(Stage):
         words = parsed.get("keywords")
         words = words if isinstance(words, list) else []
         keywords = list({str(w)[:40].casefold(): str(w)[:40] for w in words if w}.values())[:5]
-        categories = self.catalogue.taxonomy.categories
-        preferred = project(parsed.get("preferred_categories"), categories).values
+        labels = self.catalogue.category_labels
+        preferred = project(parsed.get("preferred_categories"), list(labels)).values
         if not (profile or keywords or preferred):
             run.fell_back(self.name)
             run.trace["profile"] = None
@@ -278,20 +285,20 @@ class CategoryStage(Stage):
     name = "stage2_categories"
 
     def requests(self, run: UserRun) -> list[tuple[Request, Any]]:
-        categories = self.catalogue.taxonomy.categories
-        count = min(self.config.categories, len(categories))
-        messages = prompts.categories_prompt(run.text, categories, count)
-        return [(self.request(messages, choice_schema(categories, count), 24 * count + 24), count)]
+        labels = list(self.catalogue.category_labels)
+        count = min(self.config.categories, len(labels))
+        messages = prompts.categories_prompt(run.text, labels, count)
+        return [(self.request(messages, choice_schema(labels, count), 24 * count + 24), count)]
 
     def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
         count, answer = answers[0]
-        categories = self.catalogue.taxonomy.categories
-        chosen = project(_parsed(answer, "items"), categories).values[:count]
+        labels = self.catalogue.category_labels
+        chosen = [labels[v] for v in project(_parsed(answer, "items"), list(labels)).values]
         if not chosen:
             run.fell_back(self.name)
-            chosen = [categories[c] for c in self._from_history(run)[:count]]
-        run.categories = [categories.index(name) for name in chosen]
-        run.trace["categories"] = chosen
+            chosen = self._from_history(run)
+        run.categories = chosen[:count]
+        run.trace["categories"] = [self.catalogue.taxonomy.categories[c] for c in run.categories]
 
     def _from_history(self, run: UserRun) -> list[int]:
         """Categories of the user's interest leaves, then of their history items (most
@@ -314,22 +321,22 @@ class SubcategoryStage(Stage):
         allowed = self.allowed(run)
         if not allowed:
             return []
-        names = [self.catalogue.taxonomy.subcategories[s] for s in allowed]
-        count = min(self.config.subcategories, len(names))
-        messages = prompts.subcategories_prompt(run.text, names, count)
-        return [(self.request(messages, choice_schema(names, count), 32 * count + 24), count)]
+        labels = labelled([self.catalogue.taxonomy.subcategories[s] for s in allowed], allowed)
+        count = min(self.config.subcategories, len(labels))
+        messages = prompts.subcategories_prompt(run.text, list(labels), count)
+        schema = choice_schema(list(labels), count)
+        return [(self.request(messages, schema, 32 * count + 24), (labels, count))]
 
     def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
         if not answers:
             return
-        count, answer = answers[0]
-        names = self.catalogue.taxonomy.subcategories
-        allowed = [names[s] for s in self.allowed(run)]
-        chosen = [names.index(n) for n in project(_parsed(answer, "items"), allowed).values]
+        (labels, count), answer = answers[0]
+        chosen = [labels[v] for v in project(_parsed(answer, "items"), list(labels)).values]
         if not chosen:
             run.fell_back(self.name)
             chosen = self._by_evidence(run, self.allowed(run))
         run.subcategories = chosen[:count]
+        names = self.catalogue.taxonomy.subcategories
         run.trace["subcategories"] = [names[s] for s in run.subcategories]
 
     def _by_evidence(self, run: UserRun, allowed: list[int]) -> list[int]:
