@@ -38,9 +38,12 @@ class TimedTrainer(Trainer):
 
 
 def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> tuple:
-    """The ``top_n`` items (coldrec ids) for each user's history, history items excluded."""
+    """The ``top_n`` items (coldrec ids) for each user's history, history items excluded,
+    and how many history items had no RecBole id."""
     indptr, history = users["indptr"], users["items"]
-    internal = dataset.token2id("item_id", history.astype(str))
+    # An item no training sample holds has no RecBole id: it is left out of the history.
+    known = dataset.field2token_id["item_id"]
+    internal = np.array([known.get(str(item), -1) for item in history], dtype=np.int64)
     rows_items, rows_scores = [], []
     model.eval()
     for start in range(0, len(indptr) - 1, 512):
@@ -50,6 +53,7 @@ def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> 
         seen = []
         for row, user in enumerate(range(start, stop)):
             items = internal[indptr[user] : indptr[user + 1]]
+            items = items[items >= 0]
             seen.append(items)
             tail = torch.as_tensor(items[-max_len:])
             sequences[row, : len(tail)] = tail  # RecBole sequences are right-padded
@@ -63,7 +67,8 @@ def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> 
         best = torch.topk(scores, top_n, dim=1)
         rows_items.append(dataset.id2token("item_id", best.indices.numpy()).astype(np.int64))
         rows_scores.append(best.values.numpy())
-    return np.concatenate(rows_items), np.concatenate(rows_scores)
+    unknown = int((internal < 0).sum())
+    return np.concatenate(rows_items), np.concatenate(rows_scores), unknown
 
 
 def main(work: Path, settings_path: Path) -> None:
@@ -76,11 +81,12 @@ def main(work: Path, settings_path: Path) -> None:
     trainer = TimedTrainer(config, model)
     trainer.fit(train_data, valid_data=None, verbose=False, saved=False, show_progress=False)
     users = dict(np.load(work / "users.npz"))
-    items, scores = top_items(
+    items, scores, unknown = top_items(
         model, dataset, users, config["MAX_ITEM_LIST_LENGTH"], settings["top_n"]
     )
     np.savez(work / "recbole_top.npz", users=users["users"], items=items, scores=scores)
-    timing = {"epoch_seconds": trainer.epoch_seconds, "torch_threads": torch.get_num_threads()}
+    timing = {"epoch_seconds": trainer.epoch_seconds, "torch_threads": torch.get_num_threads(),
+              "history_items_without_recbole_id": unknown}  # fmt: skip
     (work / "recbole_timing.json").write_text(json.dumps(timing))
 
 

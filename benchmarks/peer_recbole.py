@@ -196,6 +196,7 @@ def main() -> None:
             "segments": evaluate(ranked, dataset)["segments"],
             "seconds_per_epoch": float(np.median(timing["epoch_seconds"])),
         }
+        figures["history_items_without_recbole_id"] = timing["history_items_without_recbole_id"]
     figures["rows"] = rows
     markdown = f"""# Peer check: RecBole's SASRec beside coldrec's (Amazon Beauty, global split)
 
@@ -208,6 +209,8 @@ measured one after the other on this machine.
 
 {_ratio(rows)}
 {"RecBole failed: " + figures["recbole_failed"] if "recbole_failed" in figures else ""}
+History items RecBole has no id for (in no training sample; left out of its input):
+{figures.get("history_items_without_recbole_id", "–")}.
 Versions (RecBole, torch, numpy): {figures.get("versions", "not installed")}.
 
     coldrec {shlex.join(coldrec_command(epochs))}
