@@ -84,6 +84,8 @@ def test_configs_are_checked_when_read() -> None:
         validate(ExperimentConfig, {**TINY, "rank": {"modle": {}}})
     with pytest.raises(ConfigError, match="unknown_field"):
         validate(ExperimentConfig, {**TINY, "unknown_field": 1})
+    with pytest.raises(ConfigError, match="top-level taxonomy"):
+        validate(ExperimentConfig, {**TINY, "supervise": {**TINY["supervise"], "taxonomy": {}}})
 
 
 def test_a_run_killed_during_supervision_resumes_to_the_same_metrics(tmp_path: Path) -> None:

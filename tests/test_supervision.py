@@ -348,3 +348,6 @@ def test_allowed_values_are_grammar_safe_and_unique() -> None:
 
     got = labelled(['Comb 8" Black', 'Comb 8" Black', "Back\\slash"], [4, 9, 2])
     assert got == {"Comb 8'' Black": 4, "Comb 8'' Black (#9)": 9, "Back/slash": 2}
+    # a title that itself ends in "(#id)" does not take another item's place
+    got = labelled(["Brush (#7)", "Brush", "Brush"], [9, 3, 7])
+    assert got == {"Brush (#7)": 9, "Brush": 3, "Brush (#7) (#7)": 7}

@@ -108,6 +108,9 @@ class ExperimentConfig(BaseModel):
     def _check_nodes(self) -> Self:
         if self.losses and self.supervise is None:
             raise ValueError(f"losses {list(self.losses)} need a supervise node")
+        if "taxonomy" in (self.supervise or {}):  # the taxonomy step's tree is the one used
+            raise ValueError("supervise.taxonomy has no effect here: set the top-level "
+                             "taxonomy node instead")  # fmt: skip
         for seed in self.seeds:  # each node must make a valid step config
             _rank_config(self, _PLACEHOLDER, seed)
             for name in self.baselines:
@@ -238,8 +241,10 @@ def write_experiment_report(config: ExperimentConfig, out: Path, tmp: Path) -> N
 
 
 def _notes(config: ExperimentConfig, out: Path) -> str:
+    # The report being written is left out: its step.json, if any, is the previous one's.
     steps = [(s.folder, read_json(out / s.folder / "step.json")["seconds"])
-             for s in plan(config, out) if (out / s.folder / "step.json").is_file()]  # fmt: skip
+             for s in plan(config, out)
+             if s.folder != "report" and (out / s.folder / "step.json").is_file()]  # fmt: skip
     lines = ["## Wall time per step", "", "| step | seconds |", "|---|---:|",
              *(f"| {folder} | {seconds:,.1f} |" for folder, seconds in steps)]  # fmt: skip
     summary_path = out / "supervise" / "summary.json"

@@ -122,11 +122,14 @@ class UserRun:
 
 def labelled(names: list[str], ids: list[int]) -> dict[str, int]:
     """Allowed value → id for each of ``names``: the name as a grammar can hold it
-    (:func:`~coldrec.llm.schemas.grammar_safe`), with ``(#id)`` added to a repeat."""
+    (:func:`~coldrec.llm.schemas.grammar_safe`), with ``(#id)`` added to a repeat (as
+    often as needed: a title may itself end in ``(#id)``)."""
     out: dict[str, int] = {}
     for name, id_ in zip(names, ids, strict=True):
         label = grammar_safe(name)
-        out[f"{label} (#{id_})" if label in out else label] = id_
+        while label in out:
+            label = f"{label} (#{id_})"
+        out[label] = id_
     return out
 
 
