@@ -96,20 +96,21 @@ def profile_prompt(user: UserText, categories: Sequence[str]) -> Messages:
 
 def categories_prompt(user: UserText, categories: Sequence[str], count: int) -> Messages:
     """Stage 2: the categories the next purchase most likely comes from."""
-    task = (
-        f"Choose the {count} categories this shopper will most likely buy from next:\n"
-        f"{_listed(categories)}\n"
-        'Answer as {"items": [...]} with the category names exactly as written.'
-    )
-    return _messages(user, task)
+    return _choose(user, "category", "categories", categories, count, order="")
 
 
 def subcategories_prompt(user: UserText, subcategories: Sequence[str], count: int) -> Messages:
     """Stage 3: the subcategories, within the chosen categories."""
+    return _choose(user, "subcategory", "subcategories", subcategories, count, order=", best first")
+
+
+def _choose(
+    user: UserText, noun: str, plural: str, names: Sequence[str], count: int, order: str
+) -> Messages:
     task = (
-        f"Choose the {count} subcategories this shopper will most likely buy from next, "
-        f"best first:\n{_listed(subcategories)}\n"
-        'Answer as {"items": [...]} with the subcategory names exactly as written.'
+        f"Choose the {count} {plural} this shopper will most likely buy from next{order}:\n"
+        f"{_listed(names)}\n"
+        f'Answer as {{"items": [...]}} with the {noun} names exactly as written.'
     )
     return _messages(user, task)
 
