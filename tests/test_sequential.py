@@ -185,6 +185,19 @@ def test_dropping_padding_columns_changes_no_attention_output(kind: str) -> None
         assert torch.allclose(net.context(trimmed), net.context(history), atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["sasrec", "bert4rec", "gru4rec"])
+def test_contexts_in_length_groups_equal_one_call_in_row_order(kind: str) -> None:
+    torch.manual_seed(0)
+    net = KINDS[kind].model_copy(update={"max_len": 12}).network(30).eval()
+    rng = np.random.default_rng(3)
+    history = padded_sequences([rng.integers(0, 30, size=n) for n in (1, 9, 2, 12, 4, 3, 7)], 12)
+    with torch.no_grad():
+        grouped = net.contexts(history, parts=3)
+        assert torch.allclose(grouped, net.context(history), atol=1e-5)
+        assert torch.allclose(net.contexts(history[:2], parts=4), net.context(history[:2]),
+                              atol=1e-5)  # fmt: skip
+
+
 def test_a_gru_keeps_its_padding_columns() -> None:
     net = KINDS["gru4rec"].network(30)
     history = padded_sequences([np.array([3, 7, 1])], 12)

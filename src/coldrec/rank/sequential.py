@@ -169,6 +169,15 @@ class SequenceNet(nn.Module, ABC):
         """The vector that scores a user's next item (the last hidden state)."""
         return self(history)[:, -1]
 
+    def contexts(self, history: torch.Tensor, parts: int = 4) -> torch.Tensor:
+        """:meth:`context` of each row, computed in ``parts`` groups of similar length so
+        that a few long histories do not make every short one pay for their padding
+        (the outputs are those of one call)."""
+        order = torch.argsort((history > 0).sum(dim=1))
+        groups = [rows for rows in order.tensor_split(parts) if len(rows)]
+        chunks = [self.context(self.fit_width(history[rows])) for rows in groups]
+        return torch.cat(chunks)[torch.argsort(order)]
+
     def examples(
         self, sequences: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -373,7 +382,7 @@ class _LabelLosses:
                 len(self.edges), (min(batch_size, len(self.edges)),), generator=generator
             )
             users, items = self.edges[pick, 0], self.edges[pick, 1]
-            context = net.context(net.fit_width(history[users]))
+            context = net.contexts(history[users])
             negatives = sampler.sample(users, self.config.n_negatives, generator) + 1
             l_sim = sampled_softmax_loss(
                 context, items + 1, negatives, net.items.weight, self.edge_weights[pick]
@@ -383,7 +392,7 @@ class _LabelLosses:
             count = min(self.config.pairs_per_step, len(self.triplets))
             pick = torch.randint(len(self.triplets), (count,), generator=generator)
             users, pos, neg = self.triplets[pick].T
-            context = net.context(net.fit_width(history[users]))
+            context = net.contexts(history[users])
             s_pos = (context * net.items(pos + 1)).sum(-1)
             s_neg = (context * net.items(neg + 1)).sum(-1)
             total = total + self.config.lambda_pair * pairwise_loss(
