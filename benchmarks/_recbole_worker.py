@@ -44,7 +44,7 @@ def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> 
     # An item no training sample holds has no RecBole id: it is left out of the history.
     known = dataset.field2token_id["item_id"]
     internal = np.array([known.get(str(item), -1) for item in history], dtype=np.int64)
-    rows_items, rows_scores = [], []
+    rows_items, rows_scores, empty = [], [], 0
     model.eval()
     for start in range(0, len(indptr) - 1, 512):
         stop = min(start + 512, len(indptr) - 1)
@@ -57,7 +57,9 @@ def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> 
             seen.append(items)
             tail = torch.as_tensor(items[-max_len:])
             sequences[row, : len(tail)] = tail  # RecBole sequences are right-padded
-            lengths[row] = len(tail)
+            # a history RecBole knows no item of is read as one padding token
+            lengths[row] = max(len(tail), 1)
+            empty += not len(tail)
         batch = Interaction({"item_id_list": sequences, "item_length": lengths})
         with torch.no_grad():
             scores = model.full_sort_predict(batch).reshape(stop - start, -1)
@@ -67,8 +69,24 @@ def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> 
         best = torch.topk(scores, top_n, dim=1)
         rows_items.append(dataset.id2token("item_id", best.indices.numpy()).astype(np.int64))
         rows_scores.append(best.values.numpy())
-    unknown = int((internal < 0).sum())
+    unknown = {"items": int((internal < 0).sum()), "users_with_no_known_item": empty}
     return np.concatenate(rows_items), np.concatenate(rows_scores), unknown
+
+
+def train(config: Config, model: SASRec, train_data, saved: Path, settings: dict) -> list:
+    """Train ``model`` and save it with its epoch times, or load the model an earlier
+    run saved with the same settings (an evaluation failure then costs no retraining)."""
+    if saved.is_file():
+        state = torch.load(saved)
+        if state["settings"] == settings:
+            model.load_state_dict(state["model"])
+            return state["epoch_seconds"]
+    trainer = TimedTrainer(config, model)
+    trainer.fit(train_data, valid_data=None, verbose=False, saved=False, show_progress=False)
+    state = {"settings": settings, "model": model.state_dict(),
+             "epoch_seconds": trainer.epoch_seconds}  # fmt: skip
+    torch.save(state, saved)
+    return trainer.epoch_seconds
 
 
 def main(work: Path, settings_path: Path) -> None:
@@ -78,14 +96,13 @@ def main(work: Path, settings_path: Path) -> None:
     dataset = create_dataset(config)
     train_data, _, _ = data_preparation(config, dataset)
     model = SASRec(config, train_data.dataset)
-    trainer = TimedTrainer(config, model)
-    trainer.fit(train_data, valid_data=None, verbose=False, saved=False, show_progress=False)
+    epoch_seconds = train(config, model, train_data, work / "recbole_model.pt", settings)
     users = dict(np.load(work / "users.npz"))
     items, scores, unknown = top_items(
         model, dataset, users, config["MAX_ITEM_LIST_LENGTH"], settings["top_n"]
     )
     np.savez(work / "recbole_top.npz", users=users["users"], items=items, scores=scores)
-    timing = {"epoch_seconds": trainer.epoch_seconds, "torch_threads": torch.get_num_threads(),
+    timing = {"epoch_seconds": epoch_seconds, "torch_threads": torch.get_num_threads(),
               "history_items_without_recbole_id": unknown}  # fmt: skip
     (work / "recbole_timing.json").write_text(json.dumps(timing))
 

@@ -209,7 +209,8 @@ measured one after the other on this machine.
 
 {_ratio(rows)}
 {"RecBole failed: " + figures["recbole_failed"] if "recbole_failed" in figures else ""}
-History items RecBole has no id for (in no training sample; left out of its input):
+History items RecBole has no id for (in no training sample; left out of its input, and
+a user with none left is read as one padding token):
 {figures.get("history_items_without_recbole_id", "–")}.
 Versions (RecBole, torch, numpy): {figures.get("versions", "not installed")}.
 
