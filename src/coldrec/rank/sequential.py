@@ -238,7 +238,7 @@ class SequentialRecommender:
             raise RuntimeError("fit the model before scoring")
         self.net.eval()
         with torch.no_grad():
-            context = self.net.context(self.net.fit_width(self.history[torch.as_tensor(users)]))
+            context = self.net.contexts(self.history[torch.as_tensor(users)])
             scores = (context @ self.net.item_vectors().T).numpy()
         if isinstance(self.net.items, IdItems):  # an untrained ID vector means nothing
             scores[:, ~self.trained_items.numpy()] = np.nan
@@ -291,8 +291,9 @@ class SequentialRecommender:
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                total += loss.item() * int(real.sum())
-                count += int(real.sum())
+                targets_in_batch = int(real.sum())
+                total += loss.item() * targets_in_batch
+                count += targets_in_batch
             return {"loss": total / max(count, 1)}
 
         def validation_score() -> float:
