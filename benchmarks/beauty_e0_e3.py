@@ -89,22 +89,25 @@ def main() -> None:
         f"{s['edges_on_cold_items']:,} | {s['triplets']:,} | {s['seconds_per_user']:.2f} |"
         for name, s in labels.items()
     )
-    alphas = {run["method"]: [] for run in load_metrics(run_dirs()) if "fusion" in run}
+    alphas: dict[str, list] = {}
+    lambdas: dict[str, list] = {}
     for run in load_metrics(run_dirs()):
         if "fusion" in run:
-            alphas[run["method"]].append(run["fusion"]["alpha"])
+            alphas.setdefault(run["method"], []).append(run["fusion"]["alpha"])
+        if "label_weight" in run:
+            lambdas.setdefault(run["method"], []).append(_lambda_line(run["label_weight"]))
     shown = "\n".join(f"    coldrec {shlex.join(command(name))}" for name in CONFIGS)
     markdown_text = f"""# E0–E3 on Amazon Beauty (global split), 3 seeds
 
-Two-Tower candidates (top 2,000) re-ranked by SASRec fused with the Two-Tower scores,
-α chosen on the validation carve-out (the mean of warm and cold Recall@20 there), λ_sim
-= λ_pair = 1 (the thesis's defaults, not tuned). E1: tree labels with `L_sim`; E2: with
-`L_pair`; E3: both. Labels from the `embedding` judge (MiniLM similarity, not an LLM)
-over every eligible user, or from SmolLM2-135M over 50 sampled users (`_smollm2`);
-`e3_delta_knn`: E3 with delta item vectors and KNN residual transfer. Seeds 0–2 vary the
-ranker; the candidates and labels are made once. E0 (`sasrec_hybrid`) is
-`sequential_beauty.py`'s; the runner's candidates are the same as E0's:
-{same_candidates()}. "(published)" rows: the thesis's figures and the independent
+Two-Tower candidates (top 2,000) re-ranked by SASRec fused with the Two-Tower scores, α
+chosen on the validation carve-out (the mean of warm and cold Recall@20 there), and so
+is λ (λ_sim = λ_pair of the losses in use, from 0.01, 0.1, 1; the thesis uses 1). E1:
+tree labels with `L_sim`; E2: with `L_pair`; E3: both. Labels from the `embedding` judge
+(MiniLM similarity, not an LLM) over every eligible user, or from SmolLM2-135M over 50
+sampled users (`_smollm2`); `e3_delta_knn`: E3 with delta item vectors and KNN residual
+transfer. Seeds 0–2 vary the ranker; the candidates and labels are made once. E0
+(`sasrec_hybrid`) is `sequential_beauty.py`'s; the runner's candidates are the same as
+E0's: {same_candidates()}. "(published)" rows: the thesis's figures and the independent
 content-kNN reference (Recall@20 only).
 
 {markdown(summary, references=REFERENCES)}
@@ -116,6 +119,10 @@ content-kNN reference (Recall@20 only).
 
 {chr(10).join(f"- {name}: {values}" for name, values in alphas.items())}
 
+## λ chosen on validation (per seed: chosen λ; validation score of each λ)
+
+{chr(10).join(f"- {name}: {'; '.join(values)}" for name, values in lambdas.items())}
+
 ## Labels
 
 | run | backend | users | edges | on cold items | triplets | seconds per user |
@@ -126,7 +133,13 @@ content-kNN reference (Recall@20 only).
 
 {shown}
 """
-    write_results("beauty_e0_e3", {"alphas": alphas, "labels": labels}, markdown_text)
+    figures = {"alphas": alphas, "lambdas": lambdas, "labels": labels}
+    write_results("beauty_e0_e3", figures, markdown_text)
+
+
+def _lambda_line(choice: dict) -> str:
+    scores = ", ".join(f"{p['weight']:g}: {p['score']:.4f}" for p in choice["validation"])
+    return f"{choice['chosen']:g} ({scores})"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -115,3 +116,34 @@ def test_rank_refuses_before_training_when_alpha_cannot_be_chosen(
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "valid_candidates.parquet" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_label_weight_is_chosen_on_validation_and_its_training_reused(
+    tmp_path: Path, small_dataset: Dataset
+) -> None:
+    small_dataset.save(tmp_path / "ds")
+    retrieve = ["retrieve", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "tw"),
+                "--top-m", "60", *settings("model.dim=16", "model.training.epochs=2")]  # fmt: skip
+    assert runner.invoke(app, retrieve).exit_code == 0
+    cold = np.flatnonzero(small_dataset.items["cold"].to_numpy())
+    users = np.arange(20)
+    pd.DataFrame({"user": users, "item": cold[users % len(cold)], "weight": 1.0,
+                  "source": "test"}).to_parquet(tmp_path / "edges.parquet")  # fmt: skip
+    rank = ["rank", "--dataset", str(tmp_path / "ds"), "--candidates", str(tmp_path / "tw"),
+            "--edges", str(tmp_path / "edges.parquet"), "--out", str(tmp_path / "r"),
+            *settings("model.dim=16", "model.n_negatives=10", "model.training.epochs=3",
+                      "model.training.eval_every=1", "alphas=[0.0,0.5,1.0]",
+                      "label_weights=[0.1,3.0]")]  # fmt: skip
+    result = runner.invoke(app, rank)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "r" / "metrics-seed0.json").read_text())
+    points = metrics["label_weight"]["validation"]
+    assert [point["weight"] for point in points] == [0.1, 3.0]
+    best = max(points, key=lambda point: point["score"])
+    assert metrics["label_weight"]["chosen"] == best["weight"]
+    # the final model is the chosen weight's: its validation training, α and epochs
+    assert metrics["fusion"]["alpha"] == best["alpha"]
+    assert metrics["training"]["validation"]["best_epoch"] == best["epochs"]
+    assert metrics["training"]["final"]["epochs_run"] == max(1, best["epochs"])
+    result = runner.invoke(app, [*rank[:5], *rank[9:], "--out", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "give edges or triplets" in result.stderr

@@ -202,3 +202,21 @@ def test_a_gru_keeps_its_padding_columns() -> None:
     net = KINDS["gru4rec"].network(30)
     history = padded_sequences([np.array([3, 7, 1])], 12)
     assert net.fit_width(history).shape == (1, 12)  # a GRU steps through the padding
+
+
+def test_validate_then_fit_equals_fit_and_trains_the_validation_view_once(
+    small_dataset: Dataset,
+) -> None:
+    config = FAST.model_copy(update={"early_stopping": True})
+    seed_everything(0)
+    plain = config.build().fit(small_dataset)
+    seed_everything(0)
+    staged = config.build().validate(small_dataset)
+    validation_log = staged.training_log["validation"]
+    staged.fit(small_dataset)
+    assert staged.training_log["validation"] is validation_log  # reused, not retrained
+    assert staged.training_log["final"].epochs_run == max(1, validation_log.best_epoch)
+    users = np.arange(small_dataset.n_users)
+    np.testing.assert_array_equal(staged.score(users), plain.score(users))
+    with pytest.raises(ValueError, match="early_stopping"):
+        FAST.build().validate(small_dataset)

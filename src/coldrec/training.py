@@ -136,17 +136,19 @@ def fit_with_validation(
     epochs: int,
     early_stopping: bool,
     valid_share: float,
+    validated: TrainingLog | None = None,
 ) -> dict[str, TrainingLog]:
     """Choose the epoch count on the validation carve-out, then refit on all history.
 
     ``train(data, epochs, validate)`` trains a fresh model on ``data``'s history (with
     ``validate``, early stopping on ``data``'s own test split, which is the validation
     view's held-out part) and leaves the model trained. Without ``early_stopping`` the
-    model is trained once for ``epochs``.
+    model is trained once for ``epochs``. ``validated``: the log of a validation-view
+    training already done (it is not repeated).
     """
     logs: dict[str, TrainingLog] = {}
     if early_stopping:
-        logs["validation"] = train(validation_view(dataset, valid_share), epochs, True)
+        logs["validation"] = validated or train(validation_view(dataset, valid_share), epochs, True)
         epochs = max(1, logs["validation"].best_epoch)
     logs["final"] = train(dataset, epochs, False)
     return logs

@@ -6,15 +6,22 @@ ranker trained there scores the retriever's validation candidates
 (``valid_candidates.parquet`` of the retrieve run) for each α of the sweep. The run
 folder gets ``config.json`` and ``metrics-seed<N>.json`` with the fusion settings and
 the sweep's warm/cold curve.
+
+With pseudo labels, ``label_weights`` chooses λ on the validation view as well: for each
+value a model is trained there with λ_sim and λ_pair (those of the losses in use) set to
+it, and the value whose fused validation ranking scores best (at its best α) is kept; the
+final model is then fitted with it on all history (the validation training is reused).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from coldrec.candidates import Candidates
@@ -35,11 +42,14 @@ from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.fusion import FusedRanker, FusionMode, choose_alpha
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
+from coldrec.rank.sequential import SequentialConfig, SequentialRecommender
 
 __all__ = ["RankConfig", "RankerConfig", "run_ranking"]
 
 RankerConfig = Annotated[SASRecConfig | GRU4RecConfig | BERT4RecConfig, Field(discriminator="kind")]
 """Any sequential ranker's config; ``kind`` selects it."""
+
+log = logging.getLogger(__name__)
 
 ALPHAS = tuple(round(0.1 * step, 1) for step in range(11))
 
@@ -54,6 +64,9 @@ class RankConfig(RunConfig):
     alpha: float | None = Field(None, ge=0, le=1)
     """Weight of the ranker in ``hybrid`` mode; ``None`` chooses it on validation."""
     alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = ALPHAS
+    label_weights: tuple[Annotated[float, Field(gt=0)], ...] = ()
+    """λ values to choose from on validation (each sets λ_sim and λ_pair of the label
+    losses in use); empty keeps the model's λs."""
     candidate_ms: tuple[Annotated[int, Field(gt=0)], ...] = CANDIDATE_MS
 
     @model_validator(mode="before")
@@ -61,6 +74,14 @@ class RankConfig(RunConfig):
     def _sasrec_by_default(cls, data: Any) -> Any:
         """A ``model`` node without ``kind`` configures SASRec."""
         return default_kind(data, "model", "sasrec")
+
+    @model_validator(mode="after")
+    def _label_weights_need_labels(self) -> Self:
+        if self.label_weights and not (self.model.edges or self.model.triplets):
+            raise ValueError("label_weights choose the label losses' λ: give edges or triplets")
+        if self.label_weights and self.mode != "hybrid":
+            raise ValueError("label_weights are chosen on the fused ranking: use mode hybrid")
+        return self
 
     def default_name(self) -> str:
         return f"{self.model.kind}_{self.mode}"
@@ -72,10 +93,13 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
     dataset = Dataset.load(config.dataset)
     candidates = Candidates.load(config.candidates / "candidates.parquet")
     choose = config.mode == "hybrid" and config.alpha is None
-    if choose:
+    if choose or config.label_weights:
         valid_candidates = _validation_candidates(config)  # fail before training, not after
     start = time.perf_counter()
-    model = config.model.build().fit(dataset)
+    model, weights = config.model.build(), []
+    if config.label_weights:
+        model, weights = _choose_label_weight(config, dataset, valid_candidates)
+    model.fit(dataset)
     fitted = time.perf_counter()
     alpha, curve = config.alpha, []
     if choose:
@@ -99,8 +123,37 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
             "total_s": round(time.perf_counter() - start, 3),
         },
     }
+    if weights:
+        result["label_weight"] = {"chosen": _label_weight(model.config), "validation": weights}
     write_run(out, config, result)
     return result
+
+
+def _choose_label_weight(
+    config: RankConfig, dataset: Dataset, candidates: Candidates
+) -> tuple[SequentialRecommender, list[dict[str, float]]]:
+    """The model (trained on the validation view) of the ``label_weights`` value whose
+    fused validation ranking scores best at its best α, and every value's figures."""
+    view = validation_view(dataset, config.model.valid_share)
+    alphas = config.alphas if config.alpha is None else (config.alpha,)
+    best, best_score, points = None, -np.inf, []
+    for weight in config.label_weights:
+        settings = {"lambda_sim": weight, "lambda_pair": weight}
+        model = config.model.model_copy(update=settings).build().validate(dataset)
+        assert model.validation_model is not None
+        alpha, curve = choose_alpha(model.validation_model, view, candidates, alphas)
+        score = max(point["score"] for point in curve)
+        epochs = model.training_log["validation"].best_epoch
+        points.append({"weight": weight, "alpha": alpha, "score": score, "epochs": epochs})
+        log.info("label weight %g: validation score %.4f (alpha %g)", weight, score, alpha)
+        if score > best_score:
+            best, best_score = model, score
+    assert best is not None
+    return best, points
+
+
+def _label_weight(model: SequentialConfig) -> float:
+    return model.lambda_sim if model.edges else model.lambda_pair
 
 
 def _validation_candidates(config: RankConfig) -> Candidates:

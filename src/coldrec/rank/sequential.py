@@ -43,6 +43,7 @@ from torch import nn
 
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
+from coldrec.data.prepare import validation_view
 from coldrec.eval.protocol import Csr, selection_score
 from coldrec.rank.items import DeltaConfig, DeltaItems, IdItems
 from coldrec.rank.losses import (
@@ -222,6 +223,7 @@ class SequentialRecommender:
         """The model trained on the validation view (with early stopping)."""
         self.transfer: Transfer | None = None
         """What the residual transfer did (gates and best similarities of cold items)."""
+        self._validated: dict[int, TrainingLog] = {}
 
     def fit(self, dataset: Dataset) -> Self:
         self.training_log = fit_with_validation(
@@ -230,7 +232,20 @@ class SequentialRecommender:
             self.config.training.epochs,
             self.config.early_stopping,
             self.config.valid_share,
+            self._validated.pop(id(dataset), None),
         )
+        return self
+
+    def validate(self, dataset: Dataset) -> Self:
+        """Train on ``dataset``'s validation view only, with early stopping, keeping the best
+        model as :attr:`validation_model`; a later :meth:`fit` reuses this training (to
+        compare settings on validation before paying for a final fit on the same
+        ``dataset``)."""
+        if not self.config.early_stopping:
+            raise ValueError("validate needs early_stopping")
+        view = validation_view(dataset, self.config.valid_share)
+        log = self._train(view, self.config.training.epochs, True)
+        self.training_log, self._validated = {"validation": log}, {id(dataset): log}
         return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
