@@ -220,3 +220,13 @@ def test_validate_then_fit_equals_fit_and_trains_the_validation_view_once(
     np.testing.assert_array_equal(staged.score(users), plain.score(users))
     with pytest.raises(ValueError, match="early_stopping"):
         FAST.build().validate(small_dataset)
+
+
+@pytest.mark.parametrize("config", [SASRecConfig(), BERT4RecConfig()])
+def test_position_vectors_start_at_the_item_vectors_scale(config: SequentialConfig) -> None:
+    torch.manual_seed(0)
+    net = config.network(5000)
+    item_scale = float(net.item_vectors().std()) * np.sqrt(config.dim)  # as the input adds them
+    position_scale = float(net.positions.weight.std())
+    assert position_scale == pytest.approx(0.02, rel=0.1)
+    assert position_scale < item_scale  # the item, not its position, dominates the input

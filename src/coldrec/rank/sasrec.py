@@ -15,6 +15,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from coldrec.rank.items import INIT_STD
 from coldrec.rank.sequential import SequenceNet, SequentialConfig
 
 __all__ = ["SASRecConfig", "SASRecNet"]
@@ -55,6 +56,9 @@ class SASRecNet(SequenceNet):
         )
         self.blocks = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.dim)
+        # Positions start at the item vectors' scale: at nn.Embedding's N(0, 1) they
+        # drowned the items (0.02·√dim) and cost a tenth of Recall@20 on Beauty.
+        nn.init.normal_(self.positions.weight, std=INIT_STD)
         self.reset_items()
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
