@@ -73,20 +73,21 @@ def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> 
     return np.concatenate(rows_items), np.concatenate(rows_scores), unknown
 
 
-def train(config: Config, model: SASRec, train_data, saved: Path, settings: dict) -> list:
+def train(config: Config, model: SASRec, train_data, saved: Path, settings: dict) -> dict:
     """Train ``model`` and save it with its epoch times, or load the model an earlier
-    run saved with the same settings (an evaluation failure then costs no retraining)."""
-    if saved.is_file():
-        state = torch.load(saved)
-        if state["settings"] == settings:
-            model.load_state_dict(state["model"])
-            return state["epoch_seconds"]
-    trainer = TimedTrainer(config, model)
-    trainer.fit(train_data, valid_data=None, verbose=False, saved=False, show_progress=False)
-    state = {"settings": settings, "model": model.state_dict(),
-             "epoch_seconds": trainer.epoch_seconds}  # fmt: skip
-    torch.save(state, saved)
-    return trainer.epoch_seconds
+    run saved with the same settings (an evaluation failure then costs no retraining).
+    Returns the epoch times and ``trained_at``, when training ended (the saved file's time)."""
+    state = torch.load(saved) if saved.is_file() else None
+    if state is not None and state["settings"] == settings:
+        model.load_state_dict(state["model"])
+    else:
+        trainer = TimedTrainer(config, model)
+        trainer.fit(train_data, valid_data=None, verbose=False, saved=False, show_progress=False)
+        state = {"settings": settings, "model": model.state_dict(),
+                 "epoch_seconds": trainer.epoch_seconds}  # fmt: skip
+        torch.save(state, saved)
+    trained_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(saved.stat().st_mtime))
+    return {"epoch_seconds": state["epoch_seconds"], "trained_at": trained_at}
 
 
 def main(work: Path, settings_path: Path) -> None:
@@ -96,13 +97,13 @@ def main(work: Path, settings_path: Path) -> None:
     dataset = create_dataset(config)
     train_data, _, _ = data_preparation(config, dataset)
     model = SASRec(config, train_data.dataset)
-    epoch_seconds = train(config, model, train_data, work / "recbole_model.pt", settings)
+    measured = train(config, model, train_data, work / "recbole_model.pt", settings)
     users = dict(np.load(work / "users.npz"))
     items, scores, unknown = top_items(
         model, dataset, users, config["MAX_ITEM_LIST_LENGTH"], settings["top_n"]
     )
     np.savez(work / "recbole_top.npz", users=users["users"], items=items, scores=scores)
-    timing = {"epoch_seconds": epoch_seconds, "torch_threads": torch.get_num_threads(),
+    timing = {**measured, "torch_threads": torch.get_num_threads(),
               "history_items_without_recbole_id": unknown}  # fmt: skip
     (work / "recbole_timing.json").write_text(json.dumps(timing))
 

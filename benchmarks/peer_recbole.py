@@ -197,13 +197,15 @@ def main() -> None:
             "seconds_per_epoch": float(np.median(timing["epoch_seconds"])),
         }
         figures["history_items_without_recbole_id"] = timing["history_items_without_recbole_id"]
+        figures["recbole_trained_at"] = timing["trained_at"]
     figures["rows"] = rows
     markdown = f"""# Peer check: RecBole's SASRec beside coldrec's (Amazon Beauty, global split)
 
 Both trained for {epochs} epochs (coldrec's choice on the validation view), seed {SEED},
 same architecture ({ARCHITECTURE}), evaluated by coldrec's protocol on the same users and
 targets; RecBole's lists are its top {TOP_N} unseen items. Seconds per epoch are medians,
-measured one after the other on this machine.
+measured one after the other on this machine (RecBole's training ended
+{figures.get("recbole_trained_at", "–")}; a saved model with the same settings is reused).
 
 {table(rows)}
 
