@@ -42,7 +42,7 @@ from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.fusion import FusedRanker, FusionMode, choose_alpha
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
-from coldrec.rank.sequential import SequentialConfig, SequentialRecommender
+from coldrec.rank.sequential import SequentialRecommender
 
 __all__ = ["RankConfig", "RankerConfig", "run_ranking"]
 
@@ -96,16 +96,18 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
     if choose or config.label_weights:
         valid_candidates = _validation_candidates(config)  # fail before training, not after
     start = time.perf_counter()
-    model, weights = config.model.build(), []
+    model, label_weight, sweep = config.model.build(), None, None
     if config.label_weights:
-        model, weights = _choose_label_weight(config, dataset, valid_candidates)
+        model, label_weight, sweep = _choose_label_weight(config, dataset, valid_candidates)
     model.fit(dataset)
     fitted = time.perf_counter()
     alpha, curve = config.alpha, []
     if choose:
-        assert model.validation_model is not None  # early stopping is checked above
-        view = validation_view(dataset, config.model.valid_share)
-        alpha, curve = choose_alpha(model.validation_model, view, valid_candidates, config.alphas)
+        if sweep is None:
+            assert model.validation_model is not None  # early stopping is checked above
+            view = validation_view(dataset, config.model.valid_share)
+            sweep = choose_alpha(model.validation_model, view, valid_candidates, config.alphas)
+        alpha, curve = sweep
     fused = FusedRanker(model, candidates, config.mode, 0.5 if alpha is None else alpha)
     metrics = evaluate(
         fused, dataset, config.ks, candidates, config.candidate_ms, config.batch_size
@@ -123,17 +125,18 @@ def run_ranking(config: RankConfig, out: Path) -> dict[str, Any]:
             "total_s": round(time.perf_counter() - start, 3),
         },
     }
-    if weights:
-        result["label_weight"] = {"chosen": _label_weight(model.config), "validation": weights}
+    if label_weight is not None:
+        result["label_weight"] = label_weight
     write_run(out, config, result)
     return result
 
 
 def _choose_label_weight(
     config: RankConfig, dataset: Dataset, candidates: Candidates
-) -> tuple[SequentialRecommender, list[dict[str, float]]]:
+) -> tuple[SequentialRecommender, dict[str, Any], tuple[float, list[dict[str, float]]]]:
     """The model (trained on the validation view) of the ``label_weights`` value whose
-    fused validation ranking scores best at its best α, and every value's figures."""
+    fused validation ranking scores best at its best α; the chosen value with every
+    value's figures; and the chosen model's α sweep (so it is not run again)."""
     view = validation_view(dataset, config.model.valid_share)
     alphas = config.alphas if config.alpha is None else (config.alpha,)
     best, best_score, points = None, -np.inf, []
@@ -141,19 +144,16 @@ def _choose_label_weight(
         settings = {"lambda_sim": weight, "lambda_pair": weight}
         model = config.model.model_copy(update=settings).build().validate(dataset)
         assert model.validation_model is not None
-        alpha, curve = choose_alpha(model.validation_model, view, candidates, alphas)
-        score = max(point["score"] for point in curve)
+        sweep = choose_alpha(model.validation_model, view, candidates, alphas)
+        score = max(point["score"] for point in sweep[1])
         epochs = model.training_log["validation"].best_epoch
-        points.append({"weight": weight, "alpha": alpha, "score": score, "epochs": epochs})
-        log.info("label weight %g: validation score %.4f (alpha %g)", weight, score, alpha)
+        points.append({"weight": weight, "alpha": sweep[0], "score": score, "epochs": epochs})
+        log.info("label weight %g: validation score %.4f (alpha %g)", weight, score, sweep[0])
         if score > best_score:
-            best, best_score = model, score
+            best, best_score = (model, weight, sweep), score
     assert best is not None
-    return best, points
-
-
-def _label_weight(model: SequentialConfig) -> float:
-    return model.lambda_sim if model.edges else model.lambda_pair
+    model, chosen, sweep = best
+    return model, {"chosen": chosen, "validation": points}, sweep
 
 
 def _validation_candidates(config: RankConfig) -> Candidates:
@@ -161,8 +161,8 @@ def _validation_candidates(config: RankConfig) -> Candidates:
     valid_path = config.candidates / "valid_candidates.parquet"
     if not config.model.early_stopping or not valid_path.is_file():
         raise ConfigError(
-            "choosing alpha on validation needs early stopping and the retrieve run's "
-            f"valid_candidates.parquet ({valid_path}); or set alpha"
+            "choosing alpha or label weights on validation needs early stopping and the "
+            f"retrieve run's valid_candidates.parquet ({valid_path}); or set alpha"
         )
     retrieval = json.loads((config.candidates / "config.json").read_text())
     share = retrieval["model"]["valid_share"]

@@ -223,16 +223,18 @@ class SequentialRecommender:
         """The model trained on the validation view (with early stopping)."""
         self.transfer: Transfer | None = None
         """What the residual transfer did (gates and best similarities of cold items)."""
-        self._validated: dict[int, TrainingLog] = {}
+        self._validated: tuple[Dataset, TrainingLog] | None = None
+        """The Dataset :meth:`validate` trained on and its log, until :meth:`fit` uses them."""
 
     def fit(self, dataset: Dataset) -> Self:
+        validated, self._validated = self._validated, None
         self.training_log = fit_with_validation(
             dataset,
             self._train,
             self.config.training.epochs,
             self.config.early_stopping,
             self.config.valid_share,
-            self._validated.pop(id(dataset), None),
+            validated[1] if validated and validated[0] is dataset else None,
         )
         return self
 
@@ -245,7 +247,7 @@ class SequentialRecommender:
             raise ValueError("validate needs early_stopping")
         view = validation_view(dataset, self.config.valid_share)
         log = self._train(view, self.config.training.epochs, True)
-        self.training_log, self._validated = {"validation": log}, {id(dataset): log}
+        self.training_log, self._validated = {"validation": log}, (dataset, log)
         return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
