@@ -20,7 +20,12 @@ from coldrec.rank.losses import (
     sequence_softmax_loss,
 )
 from coldrec.rank.sasrec import SASRecConfig, SASRecNet
-from coldrec.rank.sequential import SequentialConfig, length_batches, padded_sequences
+from coldrec.rank.sequential import (
+    SequentialConfig,
+    length_batches,
+    padded_sequences,
+    target_weights,
+)
 from coldrec.retrieval.two_tower import TwoTowerConfig
 from coldrec.training import TrainingConfig
 
@@ -172,6 +177,19 @@ def test_length_batches_hold_every_row_once_and_group_lengths() -> None:
     assert max(spans) <= 4  # sorted by length (~20 rows a length): near-equal lengths
     again = length_batches(lengths, 64, torch.Generator().manual_seed(1))
     assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
+
+
+def test_weighted_batch_means_count_every_target_of_the_epoch_alike() -> None:
+    # Three batches with 2, 6 and 1 targets (0 = no target); per-target losses by hand.
+    targets = [torch.tensor([[0, 3], [0, 4]]), torch.tensor([[1, 2, 3], [4, 5, 6]]),
+               torch.tensor([[0, 0, 7]])]  # fmt: skip
+    losses = [[1.0, 3.0], [2.0, 2.0, 2.0, 2.0, 2.0, 8.0], [5.0]]
+    weights = target_weights(targets)
+    assert weights == pytest.approx([2 / 3, 2.0, 1 / 3])  # count / (9 targets / 3 batches)
+    epoch = sum(w * np.mean(batch) for w, batch in zip(weights, losses, strict=True))
+    # the epoch's summed objective is the mean over all 9 targets, once per batch
+    assert epoch == pytest.approx(3 * 27.0 / 9)
+    assert sum(np.mean(batch) for batch in losses) != pytest.approx(3 * 27.0 / 9)
 
 
 @pytest.mark.parametrize("kind", ["sasrec", "bert4rec"])

@@ -9,7 +9,9 @@ the item embeddings, which are tied between input and output.
 
 Training: ``L_main + λ_sim·L_sim + λ_pair·L_pair`` (:mod:`coldrec.rank.losses`), in
 batches of sequences of about the same length (:func:`length_batches`; attention
-networks then drop the padding columns no sequence of the batch needs).
+networks then drop the padding columns no sequence of the batch needs), each batch's
+``L_main`` weighted by its number of targets (:func:`target_weights`), so that every
+target of an epoch counts the same whatever the length of its sequence.
 ``L_main``: every target of every training sequence against ``n_negatives`` sampled
 items, drawn per sequence (uniform over trained items, or hard negatives from the user's
 Two-Tower candidates), or against every item of the training history (``loss="full"``, RecBole's
@@ -71,6 +73,7 @@ __all__ = [
     "SequentialRecommender",
     "length_batches",
     "padded_sequences",
+    "target_weights",
 ]
 
 
@@ -199,6 +202,17 @@ def length_batches(
     return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
 
 
+def target_weights(targets: list[torch.Tensor]) -> list[float]:
+    """Each batch's weight on the mean loss of its targets (``targets > 0``): its target
+    count over the epoch's mean count per batch, so that every target of the epoch weighs
+    the same. Length batches differ in targets per batch by up to ``max_len``× (Beauty:
+    256 sequences of 2 items or of 50); a plain per-batch mean gives the targets of short
+    sequences that much more weight, which costs accuracy (docs/results.md)."""
+    counts = [int((batch > 0).sum()) for batch in targets]
+    mean = sum(counts) / len(counts)
+    return [count / mean for count in counts]
+
+
 def padded_sequences(sequences: list[np.ndarray], length: int) -> torch.Tensor:
     """The last ``length`` items of each sequence, shifted by one and left-padded with 0."""
     out = torch.zeros(len(sequences), length, dtype=torch.long)
@@ -292,26 +306,28 @@ class SequentialRecommender:
         generator = torch.Generator().manual_seed(int(torch.randint(2**31, (1,)).item()))
 
         def train_epoch(epoch: int) -> dict[str, float]:
-            total, count = 0.0, 0
-            for batch in length_batches(lengths, options.batch_size, generator):
-                inputs, targets = net.examples(net.fit_width(training[batch]), generator)
+            batches = [
+                (rows, *net.examples(net.fit_width(training[rows]), generator))
+                for rows in length_batches(lengths, options.batch_size, generator)
+            ]
+            weights = target_weights([targets for _, _, targets in batches])
+            total = 0.0
+            for (rows, inputs, targets), weight in zip(batches, weights, strict=True):
                 hidden = net(inputs)
                 real = targets > 0
                 if self.config.loss == "full":
                     catalogue = net.item_vectors()[known]
                     loss = full_softmax_loss(hidden[real], slot[targets[real] - 1], catalogue)
                 else:
-                    negatives = sampler.sample(row_users[batch], self.config.n_negatives,
+                    negatives = sampler.sample(row_users[rows], self.config.n_negatives,
                                                generator) + 1  # fmt: skip
                     loss = sequence_softmax_loss(hidden, targets, negatives, net.items.weight)
-                loss = loss + extra.loss(net, self.history, sampler, len(batch), generator)
+                loss = weight * loss + extra.loss(net, self.history, sampler, len(rows), generator)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                targets_in_batch = int(real.sum())
-                total += loss.item() * targets_in_batch
-                count += targets_in_batch
-            return {"loss": total / max(count, 1)}
+                total += loss.item()
+            return {"loss": total / len(batches)}
 
         def validation_score() -> float:
             return selection_score(self, dataset)
