@@ -1,36 +1,45 @@
 """E0–E3 on Amazon Beauty (global split), 3 seeds, beside the baselines and the thesis.
 
-Runs ``coldrec run configs/beauty/<config>.yaml`` for E1–E3 and their variants
-(``CONFIGS``; they share their steps up to the labels through the step store, so the
-candidates and the embedding-judge labels are made once), then one report over every
-ranker and the Popularity and ItemKNN-content baselines, with the thesis's published
-figures and the independent content-kNN reference beside them. E0 is the E0 of
-``sequential_beauty.py`` (``coldrec rank`` with the same settings as
-``configs/beauty/e0.yaml``, 3 seeds) and the baselines those of ``beauty_baselines.py``
-(deterministic: one seed), so they are not trained twice; ``same_candidates`` checks
-that the runner's candidates are the ones E0 re-ranked. A finished step is never repeated, so
-the script resumes after an interruption; ``--only NAME …`` runs a subset (separate
-processes may run disjoint subsets at once: a shared step is made once, under a lock).
-Writes ``benchmarks/results/beauty_e0_e3.{md,json}``. Run from the project root:
+Runs ``coldrec run configs/beauty/<config>.yaml`` one seed at a time for E0–E3 and their
+variants (``CONFIGS``; they share their steps up to the labels through the step store,
+so the candidates and the embedding-judge labels are made once and E0 re-ranks the same
+candidates as E1–E3). E0's experiment also evaluates the Popularity and ItemKNN-content
+baselines. Each finished seed is kept in ``benchmarks/results/beauty_e0_e3/`` (its
+metrics, the labels' summary, and a line in ``provenance.jsonl`` with the commit, date
+and step times), which is committed: a seed that is kept there is not run again, so the
+grid can be filled over several sessions, and a lost ``runs/`` folder loses no result.
+SmolLM2's answers (about an hour of CPU for 50 users) are kept there too, as
+``smollm2_answers.sqlite``, the answer cache its configs run with.
+``--only NAME …`` and ``--seeds N …`` run a subset (separate processes may run disjoint
+subsets at once: a shared step is made once, under a lock). Once every config has every
+seed, writes ``benchmarks/results/beauty_e0_e3.{md,json}``. Run from the project root:
 ``.venv/bin/python benchmarks/beauty_e0_e3.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import shlex
+import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
-import pandas as pd
-
-from _common import ROOT, write_results
+from _common import RESULTS, ROOT, write_results
 from beauty_baselines import COLDREC
 from coldrec.eval.report import aggregate, load_metrics, markdown
 
-CONFIGS = ("e1", "e2", "e3", "e3_delta_knn", "e1_smollm2", "e2_smollm2", "e3_smollm2")
-RUNS = Path("runs")
+CONFIGS = ("e0", "e1", "e2", "e3", "e3_delta_knn", "e1_smollm2", "e2_smollm2", "e3_smollm2")
+SEEDS = (0, 1, 2)
+BASELINES = ("popularity", "itemknn")  # evaluated by E0's experiment
+RUNS = ROOT / "runs" / "beauty_e"
+KEPT = RESULTS / "beauty_e0_e3"
+# SmolLM2's configs run with their own cache folder, whose answer file is kept.
+SMOLLM2_CACHE = RUNS / ".cache-smollm2"
+SMOLLM2_ANSWERS = KEPT / "smollm2_answers.sqlite"
 # Recall@20 of the thesis (Tables 5.2/5.3, as quoted in the issues) and the independent
 # reference evaluation of content kNN on this split (issue 9).
 REFERENCES = {
@@ -40,22 +49,72 @@ REFERENCES = {
 }
 
 
-def command(name: str) -> list[str]:
-    return ["run", f"configs/beauty/{name}.yaml", "--out", str(RUNS / "beauty_e" / name)]
+def command(name: str, seed: int) -> list[str]:
+    return ["run", f"configs/beauty/{name}.yaml", "--set", f"seeds=[{seed}]",
+            "--out", str((RUNS / name).relative_to(ROOT))]  # fmt: skip
 
 
-def run_dirs() -> list[Path]:
-    dirs = [ROOT / RUNS / "beauty_e" / name / "rank" / f"seed{s}" for name in CONFIGS
-            for s in (0, 1, 2)]  # fmt: skip
-    beauty = ROOT / RUNS / "beauty"
-    return [beauty / "e0", *dirs, beauty / "popularity", beauty / "itemknn"]
+def result_folders(name: str) -> list[tuple[str, Path]]:
+    """What ``name`` evaluates (its ranker; E0 also the baselines): the step folder in
+    the run (``<folder>/seed<N>``) and the kept folder."""
+    pairs = [("rank", KEPT / name)]
+    if name == "e0":
+        pairs += [(f"baselines/{baseline}", KEPT / name / baseline) for baseline in BASELINES]
+    return pairs
 
 
-def same_candidates() -> bool:
-    """Whether the runner's Two-Tower candidates equal those E0 re-ranked."""
-    ours = ROOT / RUNS / "beauty_e" / "e1" / "retrieve" / "candidates.parquet"
-    e0 = ROOT / RUNS / "beauty" / "two_tower" / "candidates.parquet"
-    return pd.read_parquet(ours).equals(pd.read_parquet(e0))
+def is_kept(name: str, seed: int) -> bool:
+    return all((kept / f"metrics-seed{seed}.json").is_file() for _, kept in result_folders(name))
+
+
+def run_seed(name: str, seed: int) -> None:
+    """Run one seed of ``name`` (SmolLM2's configs with their kept answer cache)."""
+    env, smollm2 = dict(os.environ), name.endswith("_smollm2")
+    answers = SMOLLM2_CACHE / "llm" / "answers.sqlite"
+    if smollm2:
+        env["COLDREC_CACHE_DIR"] = str(SMOLLM2_CACHE)
+        if SMOLLM2_ANSWERS.is_file() and not answers.is_file():
+            answers.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SMOLLM2_ANSWERS, answers)
+    subprocess.run([COLDREC, "-q", *command(name, seed)], cwd=ROOT, check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    if smollm2:
+        KEPT.mkdir(parents=True, exist_ok=True)
+        copy = Path(f"{SMOLLM2_ANSWERS}.tmp")
+        copy.unlink(missing_ok=True)
+        with sqlite3.connect(answers) as db:  # a standalone copy, the WAL folded in
+            db.execute("VACUUM INTO ?", (str(copy),))
+        os.replace(copy, SMOLLM2_ANSWERS)
+
+
+def keep_seed(name: str, seed: int) -> None:
+    """Copy what the report needs of one finished seed into ``KEPT``, with its provenance."""
+    out, seconds = RUNS / name, {}
+    for folder, kept in result_folders(name):
+        made = out / folder / f"seed{seed}"
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(made / f"metrics-seed{seed}.json", kept / f"metrics-seed{seed}.json")
+        seconds[f"{folder}/seed{seed}"] = _step_seconds(made)
+    if (out / "supervise").is_dir():
+        shutil.copyfile(out / "supervise" / "summary.json", KEPT / name / "labels.json")
+        seconds["supervise"] = _step_seconds(out / "supervise")
+    version = _git("rev-parse", "--short=12", "HEAD")
+    if _git("status", "--porcelain", "--", "src", "configs"):
+        version += " with uncommitted changes to src/ or configs/"
+    finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    line = {"config": name, "seed": seed, "code": version, "finished": finished,
+            "step_seconds": seconds}  # fmt: skip
+    with (KEPT / "provenance.jsonl").open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, text=True, capture_output=True,
+                          check=True).stdout.strip()  # fmt: skip
+
+
+def _step_seconds(step: Path) -> float:
+    return json.loads((step / "step.json").read_text())["seconds"]
 
 
 def goal(summary: dict) -> str:
@@ -74,16 +133,20 @@ def goal(summary: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=CONFIGS, help="run these only")
-    only = parser.parse_args().only or CONFIGS
-    for name in only:
-        subprocess.run([COLDREC, "-q", *command(name)], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
-    if not all(any(d.glob("metrics-seed*.json")) for d in run_dirs()):
-        print("some runs are missing: no report yet")
+    parser.add_argument("--seeds", nargs="+", type=int, choices=SEEDS, help="these seeds only")
+    args = parser.parse_args()
+    for name in args.only or CONFIGS:
+        for seed in args.seeds or SEEDS:
+            if not is_kept(name, seed):
+                run_seed(name, seed)
+                keep_seed(name, seed)
+    if not all(is_kept(name, seed) for name in CONFIGS for seed in SEEDS):
+        print("some seeds are missing: no report yet")
         return
-    summary = aggregate(load_metrics(run_dirs()))
-    labels = {name: json.loads((ROOT / RUNS / "beauty_e" / name / "supervise" / "summary.json")
-                               .read_text()) for name in CONFIGS if name != "e0"}  # fmt: skip
+    runs = load_metrics([kept for name in CONFIGS for _, kept in result_folders(name)])
+    summary = aggregate(runs)
+    labels = {name: json.loads((KEPT / name / "labels.json").read_text())
+              for name in CONFIGS if name != "e0"}  # fmt: skip
     accounting = "\n".join(
         f"| {name} | {s['backend']['identity']} | {s['users']:,} | {s['edges']:,} | "
         f"{s['edges_on_cold_items']:,} | {s['triplets']:,} | {s['seconds_per_user']:.2f} |"
@@ -91,12 +154,13 @@ def main() -> None:
     )
     alphas: dict[str, list] = {}
     lambdas: dict[str, list] = {}
-    for run in load_metrics(run_dirs()):
+    for run in runs:
         if "fusion" in run:
             alphas.setdefault(run["method"], []).append(run["fusion"]["alpha"])
         if "label_weight" in run:
             lambdas.setdefault(run["method"], []).append(_lambda_line(run["label_weight"]))
-    shown = "\n".join(f"    coldrec {shlex.join(command(name))}" for name in CONFIGS)
+    shown = "\n".join(f"    coldrec {shlex.join(command(name, seed))}"
+                      for name in CONFIGS for seed in SEEDS)  # fmt: skip
     markdown_text = f"""# E0–E3 on Amazon Beauty (global split), 3 seeds
 
 Two-Tower candidates (top 2,000) re-ranked by SASRec fused with the Two-Tower scores, α
@@ -105,10 +169,11 @@ is λ (λ_sim = λ_pair of the losses in use, from 0.01, 0.1, 1; the thesis uses
 tree labels with `L_sim`; E2: with `L_pair`; E3: both. Labels from the `embedding` judge
 (MiniLM similarity, not an LLM) over every eligible user, or from SmolLM2-135M over 50
 sampled users (`_smollm2`); `e3_delta_knn`: E3 with delta item vectors and KNN residual
-transfer. Seeds 0–2 vary the ranker; the candidates and labels are made once. E0
-(`sasrec_hybrid`) is `sequential_beauty.py`'s; the runner's candidates are the same as
-E0's: {same_candidates()}. "(published)" rows: the thesis's figures and the independent
-content-kNN reference (Recall@20 only).
+transfer. Seeds 0–2 vary the ranker; the candidates and labels are made once, so every
+ranker re-ranks the same candidates. Popularity and ItemKNN-content are deterministic
+(their 3 seeds agree). "(published)" rows: the thesis's figures and the independent
+content-kNN reference (Recall@20 only). Which commit made each seed, and when:
+`beauty_e0_e3/provenance.jsonl`.
 
 {markdown(summary, references=REFERENCES)}
 ## The bar to clear: content kNN (warm 0.0289, cold 0.0256)
