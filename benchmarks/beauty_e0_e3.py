@@ -50,7 +50,10 @@ REFERENCES = {
 
 
 def command(name: str, seed: int) -> list[str]:
-    return ["run", f"configs/beauty/{name}.yaml", "--set", f"seeds=[{seed}]",
+    # SmolLM2 on one thread, like the PyTorch jobs (OMP_NUM_THREADS=1): the grid runs as two
+    # processes side by side on 2 cores, and llama.cpp's threads spin when they share one.
+    threads = ["--set", "supervise.llm.backend.n_threads=1"] if name.endswith("_smollm2") else []
+    return ["run", f"configs/beauty/{name}.yaml", "--set", f"seeds=[{seed}]", *threads,
             "--out", str((RUNS / name).relative_to(ROOT))]  # fmt: skip
 
 
