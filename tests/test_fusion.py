@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from coldrec.candidates import Candidates
 from coldrec.cli import app
 from coldrec.data import Dataset
-from coldrec.rank.fusion import FusedRanker
+from coldrec.eval.protocol import evaluate
+from coldrec.rank.fusion import FusedRanker, choose_alpha
 
 runner = CliRunner()
 
@@ -147,3 +148,41 @@ def test_label_weight_is_chosen_on_validation_and_its_training_reused(
     assert metrics["training"]["final"]["epochs_run"] == max(1, best["epochs"])
     result = runner.invoke(app, [*rank[:5], *rank[9:], "--out", str(tmp_path / "none")])
     assert result.exit_code == 2 and "give edges or triplets" in result.stderr
+
+
+class Counting:
+    """Scores from a fixed random users × items table; counts its score calls."""
+
+    def __init__(self, n_users: int, n_items: int) -> None:
+        self.table = np.random.default_rng(1).random((n_users, n_items)).astype(np.float32)
+        self.calls = 0
+
+    def fit(self, dataset: object) -> Counting:
+        return self
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        self.calls += 1
+        assert items is not None
+        return np.take_along_axis(self.table[users], np.maximum(items, 0), axis=1)
+
+
+def test_alpha_sweep_scores_each_query_once_and_matches_separate_evaluations(
+    small_dataset: Dataset,
+) -> None:
+    rng = np.random.default_rng(0)
+    users = np.arange(small_dataset.n_users)
+    items = np.stack([rng.choice(small_dataset.n_items, 30, replace=False) for _ in users])
+    candidates = Candidates(users, items, rng.random(items.shape).astype(np.float32))
+    alphas = (0.0, 0.4, 1.0)
+    once = Counting(small_dataset.n_users, small_dataset.n_items)
+    evaluate(FusedRanker(once, candidates, "hybrid", 0.0), small_dataset, (20,), candidates)
+    swept = Counting(small_dataset.n_users, small_dataset.n_items)
+    best, curve = choose_alpha(swept, small_dataset, candidates, alphas)
+    assert swept.calls == once.calls  # not once per α
+    for point, alpha in zip(curve, alphas, strict=True):
+        fused = FusedRanker(Counting(small_dataset.n_users, small_dataset.n_items), candidates,
+                            "hybrid", alpha)  # fmt: skip
+        segments = evaluate(fused, small_dataset, (20,), candidates)["segments"]
+        assert point["warm"] == segments["warm"]["recall@20"]
+        assert point["cold"] == segments["cold"]["recall@20"]
+    assert best == max(curve, key=lambda point: point["score"])["alpha"]

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from coldrec.eval.metrics import (
     METRICS,
-    candidate_recall,
     coverage,
     hit_matrix,
     mean_metrics,
+    recall,
 )
 
 
@@ -96,11 +96,12 @@ def test_means_over_users_and_empty_segments() -> None:
     assert all(math.isnan(v) for v in empty.values())
 
 
-def test_candidate_recall_and_coverage() -> None:
+def test_candidate_recall_is_recall_of_the_candidate_list_and_coverage() -> None:
     candidates = np.array([[4, 2, 8, 1], [0, 5, -1, -1]])
     indptr, items = csr([[1, 2, 3], [5]])
-    assert candidate_recall(candidates, indptr, items, 4).tolist() == pytest.approx([2 / 3, 1.0])
-    assert candidate_recall(candidates, indptr, items, 1).tolist() == [0.0, 0.0]
+    retrieved = hit_matrix(candidates, indptr, items)
+    assert recall(retrieved, np.diff(indptr), 4).tolist() == pytest.approx([2 / 3, 1.0])
+    assert recall(retrieved, np.diff(indptr), 1).tolist() == [0.0, 0.0]
     assert coverage(candidates, n_items=10, k=2) == pytest.approx(4 / 10)  # {4, 2, 0, 5}
     assert coverage(candidates, n_items=10, k=4) == pytest.approx(6 / 10)  # -1 is not an item
 
@@ -116,3 +117,20 @@ def test_metrics_stay_in_unit_interval(data: st.DataObject) -> None:
     hits = hit_matrix(ranked, indptr, items)
     for value in mean_metrics(hits, np.diff(indptr), [1, 2, 3]).values():
         assert 0.0 <= value <= 1.0 + 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_hit_matrix_is_a_per_user_membership_test(data: st.DataObject) -> None:
+    n_users = data.draw(st.integers(1, 6))
+    n_items = data.draw(st.integers(1, 9))
+    width = data.draw(st.integers(1, 5))
+    item = st.integers(-1, n_items - 1)
+    ranked = np.array([[data.draw(item) for _ in range(width)] for _ in range(n_users)])
+    # target lists in any order, some empty: a set check per user is the truth
+    target = st.lists(st.integers(0, n_items - 1), unique=True)
+    targets = [data.draw(target) for _ in range(n_users)]
+    indptr = np.concatenate([[0], np.cumsum([len(t) for t in targets])])
+    items = np.array([i for t in targets for i in t], dtype=np.int64)
+    expected = [[r >= 0 and r in t for r in row] for row, t in zip(ranked, targets, strict=True)]
+    assert hit_matrix(ranked, indptr, items).tolist() == expected

@@ -24,7 +24,6 @@ import numpy as np
 
 __all__ = [
     "METRICS",
-    "candidate_recall",
     "coverage",
     "hit_matrix",
     "hit_rate",
@@ -48,9 +47,14 @@ def hit_matrix(
     n_users, _ = ranked.shape
     width = int(max(ranked.max(initial=0), target_items.max(initial=0))) + 1
     rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(target_indptr))
-    target_keys = rows * width + target_items
+    target_keys = np.sort(rows * width + target_items)
+    if not len(target_keys):
+        return np.zeros(ranked.shape, dtype=bool)
     ranked_keys = np.arange(n_users, dtype=np.int64)[:, None] * width + ranked
-    return np.isin(ranked_keys, target_keys) & (ranked >= 0)
+    # A binary search into the (few) sorted target keys: np.isin would sort the whole
+    # users × K matrix of ranked keys instead (minutes for Beauty's 2,000 candidates).
+    found = np.searchsorted(target_keys, ranked_keys).clip(max=len(target_keys) - 1)
+    return (target_keys[found] == ranked_keys) & (ranked >= 0)
 
 
 def recall(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
@@ -105,14 +109,6 @@ def mean_metrics(
     return {
         f"{name}@{k}": float(METRICS[name](hits, n_targets, k).mean()) for k in ks for name in names
     }
-
-
-def candidate_recall(
-    candidates: np.ndarray, target_indptr: np.ndarray, target_items: np.ndarray, m: int
-) -> np.ndarray:
-    """Per user, the share of targets inside the first ``m`` retrieved candidates."""
-    hits = hit_matrix(candidates[:, :m], target_indptr, target_items)
-    return hits.sum(axis=1) / np.diff(target_indptr)
 
 
 def coverage(ranked: np.ndarray, n_items: int, k: int) -> float:

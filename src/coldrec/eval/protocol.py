@@ -28,7 +28,7 @@ import numpy as np
 from coldrec.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.errors import ConfigError
-from coldrec.eval.metrics import candidate_recall, coverage, hit_matrix, mean_metrics
+from coldrec.eval.metrics import coverage, hit_matrix, mean_metrics
 from coldrec.recommender import Recommender, history_splits
 
 __all__ = [
@@ -174,12 +174,10 @@ def evaluate(
         values = mean_metrics(hits, targets.counts, ks)
         for k in ks:
             values[f"coverage@{k}"] = coverage(ranked[rows], dataset.n_items, k)
-        for m in widths:
-            assert block is not None
-            found = candidate_recall(block[rows], targets.indptr, targets.items, m)
-            values[f"candidate_recall@{m}"] = float(found.mean()) if len(rows) else float("nan")
-            reached = (found > 0).mean() if len(rows) else float("nan")
-            values[f"candidate_hit_rate@{m}"] = float(reached)
+        if block is not None:  # the candidates, in retrieval order, as a ranking of their own
+            retrieved = hit_matrix(block[rows], targets.indptr, targets.items)
+            found = mean_metrics(retrieved, targets.counts, widths, ("recall", "hit_rate"))
+            values |= {f"candidate_{key}": value for key, value in found.items()}
         segments[name] = values
         counts[name] = {"users": len(rows), "targets": int(targets.counts.sum())}
     return {

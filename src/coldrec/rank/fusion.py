@@ -17,6 +17,7 @@ Recall@20), which also gives the warm/cold trade-off curve.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Literal
 
@@ -62,8 +63,9 @@ def choose_alpha(
     """The α of ``alphas`` with the best selection score on the validation ``view``, and
     the whole curve (α, warm and cold Recall@20, score) for the report."""
     curve = []
+    remembered = _Remembered(ranker)
     for alpha in alphas:
-        fused = FusedRanker(ranker, candidates, "hybrid", alpha)
+        fused = FusedRanker(remembered, candidates, "hybrid", alpha)
         segments = evaluate(fused, view, ks=(20,), candidates=candidates)["segments"]
         warm, cold = segments["warm"]["recall@20"], segments["cold"]["recall@20"]
         curve.append(
@@ -71,3 +73,22 @@ def choose_alpha(
         )
     best = max(curve, key=lambda point: point["score"])
     return best["alpha"], curve
+
+
+class _Remembered:
+    """A fitted ranker whose scores are computed once per (users, items) query: every
+    α of a sweep asks for the same ones, and only the fusion weight changes."""
+
+    def __init__(self, ranker: Recommender) -> None:
+        self.ranker = ranker
+        self._scores: dict[tuple[bytes, bytes], np.ndarray] = {}
+
+    def fit(self, dataset: Dataset) -> _Remembered:
+        return self
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        asked = (users, np.zeros(0) if items is None else items)
+        key = tuple(hashlib.blake2b(np.ascontiguousarray(a).tobytes()).digest() for a in asked)
+        if key not in self._scores:
+            self._scores[key] = np.asarray(self.ranker.score(users, items), dtype=np.float32)
+        return self._scores[key]
