@@ -90,7 +90,7 @@ def run_seed(name: str, seed: int) -> None:
         os.replace(copy, SMOLLM2_ANSWERS)
 
 
-def keep_seed(name: str, seed: int) -> None:
+def keep_seed(name: str, seed: int, version: str) -> None:
     """Copy what the report needs of one finished seed into ``KEPT``, with its provenance."""
     out, seconds = RUNS / name, {}
     for folder, kept in result_folders(name):
@@ -101,14 +101,19 @@ def keep_seed(name: str, seed: int) -> None:
     if (out / "supervise").is_dir():
         shutil.copyfile(out / "supervise" / "summary.json", KEPT / name / "labels.json")
         seconds["supervise"] = _step_seconds(out / "supervise")
-    version = _git("rev-parse", "--short=12", "HEAD")
-    if _git("status", "--porcelain", "--", "src", "configs"):
-        version += " with uncommitted changes to src/ or configs/"
     finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     line = {"config": name, "seed": seed, "code": version, "finished": finished,
             "step_seconds": seconds}  # fmt: skip
     with (KEPT / "provenance.jsonl").open("a") as handle:
         handle.write(json.dumps(line) + "\n")
+
+
+def code_version() -> str:
+    """The commit, and whether ``src/`` or ``configs/`` differ from it."""
+    version = _git("rev-parse", "--short=12", "HEAD")
+    if _git("status", "--porcelain", "--", "src", "configs"):
+        version += " with uncommitted changes to src/ or configs/"
+    return version
 
 
 def _git(*args: str) -> str:
@@ -141,8 +146,9 @@ def main() -> None:
     for name in args.only or CONFIGS:
         for seed in args.seeds or SEEDS:
             if not is_kept(name, seed):
+                version = code_version()  # what the run imports, read before it starts
                 run_seed(name, seed)
-                keep_seed(name, seed)
+                keep_seed(name, seed, version)
     if not all(is_kept(name, seed) for name in CONFIGS for seed in SEEDS):
         print("some seeds are missing: no report yet")
         return
