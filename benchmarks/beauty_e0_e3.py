@@ -150,7 +150,9 @@ def main() -> None:
                 run_seed(name, seed)
                 keep_seed(name, seed, version)
     if not all(is_kept(name, seed) for name in CONFIGS for seed in SEEDS):
-        print("some seeds are missing: no report yet")
+        kept = [kept for name in CONFIGS for _, kept in result_folders(name) if kept.is_dir()]
+        print("some seeds are missing: no report yet. The seeds kept so far:\n")
+        print(markdown(aggregate(load_metrics(kept)), references=REFERENCES))
         return
     runs = load_metrics([kept for name in CONFIGS for _, kept in result_folders(name)])
     summary = aggregate(runs)
