@@ -46,6 +46,14 @@ def test_aggregate_mean_and_sample_std(tmp_path: Path) -> None:
     assert summary["A"]["seeds"] == [1, 2]
 
 
+def test_identical_seeds_have_no_spread(tmp_path: Path) -> None:
+    # 0.1 three times: the float mean is 0.10000000000000002, whose "std" would be 1.7e-17
+    runs = [fake_run(tmp_path / "p", "Popularity", seed, 0.1) for seed in (0, 1, 2)]
+    summary = aggregate(load_metrics(runs))
+    assert summary["Popularity"]["segments"]["warm"]["recall@20"] == (0.1, 0.0)
+    assert "| Popularity (n=3) | 0.0500 | 0.0500 | 0.1000 |" in markdown(summary)
+
+
 def test_aggregate_refuses_mixed_settings_or_repeated_seeds(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="different settings"):
         aggregate(load_metrics([fake_run(tmp_path / "a", "A", 1, 0.1, "h1"),

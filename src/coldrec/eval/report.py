@@ -91,9 +91,9 @@ def _mean_std(values: list[float | None]) -> tuple[float, float] | None:
     known = [v for v in values if v is not None and not math.isnan(v)]
     if len(known) < len(values):
         return None
+    if len(set(known)) == 1:  # deterministic runs: no spread, not a rounding residue
+        return known[0], 0.0
     mean = sum(known) / len(known)
-    if len(known) < 2:
-        return mean, 0.0
     return mean, math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1))
 
 
