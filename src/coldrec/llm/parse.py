@@ -118,14 +118,27 @@ class Projection:
 def project(answers: Any, allowed: Sequence[str], fuzzy: float = 0.9) -> Projection:
     """Map ``answers`` (a value or a list of them; dicts contribute their ``item``,
     ``id``, ``name``, ``title`` or ``category`` field) onto ``allowed`` (see module doc)."""
-    exact = {value: value for value in allowed}
-    folded: dict[str, str] = {}
-    for value in allowed:
-        folded.setdefault(_fold(value), value)
+    return _project(answers, _Allowed(allowed), fuzzy)
+
+
+class _Allowed:
+    """The allowed values with their lookups, built once for all the answers matched
+    against them (an item stage matches every row of an answer against ~100 titles)."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self.values = values
+        self.exact = set(values)
+        self.folds = [_fold(value) for value in values]
+        self.folded: dict[str, str] = {}
+        for value, fold in zip(values, self.folds, strict=True):
+            self.folded.setdefault(fold, value)
+
+
+def _project(answers: Any, allowed: _Allowed, fuzzy: float) -> Projection:
     values: list[str] = []
     dropped = 0
     for answer in _flatten(answers):
-        match = _match_one(answer, allowed, exact, folded, fuzzy)
+        match = _match_one(answer, allowed, fuzzy)
         if match is None or match in values:
             dropped += 1
         else:
@@ -147,11 +160,12 @@ def project_scored(
     """Map scored rows (dicts with an ``item``-like field and ``score``) onto ``allowed``;
     scores are rounded and clipped to ``[low, high]`` (see the module doc)."""
     rows = answers if isinstance(answers, list | tuple) else [answers]
+    lookup = _Allowed(allowed)
     values: list[tuple[str, int]] = []
     dropped = 0
     for row in rows:
         score = _score(row.get("score") if isinstance(row, dict) else None, low, high)
-        match = project([row], allowed, fuzzy).values if score is not None else []
+        match = _project([row], lookup, fuzzy).values if score is not None else []
         if not match or match[0] in (value for value, _ in values):
             dropped += 1
         else:
@@ -184,39 +198,37 @@ def _flatten(answers: Any) -> Iterable[Any]:
             yield item
 
 
-def _match_one(
-    answer: Any, allowed: Sequence[str], exact: dict[str, str], folded: dict[str, str],
-    fuzzy: float,
-) -> str | None:  # fmt: skip
+def _match_one(answer: Any, allowed: _Allowed, fuzzy: float) -> str | None:
     if isinstance(answer, bool) or answer is None:
         return None
     if isinstance(answer, int):  # before float(): a huge int would overflow it
-        return _by_index(answer, allowed)
+        return _by_index(answer, allowed.values)
     if isinstance(answer, float):
-        return _by_index(int(answer), allowed) if answer.is_integer() else None
+        return _by_index(int(answer), allowed.values) if answer.is_integer() else None
     if not isinstance(answer, str):
         return None
-    if answer in exact:
-        return exact[answer]
-    if _fold(answer) in folded:
-        return folded[_fold(answer)]
+    if answer in allowed.exact:
+        return answer
+    fold = _fold(answer)
+    if fold in allowed.folded:
+        return allowed.folded[fold]
     index = _INDEX.match(answer)
     if index:
-        return _by_index(int(index.group(1) or index.group(2)), allowed)
-    return _closest(answer, allowed, fuzzy)
+        return _by_index(int(index.group(1) or index.group(2)), allowed.values)
+    return _closest(fold, allowed, fuzzy)
 
 
 def _by_index(index: int, allowed: Sequence[str]) -> str | None:
     return allowed[index - 1] if 1 <= index <= len(allowed) else None
 
 
-def _closest(answer: str, allowed: Sequence[str], threshold: float) -> str | None:
-    target = _fold(answer)
+def _closest(target: str, allowed: _Allowed, threshold: float) -> str | None:
+    """The allowed value most similar to the folded answer ``target``, if above ``threshold``."""
     if not target or len(target) > _LONGEST:
         return None
     best, score = None, threshold
-    for value in allowed:
-        ratio = difflib.SequenceMatcher(None, target, _fold(value), autojunk=False).ratio()
+    for value, fold in zip(allowed.values, allowed.folds, strict=True):
+        ratio = difflib.SequenceMatcher(None, target, fold, autojunk=False).ratio()
         if ratio >= score:
             best, score = value, ratio
     return best
