@@ -26,8 +26,8 @@ import logging
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,7 @@ class TextEncoder:
         self._model_id = _model_identity(self.config.model)
         self._model: SentenceTransformer | None = None
         self._dim: int | None = None
+        self._connections = threading.local()
 
     @property
     def model_id(self) -> str:
@@ -168,18 +169,28 @@ class TextEncoder:
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
+    def _cache(self) -> sqlite3.Connection:
+        """This thread's connection to the cache file, opened on first use and kept: the
+        embedding judge encodes a few texts per call, tens of thousands of times, and
+        opening the file cost it more than reading the vectors."""
+        path = self.cache_path
+        connections = self._connections.__dict__.setdefault("by_path", {})
+        if path not in connections:
+            connections[path] = connect_wal(path, _CACHE_SCHEMA)
+        return connections[path]
+
     def _lookup_or_encode(self, texts: list[str], progress: bool) -> np.ndarray:
         keys = [self.key(t) for t in texts]
-        with _open_cache(self.cache_path) as db:
-            cached = _read_cached(db, keys)
-            missing = [i for i, key in enumerate(keys) if key not in cached]
-            if cached:
-                self._dim = self._dim or len(next(iter(cached.values()))) // 4
-            vectors = np.empty((len(texts), self.dim), dtype=np.float32)
-            for i, key in enumerate(keys):
-                if key in cached:
-                    vectors[i] = self._from_blob(cached[key])
-            self._encode_into(db, vectors, missing, texts, keys, progress)
+        db = self._cache()
+        cached = _read_cached(db, keys)
+        missing = [i for i, key in enumerate(keys) if key not in cached]
+        if cached:
+            self._dim = self._dim or len(next(iter(cached.values()))) // 4
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, key in enumerate(keys):
+            if key in cached:
+                vectors[i] = self._from_blob(cached[key])
+        self._encode_into(db, vectors, missing, texts, keys, progress)
         self.cache_hits += len(cached)
         self.cache_misses += len(missing)
         log.log(
@@ -407,11 +418,7 @@ def _limit_length(transformer: Any, max_length: int) -> None:
     transformer.max_seq_length = max_length
 
 
-@contextmanager
-def _open_cache(path: Path) -> Iterator[sqlite3.Connection]:
-    schema = "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
-    with closing(connect_wal(path, schema)) as db:
-        yield db
+_CACHE_SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
 
 
 def _read_cached(db: sqlite3.Connection, keys: list[str]) -> dict[str, bytes]:
