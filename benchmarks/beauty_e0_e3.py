@@ -5,9 +5,10 @@ variants (``CONFIGS``; they share their steps up to the labels through the step 
 so the candidates and the embedding-judge labels are made once and E0 re-ranks the same
 candidates as E1–E3). E0's experiment also evaluates the Popularity and ItemKNN-content
 baselines. Each finished seed is kept in ``benchmarks/results/beauty_e0_e3/`` (its
-metrics, the labels' summary, and a line in ``provenance.jsonl`` with the commit, date
-and step times), which is committed: a seed that is kept there is not run again, so the
-grid can be filled over several sessions, and a lost ``runs/`` folder loses no result.
+metrics, the summary of the labels as first made, and a line in ``provenance.jsonl`` with
+the commit, the labels' step key, date and step times), which is committed: a seed that
+is kept there is not run again, so the grid can be filled over several sessions, and a
+lost ``runs/`` folder loses no result.
 SmolLM2's answers (about an hour of CPU for 50 users) are kept there too, as
 ``smollm2_answers.sqlite``, the answer cache its configs run with.
 ``--only NAME …`` and ``--seeds N …`` run a subset (separate processes may run disjoint
@@ -98,12 +99,17 @@ def keep_seed(name: str, seed: int, version: str) -> None:
         kept.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(made / f"metrics-seed{seed}.json", kept / f"metrics-seed{seed}.json")
         seconds[f"{folder}/seed{seed}"] = _step_seconds(made)
+    line = {"config": name, "seed": seed, "code": version}
     if (out / "supervise").is_dir():
-        shutil.copyfile(out / "supervise" / "summary.json", KEPT / name / "labels.json")
+        # The first summary is kept: a remade step answered from the cache reports cached
+        # calls and seconds, not what the labels cost. The key names the labels used.
+        labels = KEPT / name / "labels.json"
+        if not labels.is_file():
+            shutil.copyfile(out / "supervise" / "summary.json", labels)
         seconds["supervise"] = _step_seconds(out / "supervise")
-    finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    line = {"config": name, "seed": seed, "code": version, "finished": finished,
-            "step_seconds": seconds}  # fmt: skip
+        line["labels_key"] = json.loads((out / "supervise" / "step.json").read_text())["key"]
+    line["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    line["step_seconds"] = seconds
     with (KEPT / "provenance.jsonl").open("a") as handle:
         handle.write(json.dumps(line) + "\n")
 
