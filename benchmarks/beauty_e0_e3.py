@@ -98,7 +98,7 @@ def keep_seed(name: str, seed: int, version: str) -> None:
         made = out / folder / f"seed{seed}"
         kept.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(made / f"metrics-seed{seed}.json", kept / f"metrics-seed{seed}.json")
-        seconds[f"{folder}/seed{seed}"] = _step_seconds(made)
+        seconds[f"{folder}/seed{seed}"] = _step(made)["seconds"]
     line = {"config": name, "seed": seed, "code": version}
     if (out / "supervise").is_dir():
         # The first summary is kept: a remade step answered from the cache reports cached
@@ -106,8 +106,8 @@ def keep_seed(name: str, seed: int, version: str) -> None:
         labels = KEPT / name / "labels.json"
         if not labels.is_file():
             shutil.copyfile(out / "supervise" / "summary.json", labels)
-        seconds["supervise"] = _step_seconds(out / "supervise")
-        line["labels_key"] = json.loads((out / "supervise" / "step.json").read_text())["key"]
+        supervise = _step(out / "supervise")
+        seconds["supervise"], line["labels_key"] = supervise["seconds"], supervise["key"]
     line["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     line["step_seconds"] = seconds
     with (KEPT / "provenance.jsonl").open("a") as handle:
@@ -127,8 +127,9 @@ def _git(*args: str) -> str:
                           check=True).stdout.strip()  # fmt: skip
 
 
-def _step_seconds(step: Path) -> float:
-    return json.loads((step / "step.json").read_text())["seconds"]
+def _step(step: Path) -> dict:
+    """A made step's record (``step.json``: its key, seconds, inputs and settings)."""
+    return json.loads((step / "step.json").read_text())
 
 
 def goal(summary: dict) -> str:
