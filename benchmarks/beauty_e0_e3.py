@@ -202,8 +202,10 @@ is λ (λ_sim = λ_pair of the losses in use, from 0.01, 0.1, 1; the thesis uses
 tree labels with `L_sim`; E2: with `L_pair`; E3: both. Labels from the `embedding` judge
 (MiniLM similarity, not an LLM) over every eligible user, or from SmolLM2-135M over 50
 sampled users (`_smollm2`); `e3_delta_knn`: E3 with delta item vectors and KNN residual
-transfer. Seeds 0–2 vary the ranker; the candidates and labels are made once, so every
-ranker re-ranks the same candidates. Popularity and ItemKNN-content are deterministic
+transfer (K 10, T 0.07, gate τ 0.25, β 20: the paper's values, fixed, not chosen on either
+split; epochs, α and λ are chosen on validation as for the others). Seeds 0–2 vary the
+ranker; the candidates and labels are made once, so every ranker re-ranks the same
+candidates. Popularity and ItemKNN-content are deterministic
 (their 3 seeds agree). "(published)" rows: the thesis's figures and the independent
 content-kNN reference (Recall@20 only). Which commit made each seed, and when:
 `beauty_e0_e3/provenance.jsonl`.
