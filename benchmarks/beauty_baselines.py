@@ -1,4 +1,4 @@
-"""The Beauty global-split table for Popularity, ItemKNN-content, BM25 and the hybrid.
+"""The Beauty global-split table for Popularity, ItemKNN-content, BM25 and BM25 + dense.
 
 Runs the exact ``coldrec`` commands printed in the result (prepare, one ``evaluate`` per
 model, ``report``) and writes ``benchmarks/results/beauty_baselines.md`` with the report
@@ -19,7 +19,7 @@ from _common import BEAUTY, RESULTS, ROOT
 
 RUNS = Path("runs/beauty")
 COLDREC = str(Path(sys.executable).with_name("coldrec"))
-MODELS = ("popularity", "itemknn", "bm25", "hybrid")
+MODELS = ("popularity", "itemknn", "bm25", "bm25_dense")
 
 # Independent reference evaluation of the same protocol (issue 3), Recall@20 / NDCG@20.
 REFERENCE = {

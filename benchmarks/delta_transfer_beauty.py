@@ -24,15 +24,18 @@ from __future__ import annotations
 import argparse
 import subprocess
 
+import torch
+
 from _common import BEAUTY, ROOT, write_results
 from beauty_baselines import COLDREC, RUNS, _relative
 from coldrec.data.dataset import Dataset
 from coldrec.eval.protocol import evaluate
 from coldrec.eval.report import write_report
-from coldrec.eval.runner import EvaluateConfig, config_hash, data_hash, seed_everything, write_run
+from coldrec.experiment.evaluate import EvaluateConfig
 from coldrec.rank.items import DeltaConfig
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.transfer import TransferConfig
+from coldrec.training.runs import run_record, seed_everything, write_run
 
 SEEDS = (42, 43, 44, 45, 46)
 KS = (10, 25, 50, 100)
@@ -67,19 +70,12 @@ def run_seed(protocol: str, dataset: Dataset, seed: int) -> None:
     if all((out / name / f"metrics-seed{seed}.json").is_file() for name in variants()):
         return
     seed_everything(seed)
-    model = MODEL.build().fit(dataset)
+    model = MODEL.build().fit(dataset, generator=torch.Generator().manual_seed(seed))
     for name, config in variants().items():
         ranked = model if config.transfer is None else model.transferred(dataset, config.transfer)
-        run = EvaluateConfig(
-            dataset=DATA[protocol], model=config, seed=seed, name=f"delta_{name}", ks=(10, 20)
-        )
-        result = {
-            "method": run.method,
-            "seed": seed,
-            "config_hash": config_hash(run, dataset),
-            "data_hash": data_hash(dataset),
-            **evaluate(ranked, dataset, ks=run.ks),
-        }
+        run = EvaluateConfig(model=config, seed=seed, name=f"delta_{name}", ks=(10, 20))
+        metrics = evaluate(ranked, dataset, ks=run.ks)
+        result = run_record(run, dataset, {"dataset": DATA[protocol]}, metrics, ranked)
         if ranked.transfer is not None:
             result["transfer"] = ranked.transfer.summary()
         write_run(out / name, run, result)

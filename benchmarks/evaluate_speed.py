@@ -21,11 +21,12 @@ import time
 import numpy as np
 
 from _common import load_beauty, write_results
+from coldrec._util.sparse import hit_matrix
+from coldrec.baselines.content import ItemKNNContent
+from coldrec.baselines.popularity import Popularity
 from coldrec.data import Dataset, prepare
 from coldrec.eval import evaluate
-from coldrec.eval.metrics import hit_matrix
 from coldrec.eval.protocol import EvaluationPlan
-from coldrec.models import ItemKNNContent, Popularity
 
 REPEATS = 3
 TARGET_S = 10.0

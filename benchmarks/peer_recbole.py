@@ -34,9 +34,8 @@ import numpy as np
 
 from _common import ROOT, write_results
 from beauty_baselines import COLDREC, RUNS
-from coldrec.data.dataset import Dataset
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.eval.protocol import evaluate
-from coldrec.recommender import history_splits
 
 VENV = ROOT / ".venv-recbole"
 WORK = ROOT / RUNS / "recbole"
@@ -87,7 +86,7 @@ def export(dataset: Dataset) -> None:
     folder = WORK / "beauty"
     folder.mkdir(parents=True, exist_ok=True)
     header = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
-    sequences = dataset.sequences(*history_splits())
+    sequences = dataset.sequences(*HISTORY_SPLITS)
     lines = [
         f"{user}\t{' '.join(map(str, items[max(0, t - MAX_LEN) : t]))}\t{items[t]}\n"
         for user, items in enumerate(sequences)

@@ -79,11 +79,10 @@ def full_size_tokens(method: str) -> dict[str, dict[str, float]]:
     from llama_cpp import Llama
 
     tokenizer = Llama(model_path=str(smollm2_path()), vocab_only=True, verbose=False)
-    config = validate(SuperviseConfig, {"dataset": ROOT / RUNS / "data",
-                                        "candidates": ROOT / RUNS / "two_tower",
-                                        "stages": {"method": method}})  # fmt: skip
-    dataset = Dataset.load(config.dataset)
-    catalogue = _catalogue(config, dataset, ROOT / OUT / f"tokens_{method}")
+    config = validate(SuperviseConfig, {"stages": {"method": method}})
+    dataset = Dataset.load(ROOT / RUNS / "data")
+    catalogue = _catalogue(config, dataset, ROOT / RUNS / "two_tower", None,
+                           ROOT / OUT / f"tokens_{method}")  # fmt: skip
     users = eligible_users(config, dataset, catalogue.candidates)[:TOKEN_SAMPLE]
     backend = Recording()
     with LLM(LLMConfig(cache=False), backend=backend) as llm:

@@ -17,7 +17,8 @@ import yaml
 
 from coldrec.config import validate
 from coldrec.errors import ConfigError
-from coldrec.experiment import ExperimentConfig, run_experiment
+from coldrec.experiment.config import ExperimentConfig
+from coldrec.experiment.run import run_experiment
 
 TINY: dict[str, Any] = {
     "name": "tiny",
@@ -50,7 +51,7 @@ def test_steps_are_cached_by_key_and_forced_reruns_cascade(tmp_path: Path) -> No
     config = validate(ExperimentConfig, TINY)
     out = tmp_path / "run"
     first = run_experiment(config, out)
-    assert ran(first) == ["data", "encode", "retrieve", "taxonomy", "supervise", "rank/seed0",
+    assert ran(first) == ["data", "retrieve", "supervise", "rank/seed0",
                           "baselines/popularity/seed0", "report"]  # fmt: skip
     assert ran(run_experiment(config, out)) == []
     report = (out / "report" / "report.md").read_text()
@@ -80,12 +81,14 @@ def test_steps_are_cached_by_key_and_forced_reruns_cascade(tmp_path: Path) -> No
 def test_configs_are_checked_when_read() -> None:
     with pytest.raises(ConfigError, match="need a supervise node"):
         validate(ExperimentConfig, {**TINY, "supervise": None})
-    with pytest.raises(ConfigError, match=r"node 'rank'.*modle"):
+    with pytest.raises(ConfigError, match=r"rank\.modle: Extra inputs"):
         validate(ExperimentConfig, {**TINY, "rank": {"modle": {}}})
     with pytest.raises(ConfigError, match="unknown_field"):
         validate(ExperimentConfig, {**TINY, "unknown_field": 1})
-    with pytest.raises(ConfigError, match="top-level taxonomy"):
-        validate(ExperimentConfig, {**TINY, "supervise": {**TINY["supervise"], "taxonomy": {}}})
+    with pytest.raises(ConfigError, match="upstream_seed"):
+        validate(ExperimentConfig, {**TINY, "retrieve": {"seed": 3}})
+    with pytest.raises(ConfigError, match=r"supervise\.stages\.picks"):
+        validate(ExperimentConfig, {**TINY, "supervise": {"stages": {"picks": 0}}})
 
 
 def test_a_run_killed_during_supervision_resumes_to_the_same_metrics(tmp_path: Path) -> None:
@@ -96,14 +99,14 @@ def test_a_run_killed_during_supervision_resumes_to_the_same_metrics(tmp_path: P
     process = subprocess.Popen([coldrec, "-q", "run", str(config_file), "--out", str(killed)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 600
-    while not any(t.read_text().count("\n") >= 2
-                  for t in tmp_path.glob(".store/.supervise-*.tmp/.trace.jsonl.tmp")):  # fmt: skip
+    traces = ".store/.supervise-*.tmp/.trace.jsonl.*.tmp"  # the trace being written
+    while not any(t.read_text().count("\n") >= 2 for t in tmp_path.glob(traces)):
         assert process.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (killed / "supervise").exists() and (killed / "taxonomy" / "step.json").is_file()
+    assert not (killed / "supervise").exists() and (killed / "retrieve" / "step.json").is_file()
     resumed = run_experiment(validate(ExperimentConfig, TINY), killed)
     assert ran(resumed)[0] == "supervise"  # the finished steps were kept
     calls = json.loads((killed / "supervise" / "summary.json").read_text())["stages"]

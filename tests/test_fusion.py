@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coldrec.candidates import Candidates
 from coldrec.cli import app
 from coldrec.data import Dataset
+from coldrec.data.candidates import Candidates
 from coldrec.eval.protocol import evaluate
 from coldrec.rank.fusion import FusedRanker, choose_alpha
 
@@ -109,9 +109,11 @@ def test_rank_refuses_before_training_when_alpha_cannot_be_chosen(
     tmp_path: Path, small_dataset: Dataset
 ) -> None:
     small_dataset.save(tmp_path / "ds")
-    (tmp_path / "tw").mkdir()
-    Candidates(np.array([0]), np.array([[1]]), np.zeros((1, 1), dtype=np.float32)).save(
-        tmp_path / "tw" / "candidates.parquet")  # fmt: skip
+    retrieve = ["retrieve", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "tw"),
+                "--top-m", "20", *settings("model.dim=8", "model.training.epochs=1",
+                                           "model.early_stopping=false")]  # fmt: skip
+    assert runner.invoke(app, retrieve).exit_code == 0
+    assert not (tmp_path / "tw" / "valid_candidates.parquet").exists()  # no validation run
     args = ["rank", "--dataset", str(tmp_path / "ds"), "--candidates", str(tmp_path / "tw"),
             "--out", str(tmp_path / "r"), "--set", "model.training.epochs=50"]  # fmt: skip
     result = runner.invoke(app, args)

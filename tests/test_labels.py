@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from coldrec.candidates import Candidates
+from coldrec._util.sparse import Csr
 from coldrec.data import Dataset, PrepareConfig, prepare
+from coldrec.data.candidates import Candidates
 from coldrec.errors import DataError
-from coldrec.eval.protocol import Csr
-from coldrec.eval.runner import seed_everything
 from coldrec.rank.negatives import PoolSampler, UniformSampler
 from coldrec.rank.sasrec import SASRecConfig
-from coldrec.supervision.labels import read_labels
-from coldrec.training import TrainingConfig
+from coldrec.rank.sequential import SequentialRecommender
+from coldrec.supervision.labels import LabelFiles, read_labels
+from coldrec.training.loop import TrainingConfig
 from tests.helpers import frames_of
 
 
@@ -53,9 +53,13 @@ def test_labels_keep_mapped_rows_of_users_with_history_and_count_the_rest(
         read_labels(tiny, tmp_path / "missing.parquet")
 
 
-def _score_of(dataset: Dataset, config: SASRecConfig, user: int, item: int) -> float:
-    seed_everything(0)
-    return float(config.build().fit(dataset).score(np.array([user]))[0, item])
+def _score_of(
+    dataset: Dataset, config: SASRecConfig, user: int, item: int, labels: LabelFiles | None = None
+) -> float:
+    model = SequentialRecommender(config, labels).fit(
+        dataset, generator=torch.Generator().manual_seed(0)
+    )
+    return float(model.score(np.array([user]))[0, item])
 
 
 def test_l_sim_and_l_pair_move_their_items(small_dataset: Dataset, tmp_path: Path) -> None:
@@ -65,10 +69,10 @@ def test_l_sim_and_l_pair_move_their_items(small_dataset: Dataset, tmp_path: Pat
     user = int(np.argmax([len(s) for s in history]))
     cold = int(small_dataset.cold_items[0])
     write(tmp_path / "edges.parquet", user=[user], item=[cold], weight=[1.0], source=["test"])
-    seed_everything(0)
-    assert np.isnan(base.build().fit(small_dataset).score(np.array([user]))[0, cold])
-    with_edge = base.model_copy(update={"edges": tmp_path / "edges.parquet", "lambda_sim": 5.0})
-    scores = with_edge.build().fit(small_dataset).score(np.array([user]))[0]
+    assert np.isnan(_score_of(small_dataset, base, user, cold))
+    with_edge = base.model_copy(update={"lambda_sim": 5.0})
+    edges = LabelFiles(edges=tmp_path / "edges.parquet")
+    scores = SequentialRecommender(with_edge, edges).fit(small_dataset).score(np.array([user]))[0]
     assert np.isfinite(scores[cold])  # the pseudo edge trains the cold item's embedding
     assert (scores > scores[cold]).mean() < 0.05  # and ranks it near the top for its user
 
@@ -76,9 +80,10 @@ def test_l_sim_and_l_pair_move_their_items(small_dataset: Dataset, tmp_path: Pat
     triplet = {"user": [user], "pos": [neg], "neg": [pos], "weight": [1.0], "source": ["t"]}
     write(tmp_path / "triplets.parquet", **triplet)
     plain = _score_of(small_dataset, base, user, neg) - _score_of(small_dataset, base, user, pos)
-    paired = base.model_copy(update={"triplets": tmp_path / "triplets.parquet", "lambda_pair": 5.0})
-    moved = _score_of(small_dataset, paired, user, neg) - _score_of(
-        small_dataset, paired, user, pos
+    paired = base.model_copy(update={"lambda_pair": 5.0})
+    triplets = LabelFiles(triplets=tmp_path / "triplets.parquet")
+    moved = _score_of(small_dataset, paired, user, neg, triplets) - _score_of(
+        small_dataset, paired, user, pos, triplets
     )
     assert moved > plain  # the triplet's positive gains on its negative
 

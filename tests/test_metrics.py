@@ -10,13 +10,8 @@ import ranx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coldrec.eval.metrics import (
-    METRICS,
-    coverage,
-    hit_matrix,
-    mean_metrics,
-    recall,
-)
+from coldrec._util.sparse import hit_matrix
+from coldrec.eval.metrics import METRICS, coverage, mean_metrics, recall
 
 
 def csr(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,25 +6,20 @@ import bm25s
 import numpy as np
 import pytest
 
+from coldrec.baselines.bm25 import BM25, BM25Config
+from coldrec.baselines.bm25_dense import BM25Dense, BM25DenseConfig
+from coldrec.baselines.content import ItemKNNContent
+from coldrec.baselines.popularity import Popularity, PopularityConfig
 from coldrec.data import Dataset
-from coldrec.models import (
-    BM25,
-    BM25Config,
-    Hybrid,
-    HybridConfig,
-    ItemKNNContent,
-    Popularity,
-    PopularityConfig,
-    Recommender,
-)
-from coldrec.models.hybrid import minmax
-from coldrec.text import TextEncoder, user_content_vectors
+from coldrec.encode import TextEncoder, user_content_vectors
+from coldrec.training.model import Recommender
+from coldrec.training.scores import minmax
 
 MODELS = {
     "popularity": Popularity,
     "itemknn": ItemKNNContent,
     "bm25": BM25,
-    "hybrid": Hybrid,
+    "bm25_dense": BM25Dense,
 }
 
 
@@ -48,7 +43,7 @@ def test_candidate_scores_equal_full_scores(fitted: Recommender, small_dataset: 
     items = rng.integers(0, small_dataset.n_items, size=(4, 9))
     full = fitted.score(users)
     picked = fitted.score(users, items)
-    if isinstance(fitted, Hybrid):  # per-user normalisation runs over the scored set
+    if isinstance(fitted, BM25Dense):  # per-user normalisation runs over the scored set
         assert picked.shape == (4, 9)
         return
     np.testing.assert_allclose(
@@ -105,7 +100,7 @@ def test_hybrid_mixes_normalised_scores(small_dataset: Dataset) -> None:
     dense = ItemKNNContent().fit(small_dataset).score(users)
     lexical = BM25().fit(small_dataset).score(users)
     for alpha in (0.0, 0.3, 1.0):
-        mixed = Hybrid(HybridConfig(alpha=alpha)).fit(small_dataset).score(users)
+        mixed = BM25Dense(BM25DenseConfig(alpha=alpha)).fit(small_dataset).score(users)
         expected = alpha * minmax(dense) + (1 - alpha) * minmax(lexical)
         np.testing.assert_allclose(mixed, expected, atol=1e-6)
 
@@ -116,7 +111,7 @@ def test_minmax_by_hand() -> None:
 
 
 def test_padding_is_unscored_and_does_not_move_the_hybrid(small_dataset: Dataset) -> None:
-    model = Hybrid().fit(small_dataset)
+    model = BM25Dense().fit(small_dataset)
     users = np.arange(30)
     items = np.random.default_rng(1).permutation(small_dataset.n_items)[:8][None].repeat(30, 0)
     padded = np.concatenate([items, np.full((30, 2), -1)], axis=1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coldrec.candidates import Candidates
 from coldrec.data import PrepareConfig, prepare
+from coldrec.data.candidates import Candidates
 from coldrec.eval.protocol import evaluate, top_k
-from coldrec.recommender import scores_at
+from coldrec.training.scores import scores_at
 from tests.helpers import frames_of
 
 

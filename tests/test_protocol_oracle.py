@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from coldrec.candidates import Candidates
 from coldrec.data import PrepareConfig, prepare
+from coldrec.data.candidates import Candidates
 from coldrec.errors import ConfigError, DataError
 from coldrec.eval.protocol import evaluate, top_k
-from coldrec.recommender import scores_at
+from coldrec.training.scores import scores_at
 from tests.helpers import frames_of
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from coldrec.baselines.popularity import PopularityConfig
 from coldrec.cli import app
 from coldrec.data import Dataset
 from coldrec.errors import DataError
 from coldrec.eval.report import aggregate, load_metrics, markdown, write_report
-from coldrec.eval.runner import EvaluateConfig, run_evaluation
-from coldrec.models import PopularityConfig
+from coldrec.experiment.evaluate import EvaluateConfig, run_evaluation
 
 runner = CliRunner()
 
@@ -92,16 +92,19 @@ def test_run_evaluation_writes_metrics_with_hash_and_seed(
     tmp_path: Path, small_dataset: Dataset
 ) -> None:
     small_dataset.save(tmp_path / "ds")
-    config = EvaluateConfig(dataset=tmp_path / "ds", model=PopularityConfig(), seed=3)
-    result = run_evaluation(config, tmp_path / "run")
+    config = EvaluateConfig(model=PopularityConfig(), seed=3)
+    result = run_evaluation(config, tmp_path / "ds", tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "metrics-seed3.json").read_text())
     assert saved["seed"] == 3 and saved["method"] == "popularity"
     assert saved["segments"] == json.loads(json.dumps(result["segments"]))
     assert set(saved["segments"]) == {"all", "warm", "cold", "cold_users"}
-    other = run_evaluation(config.model_copy(update={"seed": 4}), tmp_path / "run")
+    other = run_evaluation(config.model_copy(update={"seed": 4}), tmp_path / "ds", tmp_path / "run")
     assert other["config_hash"] == saved["config_hash"]  # the seed is not part of the hash
     unweighted = config.model_copy(update={"model": PopularityConfig(weighted=False)})
-    assert run_evaluation(unweighted, tmp_path / "run2")["config_hash"] != saved["config_hash"]
+    assert (
+        run_evaluation(unweighted, tmp_path / "ds", tmp_path / "run2")["config_hash"]
+        != saved["config_hash"]
+    )
 
 
 def test_evaluate_and_report_commands(tmp_path: Path, small_dataset: Dataset) -> None:
@@ -131,7 +134,7 @@ def test_empty_segments_are_null_in_json_and_a_dash_in_tables(tmp_path: Path) ->
 
     rows = [(f"u{k % 4}", f"i{k % 6}", k) for k in range(30)]
     prepare(frames_of(rows), PrepareConfig(split="loo")).save(tmp_path / "ds")  # no cold users
-    run_evaluation(EvaluateConfig(dataset=tmp_path / "ds"), tmp_path / "run")
+    run_evaluation(EvaluateConfig(), tmp_path / "ds", tmp_path / "run")
     text = (tmp_path / "run" / "metrics-seed0.json").read_text()
     assert "NaN" not in text
     saved = json.loads(text)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coldrec.candidates import Candidates
+from coldrec._util.sparse import Csr
 from coldrec.cli import app
 from coldrec.data import Dataset
-from coldrec.eval.protocol import Csr
+from coldrec.data.candidates import Candidates
 from coldrec.retrieval.index import IndexConfig, build_index, search
 
 runner = CliRunner()
@@ -87,5 +87,5 @@ def test_retrieve_command_writes_candidates_and_metrics(
     assert leaked.empty  # training items never appear in a user's candidates
     candidates = Candidates.load(tmp_path / "tw" / "candidates.parquet")
     assert candidates.width == 60
-    for name in ("user_vectors.npy", "item_vectors.json", "two_tower.safetensors"):
-        assert (tmp_path / "tw" / name).is_file()
+    for name in ("user_vectors.npy", "item_vectors.json", "model.safetensors", "model.json"):
+        assert (tmp_path / "tw" / "model" / name).is_file()

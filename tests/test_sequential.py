@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from coldrec.data import Dataset
+from coldrec.errors import ConfigError
 from coldrec.eval import evaluate
-from coldrec.eval.runner import seed_everything
+from coldrec.rank.batching import length_batches, padded_sequences, target_weights
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.losses import (
@@ -19,15 +20,11 @@ from coldrec.rank.losses import (
     sampled_softmax_loss,
     sequence_softmax_loss,
 )
+from coldrec.rank.network import SequentialConfig
 from coldrec.rank.sasrec import SASRecConfig, SASRecNet
-from coldrec.rank.sequential import (
-    SequentialConfig,
-    length_batches,
-    padded_sequences,
-    target_weights,
-)
 from coldrec.retrieval.two_tower import TwoTowerConfig
-from coldrec.training import TrainingConfig
+from coldrec.training.loop import TrainingConfig
+from coldrec.training.runs import seed_everything
 
 FAST = SASRecConfig(
     dim=16, n_negatives=10, early_stopping=False,
@@ -126,7 +123,7 @@ def test_model_trains_scores_and_leaves_cold_items_unranked(
 ) -> None:
     seed_everything(0)
     model = KINDS[kind].build().fit(small_dataset)
-    losses = model.training_log["final"].losses
+    losses = model.training_log.final.losses
     assert losses[-1] < losses[0]
     scores = model.score(np.arange(5))
     assert np.isnan(scores[:, small_dataset.cold_items]).all()
@@ -142,7 +139,7 @@ def test_model_trains_scores_and_leaves_cold_items_unranked(
 def test_full_softmax_setting_trains(small_dataset: Dataset) -> None:
     seed_everything(1)
     model = FAST.model_copy(update={"loss": "full"}).build().fit(small_dataset)
-    assert model.training_log["final"].losses[-1] < model.training_log["final"].losses[0]
+    assert model.training_log.final.losses[-1] < model.training_log.final.losses[0]
 
 
 @pytest.mark.parametrize("config", [SASRecConfig, TwoTowerConfig])
@@ -230,13 +227,13 @@ def test_validate_then_fit_equals_fit_and_trains_the_validation_view_once(
     plain = config.build().fit(small_dataset)
     seed_everything(0)
     staged = config.build().validate(small_dataset)
-    validation_log = staged.training_log["validation"]
+    validation_log = staged.training_log.validation
     staged.fit(small_dataset)
-    assert staged.training_log["validation"] is validation_log  # reused, not retrained
-    assert staged.training_log["final"].epochs_run == max(1, validation_log.best_epoch)
+    assert staged.training_log.validation is validation_log  # reused, not retrained
+    assert staged.training_log.final.epochs_run == max(1, validation_log.best_epoch)
     users = np.arange(small_dataset.n_users)
     np.testing.assert_array_equal(staged.score(users), plain.score(users))
-    with pytest.raises(ValueError, match="early_stopping"):
+    with pytest.raises(ConfigError, match="early_stopping"):
         FAST.build().validate(small_dataset)
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coldrec.candidates import Candidates
 from coldrec.config import validate
 from coldrec.data import Dataset
+from coldrec.data.candidates import Candidates
 from coldrec.llm import LLM, LLMConfig
 from coldrec.llm.backends import ReplayConfig
 from coldrec.llm.backends.replay import ReplayBackend
@@ -32,18 +32,21 @@ def retrieved(tmp_path_factory: pytest.TempPathFactory, small_dataset: Dataset) 
     root = tmp_path_factory.mktemp("supervision")
     small_dataset.save(root / "ds")
     config = validate(RetrieveConfig, {
-        "dataset": root / "ds", "top_m": 60,
-        "model": {"dim": 16, "early_stopping": False, "training": {"epochs": 2}},
+        "top_m": 60, "model": {"dim": 16, "early_stopping": False, "training": {"epochs": 2}},
     })  # fmt: skip
-    run_retrieval(config, root / "tw")
+    run_retrieval(config, root / "ds", root / "tw")
     return root
 
 
 def supervise_config(root: Path, replay: Path | None, **settings: Any) -> SuperviseConfig:
     backend = {"kind": "replay", "path": str(replay)} if replay else {"kind": "embedding"}
     llm = {"backend": backend, "cache_dir": str(root / "cache")}
-    layers = {"dataset": root / "ds", "candidates": root / "tw", "n_users": 6, "llm": llm}
-    return validate(SuperviseConfig, {**layers, **settings})
+    return validate(SuperviseConfig, {"n_users": 6, "llm": llm, **settings})
+
+
+def supervise(root: Path, config: SuperviseConfig, out: Path) -> dict[str, Any]:
+    """``coldrec supervise`` over the fixture's Dataset and Two-Tower run."""
+    return run_supervision(config, root / "ds", root / "tw", out)
 
 
 def write_replay(path: Path, answers: dict[str, Any]) -> Path:
@@ -122,7 +125,7 @@ def test_written_labels_pass_the_ranker_filter(tmp_path: Path, small_dataset: Da
 def catalogue_of(root: Path, config: SuperviseConfig) -> Catalogue:
     from coldrec.supervision.run import _catalogue
 
-    return _catalogue(config, Dataset.load(root / "ds"), root / "scratch")
+    return _catalogue(config, Dataset.load(root / "ds"), root / "tw", None, root / "scratch")
 
 
 def replay_answers(catalogue: Catalogue) -> dict[str, Any]:
@@ -172,7 +175,7 @@ def test_every_stage_follows_the_recorded_answers(retrieved: Path) -> None:
 def test_every_fallback_path_is_taken_and_marked(retrieved: Path, tmp_path: Path) -> None:
     replay = write_replay(tmp_path / "garbage.jsonl", {"": "not an answer"})  # matches all
     config = supervise_config(retrieved, replay, n_users=3)
-    summary = run_supervision(config, tmp_path / "out")
+    summary = supervise(retrieved, config, tmp_path / "out")
     for line in read_trace(tmp_path / "out"):
         assert line["profile"] is None
         fallbacks = line["fallbacks"]
@@ -194,7 +197,7 @@ def test_stage4_fallback_takes_the_first_local_candidates(retrieved: Path, tmp_p
     answers = replay_answers(catalogue_of(retrieved, config))
     answers["Candidates in "] = {"ranked": [{"item": "not a candidate", "score": 5}]}
     config = supervise_config(retrieved, write_replay(tmp_path / "a.jsonl", answers), n_users=2)
-    run_supervision(config, tmp_path / "out")
+    supervise(retrieved, config, tmp_path / "out")
     catalogue = catalogue_of(retrieved, config)
     for line in read_trace(tmp_path / "out"):
         assert set(line["fallbacks"]) == {"stage4_items"}
@@ -210,7 +213,7 @@ def test_flat_variant_ranks_the_top_candidates(retrieved: Path, tmp_path: Path) 
     answers = replay_answers(catalogue_of(retrieved, config))
     replay = write_replay(tmp_path / "flat.jsonl", answers)
     config = supervise_config(retrieved, replay, n_users=2, stages={"method": "flat"})
-    summary = run_supervision(config, tmp_path / "out")
+    summary = supervise(retrieved, config, tmp_path / "out")
     assert set(summary["stages"]) == {"stage1_profile", "flat_rank"}
     candidates = Candidates.load(retrieved / "tw" / "candidates.parquet")
     for line in read_trace(tmp_path / "out"):
@@ -266,7 +269,7 @@ def test_embedding_judge_run_writes_labels_inside_the_candidates(
     retrieved: Path, tmp_path: Path
 ) -> None:
     config = supervise_config(retrieved, None, n_users=5, stages={"subcategories": 3})
-    summary = run_supervision(config, tmp_path / "out")
+    summary = supervise(retrieved, config, tmp_path / "out")
     out = tmp_path / "out"
     assert summary["backend"]["generates_text"] is False
     assert summary["users"] == 5 and len(read_trace(out)) == 5
@@ -282,7 +285,7 @@ def test_embedding_judge_run_writes_labels_inside_the_candidates(
     labels = read_labels(data, out / "edges.parquet", out / "triplets.parquet")
     assert len(labels.edges) == len(edges)  # every written row maps into the Dataset
     assert (out / "taxonomy.json").is_file() and (out / "llm_calls.jsonl").is_file()
-    again = run_supervision(config, tmp_path / "again")  # resumed through the cache
+    again = supervise(retrieved, config, tmp_path / "again")  # resumed through the cache
     assert all(s["cached"] == s["calls"] for s in again["stages"].values())
     assert pd.read_parquet(tmp_path / "again" / "edges.parquet").equals(edges)
 
@@ -317,7 +320,7 @@ def test_real_smollm2_run_for_two_users_through_the_local_server(
     backend = {"kind": "openai", "base_url": llama_server, "model": "smollm2"}
     config = supervise_config(retrieved, None, n_users=2, stages=small,
                               llm={"backend": backend, "cache_dir": str(tmp_path)})  # fmt: skip
-    summary = run_supervision(config, tmp_path / "out")
+    summary = supervise(retrieved, config, tmp_path / "out")
     assert summary["backend"] == {"identity": "openai:smollm2", "generates_text": True}
     for stage in ("stage1_profile", "stage2_categories", "stage3_subcategories",
                   "stage4_items", "stage5_rerank"):  # fmt: skip

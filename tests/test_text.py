@@ -22,18 +22,18 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-import coldrec.text as text_module
+import coldrec.encode.encoder as text_module
 from coldrec.data import Frames, PrepareConfig, prepare
 from coldrec.data.dataset import Dataset
 from coldrec.data.frames import make_interactions, make_items
-from coldrec.errors import ConfigError, DataError
-from coldrec.text import (
+from coldrec.encode import (
     TextEncoder,
     TextEncoderConfig,
     load_vectors,
     save_vectors,
     user_content_vectors,
 )
+from coldrec.errors import ConfigError, DataError
 
 TEXTS = [
     "red matte lipstick",

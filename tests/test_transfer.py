@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from coldrec.data import Dataset, PrepareConfig, prepare
 from coldrec.eval import evaluate
-from coldrec.eval.runner import EvaluateConfig, run_evaluation, seed_everything
+from coldrec.experiment.evaluate import EvaluateConfig, run_evaluation
 from coldrec.rank.items import DeltaConfig, DeltaItems
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.transfer import TransferConfig, gate_value, knn_gate_transfer
-from coldrec.training import TrainingConfig
+from coldrec.training.loop import TrainingConfig
+from coldrec.training.runs import seed_everything
 from tests.helpers import frames_of
 
 
@@ -131,10 +132,10 @@ def test_metrics_file_reports_the_transfer(small_dataset: Dataset, tmp_path: Pat
         dim=8, n_negatives=5, early_stopping=False, delta=DeltaConfig(map="pca"),
         transfer=TransferConfig(k=3), training=TrainingConfig(epochs=1, batch_size=64),
     )  # fmt: skip
-    result = run_evaluation(EvaluateConfig(dataset=tmp_path / "ds", model=model), tmp_path / "r")
+    result = run_evaluation(EvaluateConfig(model=model), tmp_path / "ds", tmp_path / "r")
     cold = int(small_dataset.items["cold"].sum())
     assert result["transfer"]["cold_items"] == cold
     assert 0 <= result["transfer"]["mean_gate"] <= 1
     assert "transfer" not in run_evaluation(
-        EvaluateConfig(dataset=tmp_path / "ds", model={"kind": "popularity"}), tmp_path / "p"
+        EvaluateConfig(model={"kind": "popularity"}), tmp_path / "ds", tmp_path / "p"
     )

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from coldrec.data import Dataset
-from coldrec.eval.runner import seed_everything
+from coldrec.encode import TextEncoder
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig, in_batch_softmax_loss
-from coldrec.text import TextEncoder
-from coldrec.training import TrainingConfig
+from coldrec.training.loop import TrainingConfig
+from coldrec.training.runs import seed_everything
 
 FAST = TwoTowerConfig(
     dim=16, early_stopping=False, training=TrainingConfig(epochs=3, batch_size=256)
@@ -79,7 +79,7 @@ def test_training_lowers_the_loss_and_early_stopping_picks_the_epochs(
         "training": TrainingConfig(epochs=6, batch_size=256, eval_every=1, patience=2),
     })  # fmt: skip
     model = TwoTower(config).fit(small_dataset)
-    validation, final = model.training_log["validation"], model.training_log["final"]
+    validation, final = model.training_log.validation, model.training_log.final
     assert validation.losses[-1] < validation.losses[0]
     assert set(validation.scores) == set(range(1, validation.epochs_run + 1))
     assert validation.best_score == max(validation.scores.values())

@@ -24,13 +24,14 @@ from coldrec.data.prepare import SPLITS, DataConfig, build_dataset
 from coldrec.data.sources import SOURCE_KINDS
 from coldrec.errors import ColdrecError
 from coldrec.eval.report import write_report
-from coldrec.eval.runner import EvaluateConfig, run_evaluation
-from coldrec.experiment import STEPS, ExperimentConfig, run_experiment
+from coldrec.experiment.config import ExperimentConfig
+from coldrec.experiment.evaluate import MODEL_KINDS, EvaluateConfig, run_evaluation
+from coldrec.experiment.run import STEPS, run_experiment
 from coldrec.llm import BACKEND_KINDS, LLMConfig
 from coldrec.llm.check import check
-from coldrec.models import MODEL_KINDS
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
+from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.run import SuperviseConfig, run_supervision
 
 app = typer.Typer(
@@ -176,8 +177,8 @@ def evaluate_command(
 ) -> None:
     """Fit a model on a Dataset's history and evaluate it on the test split (full ranking)."""
     kind = {"kind": model.value} if model is not None else None
-    layers = _layers(config, overrides, dataset=str(dataset), model=kind, seed=seed, name=name)
-    result = run_evaluation(validate(EvaluateConfig, layers), out)
+    layers = _layers(config, overrides, model=kind, seed=seed, name=name)
+    result = run_evaluation(validate(EvaluateConfig, layers), dataset, out)
     _print_metrics(result)
 
 
@@ -195,8 +196,8 @@ def retrieve_command(
     ),
 ) -> None:
     """Train the Two-Tower retriever and write each test user's top-M candidates."""
-    layers = _layers(config, overrides, dataset=str(dataset), top_m=top_m, seed=seed, name=name)
-    result = run_retrieval(validate(RetrieveConfig, layers), out)
+    layers = _layers(config, overrides, top_m=top_m, seed=seed, name=name)
+    result = run_retrieval(validate(RetrieveConfig, layers), dataset, out)
     _print_metrics(result)
 
 
@@ -213,18 +214,11 @@ def rank_command(
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override any setting: --set mode=sas."),
 ) -> None:
-    """Train SASRec, fuse it with the Two-Tower scores over the candidates, evaluate."""
-    labels = {k: str(v) for k, v in (("edges", edges), ("triplets", triplets)) if v is not None}
-    layers = _layers(
-        config,
-        overrides,
-        dataset=str(dataset),
-        candidates=str(candidates),
-        model=labels or None,
-        seed=seed,
-        name=name,
-    )
-    result = run_ranking(validate(RankConfig, layers), out)
+    """Train SASRec, fuse it with the Two-Tower scores over the candidates, evaluate, and
+    keep the fused ranker in OUT/model."""
+    layers = _layers(config, overrides, seed=seed, name=name)
+    labels = LabelFiles(edges, triplets)
+    result = run_ranking(validate(RankConfig, layers), dataset, candidates, out, labels)
     _print_metrics(result)
 
 
@@ -239,6 +233,9 @@ def supervise_command(
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     method: str | None = typer.Option(None, "--method", help="tree (default) or flat."),
     users: int | None = typer.Option(None, "--users", help="Label at most this many users."),
+    taxonomy: Path | None = typer.Option(
+        None, "--taxonomy", help="A taxonomy.json to use instead of building one."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override any setting: --set stages.subcategories=4."
@@ -250,13 +247,12 @@ def supervise_command(
     layers = _layers(
         config,
         overrides,
-        dataset=str(dataset),
-        candidates=str(candidates),
         llm={"backend": chosen_backend} if chosen_backend else None,
         stages={"method": method} if method else None,
         n_users=users,
     )
-    summary = run_supervision(validate(SuperviseConfig, layers), out)
+    settings = validate(SuperviseConfig, layers)
+    summary = run_supervision(settings, dataset, candidates, out, taxonomy)
     _print_supervision(summary)
 
 
@@ -294,8 +290,8 @@ def run_command(
     ),
     overrides: list[str] = typer.Option([], "--set", help="Override: --set seeds=[0,1,2]."),
 ) -> None:
-    """Run an experiment: prepare → encode → retrieve → taxonomy → supervise → rank →
-    baselines → report, each step cached and resumable; print the cold/warm table."""
+    """Run an experiment: prepare → retrieve → supervise → rank → baselines → report,
+    each step cached and resumable; print the cold/warm table."""
     experiment = validate(ExperimentConfig, merge(read_yaml(config), parse_overrides(overrides)))
     folder = out or Path("runs") / experiment.name
     command = shlex.join(["coldrec", *sys.argv[1:]]) if sys.argv else None

@@ -26,10 +26,13 @@ import pandas as pd
 import pyarrow as pa
 from scipy import sparse
 
-from coldrec._io import atomic_dir, read_json, write_json_atomic
+from coldrec._util.io import atomic_dir, json_hash, read_json, write_json_atomic
 from coldrec.errors import ConfigError, DataError
 
-__all__ = ["STATS_KEYS", "Dataset"]
+__all__ = ["HISTORY_SPLITS", "STATS_KEYS", "Dataset"]
+
+HISTORY_SPLITS = ("train", "valid")
+"""The splits a model learns from and the protocol masks: everything before test."""
 
 STATS_KEYS = (
     "interactions",
@@ -82,6 +85,11 @@ class Dataset:
     def item_text(self) -> list[str]:
         """Item text per item id, built by :func:`coldrec.data.prepare.item_text`."""
         return self.items["text"].tolist()
+
+    def data_hash(self) -> str:
+        """Fingerprint of the data: source files, preparation settings and counts (a
+        validation view, with other counts, has its own)."""
+        return json_hash({key: self.meta.get(key) for key in ("source", "prepare", *STATS_KEYS)})
 
     def split(self, name: str) -> pd.DataFrame:
         """The interactions of one split (``train``, ``valid`` or ``test``), in time order."""

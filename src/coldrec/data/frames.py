@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from coldrec._io import open_bytes
+from coldrec._util.io import open_bytes
 from coldrec.errors import DataError
 
 __all__ = [

@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec import __version__
-from coldrec._io import file_sha256
+from coldrec._util.io import file_sha256
 from coldrec.data.dataset import Dataset
 from coldrec.data.frames import Frames
 from coldrec.data.sources import SourceConfig, SyntheticSource

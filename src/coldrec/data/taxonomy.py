@@ -43,11 +43,10 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec._io import read_json, write_json_atomic
+from coldrec._util.io import read_json, write_json_atomic
 from coldrec.config import validate
-from coldrec.data.dataset import Dataset
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.errors import DataError
-from coldrec.recommender import history_splits
 
 __all__ = ["Leaf", "Taxonomy", "TaxonomyConfig", "build_taxonomy"]
 
@@ -321,7 +320,7 @@ def interest_leaves(
 ) -> dict[int, list[int]]:
     """Each user's interest leaves (module doc); users without history are left out."""
     out: dict[int, list[int]] = {}
-    for user, items in enumerate(dataset.sequences(*history_splits())):
+    for user, items in enumerate(dataset.sequences(*HISTORY_SPLITS)):
         if len(items):
             recent = item_leaf[items[-config.interest_items :][::-1]]
             out[user] = list(dict.fromkeys(recent.tolist()))[: config.interest_leaves]

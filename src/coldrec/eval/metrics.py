@@ -25,7 +25,6 @@ import numpy as np
 __all__ = [
     "METRICS",
     "coverage",
-    "hit_matrix",
     "hit_rate",
     "mean_metrics",
     "mrr",
@@ -33,29 +32,6 @@ __all__ = [
     "precision",
     "recall",
 ]
-
-
-def hit_matrix(
-    ranked: np.ndarray, target_indptr: np.ndarray, target_items: np.ndarray
-) -> np.ndarray:
-    """Which ranked items are targets.
-
-    ``ranked`` is ``users × K`` item ids (``-1`` for an empty slot, never a hit); the
-    targets are in CSR form: user ``u``'s distinct targets are
-    ``target_items[target_indptr[u]:target_indptr[u + 1]]``.
-    """
-    n_users, _ = ranked.shape
-    width = int(max(ranked.max(initial=0), target_items.max(initial=0))) + 1
-    rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(target_indptr))
-    target_keys = np.sort(rows * width + target_items)
-    if not len(target_keys):
-        return np.zeros(ranked.shape, dtype=bool)
-    ranked_keys = np.arange(n_users, dtype=np.int64)[:, None] * width + ranked
-    # A binary search into the (few) sorted target keys: np.isin sorts the whole users × K
-    # matrix of ranked keys instead, 4.8× slower on Beauty's 2,000 candidates per user
-    # (benchmarks/evaluate_speed.py).
-    found = np.searchsorted(target_keys, ranked_keys).clip(max=len(target_keys) - 1)
-    return (target_keys[found] == ranked_keys) & (ranked >= 0)
 
 
 def recall(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:

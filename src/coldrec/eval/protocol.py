@@ -21,22 +21,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from coldrec.candidates import Candidates
-from coldrec.data.dataset import Dataset
+from coldrec._util.sparse import Csr, hit_matrix
+from coldrec.data.candidates import Candidates
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.errors import ConfigError
-from coldrec.eval.metrics import coverage, hit_matrix, mean_metrics
-from coldrec.recommender import Recommender, history_splits
+from coldrec.eval.metrics import coverage, mean_metrics
 
 __all__ = [
     "CANDIDATE_MS",
     "KS",
     "SEGMENTS",
-    "Csr",
     "EvaluationPlan",
+    "Scorer",
     "evaluate",
     "rank",
     "selection_score",
@@ -48,39 +48,21 @@ CANDIDATE_MS = (50, 100, 200, 500, 1000, 2000)
 SEGMENTS = ("all", "warm", "cold", "cold_users")
 
 
-@dataclass(frozen=True)
-class Csr:
-    """Per-row item lists: row ``r`` owns ``items[indptr[r]:indptr[r + 1]]`` (sorted)."""
+@runtime_checkable
+class Scorer(Protocol):
+    """What the protocol evaluates: anything that scores users against items.
 
-    indptr: np.ndarray
-    items: np.ndarray
+    ``score(users, items=None)`` takes user ids (1-D int array). Without ``items`` it
+    returns a ``len(users) × n_items`` float32 matrix over the whole catalogue; with
+    ``items`` (a ``len(users) × M`` matrix of item ids, one candidate row per user, ``-1``
+    for padding) it returns ``len(users) × M`` scores in the same order. Higher is
+    better; ``NaN`` means the scorer cannot score that item (it is never ranked). A
+    fitted :class:`~coldrec.training.model.Recommender` is a scorer.
+    """
 
-    @classmethod
-    def of(cls, rows: np.ndarray, items: np.ndarray, n_rows: int) -> Csr:
-        """Distinct items per row from parallel ``rows``/``items`` arrays."""
-        pairs = np.unique(np.stack([rows, items]).astype(np.int64).reshape(2, -1), axis=1)
-        return cls(np.searchsorted(pairs[0], np.arange(n_rows + 1)), pairs[1])
-
-    @property
-    def counts(self) -> np.ndarray:
-        return np.diff(self.indptr)
-
-    def rows(self) -> np.ndarray:
-        """The row of every stored item."""
-        return np.repeat(np.arange(len(self.indptr) - 1), self.counts)
-
-    def select(self, rows: np.ndarray) -> Csr:
-        """The lists of the given (distinct) rows, in that order."""
-        position = np.full(len(self.indptr) - 1, -1)
-        position[rows] = np.arange(len(rows))
-        new_rows = position[self.rows()]
-        keep = new_rows >= 0
-        return Csr.of(new_rows[keep], self.items[keep], len(rows))
-
-    def where(self, item_mask: np.ndarray) -> Csr:
-        """Keep only items whose ``item_mask`` entry is true."""
-        keep = item_mask[self.items]
-        return Csr.of(self.rows()[keep], self.items[keep], len(self.indptr) - 1)
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Scores of ``users`` for the catalogue, or for a candidate matrix ``items``."""
+        ...
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -103,7 +85,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def rank(
-    model: Recommender,
+    model: Scorer,
     users: np.ndarray,
     history: Csr,
     k: int,
@@ -139,7 +121,7 @@ def _is_in(block: np.ndarray, lists: Csr) -> np.ndarray:
 
 
 def evaluate(
-    model: Recommender,
+    model: Scorer,
     dataset: Dataset,
     ks: Sequence[int] = KS,
     candidates: Candidates | None = None,
@@ -203,7 +185,7 @@ class EvaluationPlan:
     @classmethod
     def of(cls, dataset: Dataset) -> EvaluationPlan:
         inter = dataset.interactions
-        before = inter["split"].isin(history_splits()).to_numpy()
+        before = inter["split"].isin(HISTORY_SPLITS).to_numpy()
         keys = inter["user_idx"].to_numpy(np.int64) * dataset.n_items + inter["item_idx"]
         history_keys = np.unique(keys[before])
         test_keys = np.unique(keys[~before])
@@ -241,7 +223,7 @@ def _csr_of_keys(keys: np.ndarray, n_items: int, n_users: int) -> Csr:
     return Csr.of(keys // n_items, keys % n_items, n_users)
 
 
-def selection_score(model: Recommender, view: Dataset, k: int = 20) -> float:
+def selection_score(model: Scorer, view: Dataset, k: int = 20) -> float:
     """The default model-selection objective: the mean of warm and cold Recall@k on a
     validation view (a segment without users is left out of the mean). Selecting on
     ``all`` instead always favours the warm end of the warm/cold trade-off."""

@@ -8,7 +8,7 @@ import json
 import threading
 from pathlib import Path
 
-from coldrec._sqlite import connect_wal
+from coldrec._util.sqlite import connect_wal
 from coldrec.llm.base import Generation, Usage
 
 __all__ = ["AnswerCache"]

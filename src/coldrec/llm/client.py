@@ -30,7 +30,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from coldrec._progress import progress_bar
+from coldrec._util.io import cache_root
+from coldrec._util.progress import progress_bar
 from coldrec.config import default_kind
 from coldrec.errors import LLMError
 from coldrec.llm.backends import BackendConfig, LlamaCppConfig
@@ -45,7 +46,6 @@ from coldrec.llm.base import (
 )
 from coldrec.llm.cache import AnswerCache
 from coldrec.llm.parse import extract_json
-from coldrec.text import cache_root
 
 __all__ = ["LLM", "LLMConfig"]
 

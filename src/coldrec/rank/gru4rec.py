@@ -14,7 +14,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from coldrec.rank.sequential import SequenceNet, SequentialConfig
+from coldrec.rank.network import SequenceNet, SequentialConfig
+from coldrec.rank.sequential import SequentialRecommender
 
 __all__ = ["GRU4RecConfig", "GRU4RecNet"]
 
@@ -27,6 +28,9 @@ class GRU4RecConfig(SequentialConfig):
 
     def network(self, n_items: int, content: np.ndarray | None = None) -> GRU4RecNet:
         return GRU4RecNet(n_items, self, content)
+
+    def build(self) -> SequentialRecommender:
+        return SequentialRecommender(self)
 
 
 class GRU4RecNet(SequenceNet):

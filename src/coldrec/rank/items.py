@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from coldrec.text import TextEncoderConfig
+from coldrec.encode import TextEncoderConfig
 
 __all__ = ["DeltaConfig", "DeltaItems", "IdItems"]
 

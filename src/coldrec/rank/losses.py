@@ -23,10 +23,20 @@ loss with a pseudo item (an LLM-made edge) as the positive and the edge weight a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from coldrec.rank.negatives import NegativeSampler
+    from coldrec.rank.network import SequenceNet, SequentialConfig
+    from coldrec.supervision.labels import Labels
+
 __all__ = [
+    "LabelLosses",
     "full_softmax_loss",
     "pairwise_loss",
     "sampled_softmax_loss",
@@ -88,3 +98,56 @@ def pairwise_loss(
 ) -> torch.Tensor:
     """Weighted BPR: ``-w · log σ(s⁺ − s⁻)``."""
     return _weighted_mean(-F.logsigmoid(positive_scores - negative_scores), weights)
+
+
+@dataclass(frozen=True)
+class LabelLosses:
+    """``λ_sim·L_sim + λ_pair·L_pair`` over the filtered labels, drawn per step."""
+
+    edges: torch.Tensor
+    edge_weights: torch.Tensor
+    triplets: torch.Tensor
+    triplet_weights: torch.Tensor
+    config: SequentialConfig
+
+    @classmethod
+    def of(cls, labels: Labels, config: SequentialConfig) -> LabelLosses:
+        return cls(
+            torch.tensor(labels.edges[["user", "item"]].to_numpy(np.int64)).reshape(-1, 2),
+            torch.tensor(labels.edges["weight"].to_numpy(np.float32)),
+            torch.tensor(labels.triplets[["user", "pos", "neg"]].to_numpy(np.int64)).reshape(-1, 3),
+            torch.tensor(labels.triplets["weight"].to_numpy(np.float32)),
+            config,
+        )
+
+    def loss(
+        self,
+        net: SequenceNet,
+        history: torch.Tensor,
+        sampler: NegativeSampler,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        total = torch.zeros(())
+        if len(self.edges) and self.config.lambda_sim:
+            pick = torch.randint(
+                len(self.edges), (min(batch_size, len(self.edges)),), generator=generator
+            )
+            users, items = self.edges[pick, 0], self.edges[pick, 1]
+            context = net.contexts(history[users])
+            negatives = sampler.sample(users, self.config.n_negatives, generator) + 1
+            l_sim = sampled_softmax_loss(
+                context, items + 1, negatives, net.items.weight, self.edge_weights[pick]
+            )
+            total = total + self.config.lambda_sim * l_sim
+        if len(self.triplets) and self.config.lambda_pair:
+            count = min(self.config.pairs_per_step, len(self.triplets))
+            pick = torch.randint(len(self.triplets), (count,), generator=generator)
+            users, pos, neg = self.triplets[pick].T
+            context = net.contexts(history[users])
+            s_pos = (context * net.items(pos + 1)).sum(-1)
+            s_neg = (context * net.items(neg + 1)).sum(-1)
+            total = total + self.config.lambda_pair * pairwise_loss(
+                s_pos, s_neg, self.triplet_weights[pick]
+            )
+        return total

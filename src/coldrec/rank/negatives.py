@@ -7,9 +7,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from coldrec.candidates import Candidates
-from coldrec.eval.metrics import hit_matrix
-from coldrec.eval.protocol import Csr
+from coldrec._util.sparse import Csr, hit_matrix
+from coldrec.data.candidates import Candidates
 
 __all__ = ["NegativeSampler", "PoolSampler", "UniformSampler"]
 

@@ -16,7 +16,8 @@ from pydantic import Field
 from torch import nn
 
 from coldrec.rank.items import INIT_STD
-from coldrec.rank.sequential import SequenceNet, SequentialConfig
+from coldrec.rank.network import SequenceNet, SequentialConfig
+from coldrec.rank.sequential import SequentialRecommender
 
 __all__ = ["SASRecConfig", "SASRecNet"]
 
@@ -30,6 +31,9 @@ class SASRecConfig(SequentialConfig):
 
     def network(self, n_items: int, content: np.ndarray | None = None) -> SASRecNet:
         return SASRecNet(n_items, self, content)
+
+    def build(self) -> SequentialRecommender:
+        return SequentialRecommender(self)
 
 
 class SASRecNet(SequenceNet):

@@ -13,9 +13,8 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec.candidates import Candidates
-from coldrec.eval.metrics import hit_matrix
-from coldrec.eval.protocol import Csr
+from coldrec._util.sparse import Csr, hit_matrix
+from coldrec.data.candidates import Candidates
 
 __all__ = ["IndexConfig", "build_index", "search"]
 

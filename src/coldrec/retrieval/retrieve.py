@@ -1,11 +1,11 @@
-"""``coldrec retrieve``: train the Two-Tower model, export its vectors, retrieve top-M
-candidates with FAISS for every evaluated user, and score them in the harness.
+"""``coldrec retrieve``: train the Two-Tower model, retrieve top-M candidates with FAISS
+for every evaluated user, and score them in the harness.
 
 A retrieval run folder holds ``config.json``, ``metrics-seed<N>.json`` (Two-Tower-only
 ranking over its candidates, with candidate Recall@M per segment), ``candidates.parquet``
-(:mod:`coldrec.candidates`), ``valid_candidates.parquet`` (the same for the validation
-view, from the model trained there), ``user_vectors.npy``/``item_vectors.npy`` with JSON sidecars,
-and the weights in ``two_tower.safetensors``.
+(:mod:`coldrec.data.candidates`), ``valid_candidates.parquet`` (the same for the
+validation view, from the model trained there) and ``model/``, the saved Two-Tower
+(weights, ``user_vectors.npy`` and ``item_vectors.npy`` with JSON sidecars).
 """
 
 from __future__ import annotations
@@ -15,24 +15,19 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import Field
 
-from coldrec.candidates import Candidates
+from coldrec._util.sparse import Csr
+from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.eval.protocol import CANDIDATE_MS, EvaluationPlan, evaluate
-from coldrec.eval.runner import (
-    RunConfig,
-    config_hash,
-    data_hash,
-    seed_everything,
-    training_summary,
-    write_run,
-)
 from coldrec.retrieval.index import IndexConfig, build_index, search
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
+from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
 
-__all__ = ["RetrieveConfig", "run_retrieval"]
+__all__ = ["RetrieveConfig", "retrieve", "run_retrieval"]
 
 log = logging.getLogger(__name__)
 
@@ -50,60 +45,45 @@ class RetrieveConfig(RunConfig):
         return self.model.kind
 
 
-def _validation_candidates(dataset: Dataset, model: TwoTower, config: RetrieveConfig) -> Candidates:
-    """Top-M of the validation-view model for the validation view's users, so that later
-    stages can choose their weights on validation with the candidates they will get."""
-    assert model.validation_vectors is not None
-    view = validation_view(dataset, config.model.valid_share)
-    plan = EvaluationPlan.of(view)
-    users, items = model.validation_vectors
-    index = build_index(items, config.index)
-    return search(
-        index, plan.users, users[plan.users], config.top_m, plan.history, config.index.batch_size
-    )
+def retrieve(
+    users: np.ndarray,
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    history: Csr,
+    config: RetrieveConfig,
+) -> Candidates:
+    """The top-M items of each of ``users`` (rows of ``user_vectors`` by user id), never
+    an item of their ``history`` (rows follow ``users``)."""
+    index = build_index(item_vectors, config.index)
+    return search(index, users, user_vectors[users], config.top_m, history, config.index.batch_size)
 
 
-def run_retrieval(config: RetrieveConfig, out: Path) -> dict[str, Any]:
-    """Fit, export, retrieve and evaluate; write everything into ``out`` and return the metrics."""
+def run_retrieval(config: RetrieveConfig, dataset_path: Path, out: Path) -> dict[str, Any]:
+    """Fit the Two-Tower model on the Dataset in ``dataset_path``, retrieve and evaluate;
+    write everything into ``out`` and return the metrics."""
     seed_everything(config.seed)
-    dataset = Dataset.load(config.dataset)
+    dataset = Dataset.load(dataset_path)
     start = time.perf_counter()
-    model = TwoTower(config.model).fit(dataset)
+    model = TwoTower(config.model).fit(dataset, generator=config.generator())
     fitted = time.perf_counter()
     plan = EvaluationPlan.of(dataset)
-    index = build_index(model.item_vectors, config.index)
-    user_vectors = model.user_vectors[plan.users]
-    candidates = search(
-        index, plan.users, user_vectors, config.top_m, plan.history, config.index.batch_size
-    )
+    candidates = retrieve(plan.users, model.user_vectors, model.item_vectors, plan.history, config)
     retrieved = time.perf_counter()
     metrics = evaluate(
         model, dataset, config.ks, candidates, config.candidate_ms, config.batch_size
     )
     done = time.perf_counter()
-    model.save(out)
+    model.save(out / "model")
     candidates.save(out / "candidates.parquet")
-    if model.validation_vectors is not None:
-        _validation_candidates(dataset, model, config).save(out / "valid_candidates.parquet")
-    result = {
-        "method": config.method,
-        "seed": config.seed,
-        "config_hash": config_hash(config, dataset),
-        "data_hash": data_hash(dataset),
-        **metrics,
-        "training": training_summary(model),
-        "timings": {
-            "fit_s": round(fitted - start, 3),
-            "retrieve_s": round(retrieved - fitted, 3),
-            "evaluate_s": round(done - retrieved, 3),
-        },
-    }
+    if model.validation_model is not None:  # what later stages choose their weights on
+        view = EvaluationPlan.of(validation_view(dataset, config.model.valid_share))
+        chosen = model.validation_model
+        retrieve(view.users, chosen.user_vectors, chosen.item_vectors, view.history,
+                 config).save(out / "valid_candidates.parquet")  # fmt: skip
+    result = run_record(config, dataset, {"dataset": dataset_path}, metrics, model,
+                        fit_s=fitted - start, retrieve_s=retrieved - fitted,
+                        evaluate_s=done - retrieved)  # fmt: skip
     write_run(out, config, result)
-    log.info(
-        "%s: %d users x %d candidates written to %s",
-        config.method,
-        len(plan.users),
-        config.top_m,
-        out,
-    )
+    log.info("%s: %d users x %d candidates written to %s", config.method, len(plan.users),
+             config.top_m, out)  # fmt: skip
     return result

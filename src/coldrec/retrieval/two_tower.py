@@ -1,14 +1,11 @@
 """Two-Tower retriever (thesis §4.1): ID embeddings plus projected content vectors,
-trained with an in-batch softmax.
+trained with an in-batch softmax (:mod:`coldrec.retrieval.losses`).
 
 - user tower: ``normalise(E_user[u] + W_u c_u + b_u)``, where ``c_u`` is the user's
   content vector (eq. 4.2: the normalised mean of the last ``last_n`` distinct history
   items' text vectors);
 - item tower: ``normalise(E_item[i] + W_i c_i + b_i)``, ``c_i`` the item's text vector;
-- loss (eq. 4.3): for a batch of positives ``(u_r, i_r, w_r)``, logits
-  ``s_rc = <user_r, item_c> / τ`` and ``L = Σ_r w_r · CE(s_r, r) / Σ_r w_r``. Columns
-  holding the same item as row ``r``'s positive (other than ``r`` itself) are masked,
-  so a repeated item is never its own negative. ``τ`` is learned (or fixed).
+- loss (eq. 4.3): weighted in-batch softmax with a learned (or fixed) temperature ``τ``;
 - export (eq. 4.4): an item (user) never seen in training keeps only its content part:
   its ID embedding is set to zero, so a cold item's vector is the normalised projection
   of its text vector.
@@ -21,35 +18,28 @@ history for that many epochs.
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import ConfigDict, Field
-from safetensors.torch import save_file
 from torch import nn
 
-from coldrec.data.dataset import Dataset
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
+from coldrec.encode.vectors import load_vectors, save_vectors
 from coldrec.eval.protocol import selection_score
-from coldrec.recommender import history_splits, scores_at
-from coldrec.text import TextEncoder, TextEncoderConfig, save_vectors, user_content_vectors
-from coldrec.training import (
-    TrainedConfig,
-    TrainingConfig,
-    TrainingLog,
-    fit_with_validation,
-    run_epochs,
-)
+from coldrec.retrieval.losses import in_batch_softmax_loss
+from coldrec.training.loop import TrainedConfig, TrainingConfig
+from coldrec.training.model import TrainedModel
+from coldrec.training.saving import Saved
+from coldrec.training.scores import scores_at
 
-__all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNet", "in_batch_softmax_loss"]
-
-log = logging.getLogger(__name__)
+__all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNet"]
 
 
 class TwoTowerConfig(TrainedConfig):
@@ -116,129 +106,101 @@ class TwoTowerNet(nn.Module):
         return F.normalize(ids_part + self.item_content(content), dim=-1)
 
 
-def in_batch_softmax_loss(
-    users: torch.Tensor,
-    items: torch.Tensor,
-    item_ids: torch.Tensor,
-    weights: torch.Tensor,
-    temperature: torch.Tensor | float,
-    log_q: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Weighted in-batch softmax cross-entropy (eq. 4.3); row ``r``'s positive is column
-    ``r`` and the other columns are its negatives, except columns of the same item.
-    ``log_q`` (per column) is subtracted from the logits: the sampling-bias correction."""
-    logits = users @ items.T / temperature
-    if log_q is not None:
-        logits = logits - log_q[None, :]
-    duplicate = item_ids[None, :] == item_ids[:, None]
-    duplicate.fill_diagonal_(False)
-    logits = logits.masked_fill(duplicate, float("-inf"))
-    targets = torch.arange(len(item_ids), device=logits.device)
-    per_row = F.cross_entropy(logits, targets, reduction="none")
-    return (weights * per_row).sum() / weights.sum()
-
-
-class TwoTower:
-    """The Two-Tower retriever as a :class:`~coldrec.recommender.Recommender`: after
+class TwoTower(TrainedModel):
+    """The Two-Tower retriever, a :class:`~coldrec.training.model.Trainable`: after
     ``fit``, ``user_vectors`` and ``item_vectors`` hold the exported (normalised) vectors
-    and scores are their inner products."""
+    and scores are their inner products. Saved, it adds the vectors as ``.npy`` files
+    with JSON sidecars (``user_vectors.npy``, ``item_vectors.npy``) beside the weights."""
+
+    config: TwoTowerConfig
 
     def __init__(self, config: TwoTowerConfig | None = None) -> None:
-        self.config = config or TwoTowerConfig()
+        super().__init__(config or TwoTowerConfig())
         self.user_vectors = np.zeros((0, 0), dtype=np.float32)
         self.item_vectors = np.zeros((0, 0), dtype=np.float32)
         self.net: TwoTowerNet | None = None
-        self.training_log: dict[str, TrainingLog] = {}
-        self.validation_vectors: tuple[np.ndarray, np.ndarray] | None = None
-        """User and item vectors of the model trained on the validation view."""
-
-    def fit(self, dataset: Dataset) -> Self:
-        content = TextEncoder(self.config.encoder).encode(dataset.item_text)
-        self.training_log = fit_with_validation(
-            dataset,
-            lambda data, epochs, validate: self._train(data, content, epochs, validate),
-            self.config.training.epochs,
-            self.config.early_stopping,
-            self.config.valid_share,
-        )
-        return self
+        self._setup: _Setup | None = None
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         return scores_at(self.user_vectors[users] @ self.item_vectors.T, items)
 
-    def _train(
-        self, dataset: Dataset, content: np.ndarray, epochs: int, validate: bool
-    ) -> TrainingLog:
-        """Train a fresh net on ``dataset``'s history; export its vectors into ``self``."""
-        setup = _Setup.of(dataset, content, self.config.last_n)
-        net = TwoTowerNet(dataset.n_users, dataset.n_items, content.shape[1], self.config)
-        self.net = net
-        options = self.config.training.model_copy(update={"epochs": epochs})
-        optimiser = torch.optim.AdamW(
-            net.parameters(), lr=options.lr, weight_decay=options.weight_decay, fused=True
-        )
-        generator = torch.Generator().manual_seed(int(torch.randint(2**31, (1,)).item()))
-        log_q = setup.item_log_share() if self.config.logq_correction else None
+    def _start(self, dataset: Dataset, generator: torch.Generator) -> _Trainer:
+        content = TextEncoder(self.config.encoder).encode(dataset.item_text)
+        self._setup = _Setup.of(dataset, content, self.config.last_n)
+        self.net = TwoTowerNet(dataset.n_users, dataset.n_items, content.shape[1], self.config)
+        return _Trainer(self, dataset, generator)
 
-        def train_epoch(epoch: int) -> dict[str, float]:
-            order = torch.randperm(len(setup.users), generator=generator)
-            total = 0.0
-            for batch in order.split(options.batch_size):
-                u, i = setup.users[batch], setup.items[batch]
-                loss = in_batch_softmax_loss(
-                    net.users(u, setup.user_content[u]),
-                    net.items(i, setup.item_content[i]),
-                    i,
-                    setup.weights[batch],
-                    net.temperature,
-                    log_q[i] if log_q is not None else None,
-                )
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                total += loss.item() * len(batch)
-            return {"loss": total / len(setup.users)}
+    def _finish(self, dataset: Dataset) -> None:
+        self.export()
+        self._setup = None
 
-        def validation_score() -> float:
-            self._export(net, setup)
-            return selection_score(self, dataset)
-
-        name = "two-tower (validation)" if validate else "two-tower"
-        result = run_epochs(net, train_epoch, options, validation_score if validate else None, name)
-        self._export(net, setup)
-        if validate:  # the best model of the validation view, for later choices made there
-            self.validation_vectors = (self.user_vectors.copy(), self.item_vectors.copy())
-        return result
-
-    def _export(self, net: TwoTowerNet, setup: _Setup) -> None:
-        """Vectors of every user and item; ID parts of those never seen in training are zero."""
+    def export(self) -> None:
+        """Vectors of every user and item (eq. 4.4): the ID part of those never seen in
+        training is zero."""
+        assert self.net is not None and self._setup is not None
+        setup = self._setup
         with torch.no_grad():
             users = torch.arange(len(setup.seen_users))
             items = torch.arange(len(setup.seen_items))
-            self.user_vectors = net.users(users, setup.user_content, setup.seen_users).numpy()
-            self.item_vectors = net.items(items, setup.item_content, setup.seen_items).numpy()
+            self.user_vectors = self.net.users(users, setup.user_content, setup.seen_users).numpy()
+            self.item_vectors = self.net.items(items, setup.item_content, setup.seen_items).numpy()
 
-    def save(self, folder: Path) -> None:
-        """Write the vectors (``.npy`` + JSON sidecars), the weights (safetensors) and config."""
-        folder.mkdir(parents=True, exist_ok=True)
-        save_vectors(
-            folder / "user_vectors.npy",
-            self.user_vectors,
-            {"model": "two_tower", "rows_are": "user ids"},
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None
+        return {f"net.{name}": value for name, value in self.net.state_dict().items()}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], saved: Saved) -> None:
+        content_dim = tensors["net.item_content.weight"].shape[1]
+        self.net = TwoTowerNet(len(saved.user_ids), len(saved.item_ids), content_dim, self.config)
+        self.net.load_state_dict({name[4:]: value for name, value in tensors.items()})
+        assert self.folder is not None
+        self.user_vectors, _ = load_vectors(self.folder / "user_vectors.npy")
+        self.item_vectors, _ = load_vectors(self.folder / "item_vectors.npy")
+
+    def _write_files(self, folder: Path) -> None:
+        for rows, vectors in (("user", self.user_vectors), ("item", self.item_vectors)):
+            meta = {"model": "two_tower", "rows_are": f"{rows} ids"}
+            save_vectors(folder / f"{rows}_vectors.npy", vectors, meta)
+
+
+class _Trainer:
+    """One training of the towers on one Dataset's history."""
+
+    def __init__(self, model: TwoTower, dataset: Dataset, generator: torch.Generator) -> None:
+        assert model.net is not None and model._setup is not None
+        self.model, self.dataset, self.generator = model, dataset, generator
+        self.net: TwoTowerNet = model.net
+        self.setup = model._setup
+        options = model.config.training
+        self.batch_size = options.batch_size
+        self.optimiser = torch.optim.AdamW(
+            self.net.parameters(), lr=options.lr, weight_decay=options.weight_decay, fused=True
         )
-        save_vectors(
-            folder / "item_vectors.npy",
-            self.item_vectors,
-            {"model": "two_tower", "rows_are": "item ids"},
-        )
-        if self.net is not None:
-            save_file(
-                {k: v.contiguous() for k, v in self.net.state_dict().items()},
-                folder / "two_tower.safetensors",
+        self.log_q = self.setup.item_log_share() if model.config.logq_correction else None
+
+    def train_epoch(self, epoch: int) -> float:
+        setup, net = self.setup, self.net
+        order = torch.randperm(len(setup.users), generator=self.generator)
+        total = 0.0
+        for batch in order.split(self.batch_size):
+            u, i = setup.users[batch], setup.items[batch]
+            loss = in_batch_softmax_loss(
+                net.users(u, setup.user_content[u]),
+                net.items(i, setup.item_content[i]),
+                i,
+                setup.weights[batch],
+                net.temperature,
+                self.log_q[i] if self.log_q is not None else None,
             )
-        (folder / "two_tower.json").write_text(
-            json.dumps(self.config.model_dump(mode="json"), indent=2)
-        )
+            self.optimiser.zero_grad()
+            loss.backward()
+            self.optimiser.step()
+            total += loss.item() * len(batch)
+        return total / len(setup.users)
+
+    def validation_score(self) -> float:
+        self.model.export()
+        return selection_score(self.model, self.dataset)
 
 
 @dataclass(frozen=True)
@@ -260,10 +222,10 @@ class _Setup:
 
     @classmethod
     def of(cls, dataset: Dataset, content: np.ndarray, last_n: int) -> _Setup:
-        rows = dataset.interactions.loc[dataset.interactions["split"].isin(history_splits())]
+        rows = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
         users = torch.tensor(rows["user_idx"].to_numpy(np.int64))
         items = torch.tensor(rows["item_idx"].to_numpy(np.int64))
-        user_content = user_content_vectors(dataset, content, history_splits(), last_n)
+        user_content = user_content_vectors(dataset, content, HISTORY_SPLITS, last_n)
         return cls(
             users,
             items,

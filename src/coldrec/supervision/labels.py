@@ -24,7 +24,6 @@ interactions, as in the thesis; everything dropped is counted by reason.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +33,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec.data.dataset import Dataset
+from coldrec._util.io import atomic_write
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.errors import DataError
-from coldrec.recommender import history_splits
 
 __all__ = [
     "EDGE_COLUMNS",
     "TRIPLET_COLUMNS",
+    "LabelFiles",
     "LabelRules",
     "Labels",
     "labels_from_rankings",
@@ -126,11 +126,9 @@ def _frame(rows: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
 
 def write_labels(folder: Path, edges: pd.DataFrame, triplets: pd.DataFrame) -> None:
     """Write ``edges.parquet`` and ``triplets.parquet`` into ``folder`` atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
     for name, frame in (("edges", edges), ("triplets", triplets)):
-        tmp = folder / f".{name}.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, folder / f"{name}.parquet")
+        with atomic_write(folder / f"{name}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
 
 
 @dataclass
@@ -148,6 +146,28 @@ class Labels:
         return np.unique(np.concatenate([c.to_numpy(np.int64) for c in ids]))
 
 
+@dataclass(frozen=True)
+class LabelFiles:
+    """Where a ranker's pseudo labels are: ``edges.parquet`` (``L_sim``) and
+    ``triplets.parquet`` (``L_pair``); either may be absent."""
+
+    edges: Path | None = None
+    triplets: Path | None = None
+
+    @classmethod
+    def of_run(cls, folder: Path, edges: bool = True, triplets: bool = True) -> LabelFiles:
+        """The label files of a ``coldrec supervise`` run folder."""
+        return cls(folder / "edges.parquet" if edges else None,
+                   folder / "triplets.parquet" if triplets else None)  # fmt: skip
+
+    def read(self, dataset: Dataset) -> Labels:
+        """The labels filtered against ``dataset`` (:func:`read_labels`)."""
+        return read_labels(dataset, self.edges, self.triplets)
+
+    def __bool__(self) -> bool:
+        return self.edges is not None or self.triplets is not None
+
+
 def read_labels(
     dataset: Dataset,
     edges: Path | None = None,
@@ -156,7 +176,7 @@ def read_labels(
 ) -> Labels:
     """Read and filter the label files (either may be absent)."""
     counts = np.bincount(
-        dataset.interactions.loc[dataset.interactions["split"].isin(history_splits()), "user_idx"],
+        dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS), "user_idx"],
         minlength=dataset.n_users,
     )
     dropped: dict[str, int] = {}

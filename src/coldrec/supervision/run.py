@@ -5,7 +5,7 @@ The run folder gets:
 
 - ``config.json``: the resolved settings;
 - ``taxonomy.json``: :class:`~coldrec.data.taxonomy.Taxonomy` (leaves split on the
-  retrieve run's Two-Tower item vectors; or the one ``taxonomy_path`` names);
+  retrieve run's Two-Tower item vectors, ``model/item_vectors.npy``; or the one given);
 - ``edges.parquet``, ``triplets.parquet``: the labels (:mod:`coldrec.supervision.labels`);
 - ``trace.jsonl``: one line per user: profile, chosen categories and subcategories, the
   stage-4 picks, the final ranking (item, score, keywords, subcategory, source) and the
@@ -32,14 +32,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec._io import write_json_atomic
-from coldrec._progress import progress_bar
-from coldrec.candidates import Candidates
-from coldrec.data.dataset import Dataset
+from coldrec._util.io import atomic_write, write_json_atomic
+from coldrec._util.progress import progress_bar
+from coldrec.data.candidates import Candidates
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.data.taxonomy import Taxonomy, TaxonomyConfig, build_taxonomy
+from coldrec.encode import TextEncoder, TextEncoderConfig, load_vectors
 from coldrec.errors import DataError
 from coldrec.llm import LLM, LLMConfig
-from coldrec.recommender import history_splits
 from coldrec.supervision.labels import LabelRules, labels_from_rankings, write_labels
 from coldrec.supervision.stages import (
     Catalogue,
@@ -49,7 +49,6 @@ from coldrec.supervision.stages import (
     run_stages,
     stages_for,
 )
-from coldrec.text import TextEncoder, TextEncoderConfig, load_vectors
 
 __all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
 
@@ -59,14 +58,10 @@ class SuperviseConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Path
-    candidates: Path
-    """A ``coldrec retrieve`` run folder (candidates and Two-Tower vectors)."""
     llm: LLMConfig = Field(default_factory=LLMConfig)
     stages: StagesConfig = Field(default_factory=StagesConfig)
     taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
-    taxonomy_path: Path | None = None
-    """A ``taxonomy.json`` to use instead of building one with ``taxonomy``."""
+    """How the taxonomy is built (on the retriever's item vectors), unless one is given."""
     labels: LabelRules = Field(default_factory=LabelRules)
     encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     """Item text vectors for the stage-4 evidence."""
@@ -81,7 +76,7 @@ class SuperviseConfig(BaseModel):
 def eligible_users(config: SuperviseConfig, dataset: Dataset, candidates: Candidates) -> np.ndarray:
     """The users the run labels, ascending (see the module doc)."""
     counts = np.bincount(
-        dataset.interactions.loc[dataset.interactions["split"].isin(history_splits()), "user_idx"],
+        dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS), "user_idx"],
         minlength=dataset.n_users,
     )
     users = np.sort(candidates.users[counts[candidates.users] >= config.min_history])
@@ -97,13 +92,21 @@ def eligible_users(config: SuperviseConfig, dataset: Dataset, candidates: Candid
     return users[: config.n_users]
 
 
-def run_supervision(config: SuperviseConfig, out: Path) -> dict[str, Any]:
-    """Build the taxonomy, run the stages, write labels, trace and summary into ``out``."""
+def run_supervision(
+    config: SuperviseConfig,
+    dataset_path: Path,
+    retrieval: Path,
+    out: Path,
+    taxonomy: Path | None = None,
+) -> dict[str, Any]:
+    """Build the taxonomy (or read the ``taxonomy.json`` given), run the stages for the
+    candidates of the ``coldrec retrieve`` run in ``retrieval``, write labels, trace and
+    summary into ``out``."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", config.model_dump(mode="json"))
-    dataset = Dataset.load(config.dataset)
-    catalogue = _catalogue(config, dataset, out)
+    dataset = Dataset.load(dataset_path)
+    catalogue = _catalogue(config, dataset, retrieval, taxonomy, out)
     users = eligible_users(config, dataset, catalogue.candidates)
     stages = stages_for(catalogue)
     log = out / "llm_calls.jsonl"
@@ -112,7 +115,8 @@ def run_supervision(config: SuperviseConfig, out: Path) -> dict[str, Any]:
     setup_s = time.perf_counter() - start
     with (
         LLM(config.llm, log=log) as llm,
-        (out / ".trace.jsonl.tmp").open("w", encoding="utf-8") as trace,
+        atomic_write(out / "trace.jsonl") as trace_path,
+        trace_path.open("w", encoding="utf-8") as trace,
         progress_bar() as bar,
     ):
         task = bar.add_task(f"supervise ({config.stages.method})", total=len(users))
@@ -125,7 +129,6 @@ def run_supervision(config: SuperviseConfig, out: Path) -> dict[str, Any]:
             bar.advance(task, len(runs))
         totals = llm.totals()
         backend = {"identity": llm.backend.identity, "generates_text": llm.backend.generates_text}
-    (out / ".trace.jsonl.tmp").replace(out / "trace.jsonl")
     edges, triplets = labels_from_rankings(rankings, config.labels)
     write_labels(out, edges, triplets)
     cold = dataset.items["cold"].to_numpy()
@@ -137,24 +140,26 @@ def run_supervision(config: SuperviseConfig, out: Path) -> dict[str, Any]:
     return summary
 
 
-def _catalogue(config: SuperviseConfig, dataset: Dataset, out: Path) -> Catalogue:
+def _catalogue(
+    config: SuperviseConfig, dataset: Dataset, retrieval: Path, taxonomy: Path | None, out: Path
+) -> Catalogue:
     """Candidates, Two-Tower vectors, the taxonomy (written to ``out``) and text vectors."""
-    candidates = Candidates.load(config.candidates / "candidates.parquet")
+    candidates = Candidates.load(retrieval / "candidates.parquet")
     candidates.check(dataset.n_items)
-    tw_users, _ = load_vectors(config.candidates / "user_vectors.npy")
-    tw_items, _ = load_vectors(config.candidates / "item_vectors.npy")
+    tw_users, _ = load_vectors(retrieval / "model" / "user_vectors.npy")
+    tw_items, _ = load_vectors(retrieval / "model" / "item_vectors.npy")
     if tw_users.shape[0] != dataset.n_users or tw_items.shape[0] != dataset.n_items:
         raise DataError(
-            f"{config.candidates}: Two-Tower vectors have {tw_users.shape[0]} users and "
+            f"{retrieval}: Two-Tower vectors have {tw_users.shape[0]} users and "
             f"{tw_items.shape[0]} items, the dataset {dataset.n_users} and {dataset.n_items}"
         )
-    if config.taxonomy_path is not None:
-        taxonomy = Taxonomy.load(config.taxonomy_path, dataset.n_items)
+    if taxonomy is not None:
+        tree = Taxonomy.load(taxonomy, dataset.n_items)
     else:
-        taxonomy = build_taxonomy(dataset, tw_items, config.taxonomy)
-    taxonomy.save(out / "taxonomy.json")
+        tree = build_taxonomy(dataset, tw_items, config.taxonomy)
+    tree.save(out / "taxonomy.json")
     content = TextEncoder(config.encoder).encode(dataset.item_text)
-    return Catalogue(dataset, taxonomy, candidates, tw_users, tw_items, content, config.stages)
+    return Catalogue(dataset, tree, candidates, tw_users, tw_items, content, config.stages)
 
 
 def _trace_line(run: UserRun, catalogue: Catalogue) -> dict[str, Any]:

@@ -50,13 +50,12 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec.candidates import Candidates
-from coldrec.data.dataset import Dataset
+from coldrec.data.candidates import Candidates
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.data.taxonomy import Taxonomy
 from coldrec.llm import LLM, Completion, Request, project
 from coldrec.llm.parse import project_scored
 from coldrec.llm.schemas import choice_schema, grammar_safe, profile_schema, scored_schema
-from coldrec.recommender import history_splits
 from coldrec.supervision import prompts
 from coldrec.supervision.prompts import Evidence, Option, UserText
 
@@ -154,7 +153,7 @@ class Catalogue:
         self.brands = dataset.items["brand"].fillna("").astype(str).tolist()
         self.item_subcategory = taxonomy.item_subcategory
         self.item_category = taxonomy.item_category
-        self.histories = dataset.sequences(*history_splits())
+        self.histories = dataset.sequences(*HISTORY_SPLITS)
         self.category_labels = labelled(taxonomy.categories, list(range(len(taxonomy.categories))))
 
     def user_run(self, user: int) -> UserRun:

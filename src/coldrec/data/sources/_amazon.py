@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from coldrec._io import require_file
+from coldrec._util.io import require_file
 from coldrec.data.frames import Frames, SkippedLines, iter_lines, make_interactions, make_items
 
 __all__ = ["MetaParser", "load_amazon", "read_reviews"]

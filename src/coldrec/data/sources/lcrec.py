@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from coldrec._io import read_json, require_file
+from coldrec._util.io import read_json, require_file
 from coldrec.data.frames import Frames, SkippedLines, item_record, make_interactions, make_items
 from coldrec.data.sources._base import SourceBase
 from coldrec.errors import DataError

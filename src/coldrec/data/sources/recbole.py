@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from coldrec._io import require_file
+from coldrec._util.io import require_file
 from coldrec.data.frames import Frames, SkippedLines, iter_lines, make_interactions, make_items
 from coldrec.data.sources._base import SourceBase
 from coldrec.errors import DataError

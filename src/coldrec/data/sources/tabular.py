@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
-from coldrec._io import require_file
+from coldrec._util.io import require_file
 from coldrec.data.frames import (
     INTERACTION_COLUMNS,
     Frames,

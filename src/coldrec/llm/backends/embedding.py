@@ -28,9 +28,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from coldrec.encode import TextEncoder, TextEncoderConfig
 from coldrec.errors import LLMError
 from coldrec.llm.base import Backend, Generation, Messages, Request, Usage
-from coldrec.text import TextEncoder, TextEncoderConfig
 
 __all__ = ["EmbeddingConfig", "EmbeddingJudge", "context_of"]
 

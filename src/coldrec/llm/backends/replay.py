@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from coldrec._io import read_json_lines
+from coldrec._util.io import read_json_lines
 from coldrec.errors import LLMError
 from coldrec.llm.base import Backend, Generation, Request, Usage
 

@@ -7,9 +7,8 @@ from typing import Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec.data.dataset import Dataset
-from coldrec.recommender import history_splits
-from coldrec.text import TextEncoder, TextEncoderConfig, user_content_vectors
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 
 __all__ = ["ItemKNNContent", "ItemKNNContentConfig"]
 
@@ -44,7 +43,7 @@ class ItemKNNContent:
     def fit(self, dataset: Dataset) -> Self:
         self.item_vectors = TextEncoder(self.config.encoder).encode(dataset.item_text)
         self.user_vectors = user_content_vectors(
-            dataset, self.item_vectors, history_splits(), self.config.last_n
+            dataset, self.item_vectors, HISTORY_SPLITS, self.config.last_n
         )
         return self
 

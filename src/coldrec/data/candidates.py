@@ -9,14 +9,13 @@ On disk, ``candidates.parquet`` has one row per (user, candidate): ``user`` and 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from coldrec._util.io import atomic_write
 from coldrec.errors import DataError
 
 __all__ = ["Candidates"]
@@ -68,9 +67,12 @@ class Candidates:
         rows[known] = self.items[position[known]]
         return rows
 
-    def scores_for(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """The retrieval scores of ``items`` (a matrix of these users' candidates, in the
-        order of :meth:`for_users`); NaN where an entry is padding or not a candidate."""
+        order of :meth:`for_users`); NaN where an entry is padding or not a candidate. So
+        candidates are a :class:`~coldrec.eval.protocol.Scorer` of their own retrieval."""
+        if items is None:
+            raise ValueError("candidates score their own items only: pass the item matrix")
         position = pd.Index(self.users).get_indexer(users)
         rows = np.full(items.shape, np.nan, dtype=np.float32)
         known = position >= 0
@@ -98,11 +100,8 @@ class Candidates:
     def save(self, path: str | Path) -> Path:
         """Write ``candidates.parquet`` atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        self.to_frame().to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            self.to_frame().to_parquet(tmp, index=False)
         return path
 
     @classmethod

@@ -1,4 +1,4 @@
-"""BM25 + dense hybrid: per-user normalised scores mixed by α (weighted fusion)."""
+"""BM25 + dense retrieval (the book's hybrid search): per-user normalised scores mixed by α."""
 
 from __future__ import annotations
 
@@ -7,36 +7,37 @@ from typing import Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from coldrec.baselines.bm25 import BM25, BM25Config
+from coldrec.baselines.content import ItemKNNContent, ItemKNNContentConfig
 from coldrec.data.dataset import Dataset
-from coldrec.models.bm25 import BM25, BM25Config
-from coldrec.models.content import ItemKNNContent, ItemKNNContentConfig
+from coldrec.training.scores import minmax
 
-__all__ = ["Hybrid", "HybridConfig", "minmax"]
+__all__ = ["BM25Dense", "BM25DenseConfig"]
 
 
-class HybridConfig(BaseModel):
-    """Hybrid settings."""
+class BM25DenseConfig(BaseModel):
+    """BM25 + dense settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["hybrid"] = "hybrid"
+    kind: Literal["bm25_dense"] = "bm25_dense"
     alpha: float = Field(0.5, ge=0, le=1)
     """Weight of the dense (ItemKNN-content) score; BM25 gets ``1 - alpha``."""
     dense: ItemKNNContentConfig = Field(default_factory=ItemKNNContentConfig)
     bm25: BM25Config = Field(default_factory=BM25Config)
 
-    def build(self) -> Hybrid:
-        return Hybrid(self)
+    def build(self) -> BM25Dense:
+        return BM25Dense(self)
 
 
-class Hybrid:
+class BM25Dense:
     """``alpha · minmax(dense) + (1 - alpha) · minmax(bm25)``, where ``minmax`` rescales
     each user's scores over the scored items (the catalogue, or the candidates; padding
     left out) to [0, 1], so that the two scales are comparable (a user whose scores are
     all equal gets 0 from that part)."""
 
-    def __init__(self, config: HybridConfig | None = None) -> None:
-        self.config = config or HybridConfig()
+    def __init__(self, config: BM25DenseConfig | None = None) -> None:
+        self.config = config or BM25DenseConfig()
         self.dense = ItemKNNContent(self.config.dense)
         self.bm25 = BM25(self.config.bm25)
 
@@ -50,14 +51,3 @@ class Hybrid:
         dense = minmax(self.dense.score(users, items))
         lexical = minmax(self.bm25.score(users, items))
         return (alpha * dense + (1 - alpha) * lexical).astype(np.float32)
-
-
-def minmax(scores: np.ndarray) -> np.ndarray:
-    """Rescale each row to [0, 1] over its scored (non-NaN) entries; NaN stays NaN and a
-    constant row becomes zeros."""
-    known = ~np.isnan(scores)
-    filled_low = np.where(known, scores, np.inf).min(axis=1, keepdims=True)
-    filled_high = np.where(known, scores, -np.inf).max(axis=1, keepdims=True)
-    span = filled_high - filled_low
-    scaled = np.divide(scores - filled_low, span, out=np.zeros_like(scores), where=span > 0)
-    return np.where(known, scaled, np.nan)

@@ -9,8 +9,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 
-from coldrec.data.dataset import Dataset
-from coldrec.recommender import history_splits, scores_at
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.training.scores import scores_at
 
 __all__ = ["BM25", "BM25Config"]
 
@@ -57,7 +57,7 @@ class BM25:
             shape=(n_terms, dataset.n_items),
         )
         item_terms = _term_counts(tokens.ids, n_terms)
-        recent = dataset.recent_items(self.config.last_n, history_splits())
+        recent = dataset.recent_items(self.config.last_n, HISTORY_SPLITS)
         self.user_terms = (recent @ item_terms).tocsr()
         return self
 

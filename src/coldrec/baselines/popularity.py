@@ -7,8 +7,8 @@ from typing import Literal, Self
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from coldrec.data.dataset import Dataset
-from coldrec.recommender import history_splits, scores_at
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.training.scores import scores_at
 
 __all__ = ["Popularity", "PopularityConfig"]
 
@@ -38,7 +38,7 @@ class Popularity:
         self.item_scores = np.zeros(0, dtype=np.float32)
 
     def fit(self, dataset: Dataset) -> Self:
-        rows = dataset.interactions.loc[dataset.interactions["split"].isin(history_splits())]
+        rows = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
         weights = rows["weight"].to_numpy() if self.config.weighted else None
         counts = np.bincount(rows["item_idx"], weights=weights, minlength=dataset.n_items)
         self.item_scores = counts.astype(np.float32)

@@ -1,4 +1,10 @@
-"""File helpers shared by every stage: compressed input, atomic output, hashes."""
+"""File helpers shared by every stage: compressed input, atomic output, hashes, and
+coldrec's cache folder.
+
+Every artifact coldrec writes goes through :func:`atomic_write` (one file) or
+:func:`atomic_dir` (a folder): a temporary sibling that replaces the target only once it
+is complete, so a killed process never leaves a half-written artifact.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +26,12 @@ from rich.progress import wrap_file
 from coldrec.errors import DataError
 
 __all__ = [
+    "CACHE_DIR_ENV",
     "atomic_dir",
+    "atomic_write",
+    "cache_root",
     "file_sha256",
+    "json_hash",
     "open_bytes",
     "read_json",
     "read_json_lines",
@@ -72,6 +82,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def json_hash(payload: Any, length: int = 16) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``payload`` as canonical JSON
+    (keys sorted): a stable key for settings, data and steps."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:length]
+
+
 def read_json(path: Path) -> Any:
     """Parse a UTF-8 JSON file, naming the file and position on a malformed one."""
     with open_bytes(path) as handle:
@@ -100,15 +116,38 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON through a temporary file and a rename."""
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; once the block succeeds it replaces
+    ``path`` (a rename), and on an error it is removed and ``path`` is left as it was.
+
+    Example::
+
+        with atomic_write(out / "vectors.npy") as tmp, tmp.open("wb") as handle:
+            np.save(handle, array)
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (NaN refused) through :func:`atomic_write`."""
+    with atomic_write(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         json.dump(obj, handle, indent=2, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
-    os.replace(tmp, path)
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
 
 
 def _umask() -> int:
@@ -124,11 +163,11 @@ def atomic_dir(target: Path, marker: str) -> Iterator[Path]:
 
     A crash inside the block leaves ``target`` as it was (or absent) and removes the
     temporary folder, so readers never see a half-written artifact. An existing
-    ``target`` is replaced only if it is a folder holding the file ``marker`` (an
-    artifact of the same kind); anything else raises :class:`DataError`.
+    ``target`` is replaced only if it is an empty folder or one holding the file
+    ``marker`` (an artifact of the same kind); anything else raises :class:`DataError`.
     """
     target = Path(target).resolve()
-    if target.exists() and not (target / marker).is_file():
+    if target.exists() and not ((target / marker).is_file() or _is_empty_dir(target)):
         raise DataError(f"{target} exists and has no {marker}: refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
@@ -145,3 +184,18 @@ def atomic_dir(target: Path, marker: str) -> Iterator[Path]:
             tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+CACHE_DIR_ENV = "COLDREC_CACHE_DIR"
+"""Environment variable naming the cache folder when the config leaves it unset."""
+
+
+def cache_root(explicit: Path | None = None) -> Path:
+    """coldrec's cache folder (text vectors, LLM answers): ``explicit`` if given, else
+    ``$COLDREC_CACHE_DIR``, else ``~/.cache/coldrec``."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    from_env = os.environ.get(CACHE_DIR_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    return Path.home() / ".cache" / "coldrec"

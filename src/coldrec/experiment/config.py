@@ -1,0 +1,100 @@
+"""An experiment's settings: the data, one typed node per step, and the seeds.
+
+Each step node is the settings model of the command that runs it (``retrieve`` is
+:class:`~coldrec.retrieval.retrieve.RetrieveConfig`, ``supervise``
+:class:`~coldrec.supervision.run.SuperviseConfig`, ``rank``
+:class:`~coldrec.rank.run.RankConfig`, each of ``baselines``
+:class:`EvaluateConfig`), checked when the experiment is read. Two settings are shared
+by the nodes and filled in by the experiment: ``encoder`` (the retriever's and the LLM
+stages' text encoder, unless their node sets its own) and ``upstream_seed`` (the seed of
+the retriever and of the LLM stages' user sample); ``seeds`` vary the ranker and the
+baselines.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from coldrec.data.prepare import DataConfig
+from coldrec.encode import TextEncoderConfig
+from coldrec.experiment.evaluate import EvaluateConfig
+from coldrec.rank.run import RankConfig
+from coldrec.retrieval.retrieve import RetrieveConfig
+from coldrec.supervision.run import SuperviseConfig
+
+__all__ = ["ExperimentConfig", "Loss"]
+
+Loss = Literal["sim", "pair"]
+
+
+class ExperimentConfig(BaseModel):
+    """An experiment: data, the step settings and the seeds (see the module doc)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    """Method name of the ranker in reports."""
+    seeds: tuple[Annotated[int, Field(ge=0, lt=2**32)], ...] = Field((0,), min_length=1)
+    """Seeds of the ranker and the baselines (one run of each per seed)."""
+    upstream_seed: int = Field(0, ge=0, lt=2**32)
+    """Seed of the retriever and of the user sample of the LLM stages."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    """The item text encoder of the retriever and the LLM stages' evidence (unless their
+    nodes set their own)."""
+    retrieve: RetrieveConfig = Field(default_factory=RetrieveConfig)
+    supervise: SuperviseConfig | None = None
+    """The LLM stages; ``None``: no labels (E0)."""
+    losses: tuple[Loss, ...] = ()
+    """Label losses of the ranker: ``sim`` (edges, ``L_sim``), ``pair`` (triplets)."""
+    rank: RankConfig = Field(default_factory=RankConfig)
+    baselines: dict[str, EvaluateConfig] = Field(default_factory=dict)
+    """Extra methods evaluated beside the ranker: name → ``evaluate`` settings."""
+    references: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
+    """Published figures printed beside ours: method → segment → metric → value."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_settings(cls, data: Any) -> Any:
+        """Fill ``encoder`` and ``upstream_seed`` into the nodes that take them."""
+        if not isinstance(data, dict):
+            return data
+        encoder, seed = _plain(data.get("encoder", {})), data.get("upstream_seed", 0)
+        filled = dict(data)
+        retrieve = _plain(data.get("retrieve", {}))
+        if isinstance(retrieve, dict):
+            model = _plain(retrieve.get("model", {}))
+            if isinstance(model, dict):
+                model = {"encoder": encoder, **model}
+            filled["retrieve"] = {**_seeded("retrieve", retrieve, seed), "model": model}
+        supervise = _plain(data.get("supervise"))
+        if isinstance(supervise, dict):
+            filled["supervise"] = {"encoder": encoder, **_seeded("supervise", supervise, seed)}
+        return filled
+
+    @model_validator(mode="after")
+    def _losses_need_labels(self) -> Self:
+        if self.losses and self.supervise is None:
+            raise ValueError(f"losses {list(self.losses)} need a supervise node")
+        return self
+
+    def rank_run(self, seed: int) -> RankConfig:
+        """The ranker's settings for one seed (named after the experiment)."""
+        return self.rank.model_copy(update={"seed": seed, "name": self.name})
+
+    def baseline_run(self, name: str, seed: int) -> EvaluateConfig:
+        """A baseline's settings for one seed."""
+        return self.baselines[name].model_copy(update={"seed": seed, "name": name})
+
+
+def _plain(value: Any) -> Any:
+    """A settings node as a plain mapping (a model given in Python is dumped)."""
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
+def _seeded(node: str, settings: dict[str, Any], seed: Any) -> dict[str, Any]:
+    if "seed" in settings:
+        raise ValueError(f"{node}.seed is the experiment's upstream_seed: set that instead")
+    return {**settings, "seed": seed}
