@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from coldrec.config import validate
+from coldrec.config import merge, read_yaml, validate
 from coldrec.errors import ConfigError
 from coldrec.experiment.config import ExperimentConfig
 from coldrec.experiment.run import run_experiment
@@ -116,3 +116,38 @@ def test_a_run_killed_during_supervision_resumes_to_the_same_metrics(tmp_path: P
     uninterrupted = {**TINY, "supervise": {**TINY["supervise"], "llm": own_cache}}
     run_experiment(validate(ExperimentConfig, uninterrupted), fresh, store=tmp_path / "other")
     assert metrics(killed) == metrics(fresh)
+
+
+REPRODUCE = """
+import json, sys
+from pathlib import Path
+from coldrec.data import Dataset
+from coldrec.data.candidates import Candidates
+from coldrec.eval.protocol import evaluate
+from coldrec.rank.fusion import FusedRanker
+from coldrec.retrieval.two_tower import TwoTower
+from coldrec.training.runs import json_safe
+
+run = Path(sys.argv[1])
+data = Dataset.load(run / "data")
+candidates = Candidates.load(run / "retrieve" / "candidates.parquet")
+models = {"rank/seed0": FusedRanker.load(run / "rank" / "seed0" / "model", data),
+          "retrieve": TwoTower.load(run / "retrieve" / "model", data)}
+print(json.dumps({name: json_safe(evaluate(model, data, candidates=candidates)["segments"])
+                  for name, model in models.items()}))
+"""
+
+
+def test_a_finished_demo_run_keeps_models_that_give_its_metrics_in_a_new_process(
+    tmp_path: Path,
+) -> None:
+    demo = read_yaml(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    quick = {"supervise": {"llm": {"backend": {"kind": "embedding"}}},
+             "rank": {"model": {"training": {"epochs": 4}}}}  # fmt: skip
+    run = tmp_path / "demo"
+    run_experiment(validate(ExperimentConfig, merge(demo, quick)), run)
+    found = subprocess.run([sys.executable, "-c", REPRODUCE, str(run)], check=True,
+                           capture_output=True, text=True).stdout  # fmt: skip
+    for folder, segments in json.loads(found).items():
+        written = json.loads((run / folder / "metrics-seed0.json").read_text())["segments"]
+        assert segments == written  # exactly, every metric of every segment

@@ -1,10 +1,16 @@
-"""Models: one shared suite every model passes, then each model's own known answers."""
+"""Models: one shared suite every model passes (baselines, Two-Tower, the sequential
+rankers, with and without delta vectors, and the fused ranker), then each baseline's own
+known answers. The trained models' known answers, saving and seeding are in
+``test_trained_models.py``."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import bm25s
 import numpy as np
 import pytest
+import torch
 
 from coldrec.baselines.bm25 import BM25, BM25Config
 from coldrec.baselines.bm25_dense import BM25Dense, BM25DenseConfig
@@ -12,50 +18,130 @@ from coldrec.baselines.content import ItemKNNContent
 from coldrec.baselines.popularity import Popularity, PopularityConfig
 from coldrec.data import Dataset
 from coldrec.encode import TextEncoder, user_content_vectors
-from coldrec.training.model import Recommender
+from coldrec.eval.protocol import Scorer
+from coldrec.rank.bert4rec import BERT4RecConfig
+from coldrec.rank.fusion import FusedRanker
+from coldrec.rank.gru4rec import GRU4RecConfig
+from coldrec.rank.items import DeltaConfig
+from coldrec.rank.sasrec import SASRecConfig
+from coldrec.rank.sequential import SequentialRecommender
+from coldrec.rank.transfer import TransferConfig
+from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
+from coldrec.training.loop import TrainingConfig
+from coldrec.training.model import Recommender, Trainable
 from coldrec.training.scores import minmax
 
-MODELS = {
-    "popularity": Popularity,
-    "itemknn": ItemKNNContent,
-    "bm25": BM25,
-    "bm25_dense": BM25Dense,
+FAST = TrainingConfig(epochs=2, batch_size=128)
+SASREC = SASRecConfig(dim=16, n_negatives=10, early_stopping=False, training=FAST)
+TWO_TOWER = TwoTowerConfig(dim=16, early_stopping=False, training=FAST)
+
+
+def trained(model: Trainable, dataset: Dataset) -> Trainable:
+    return model.fit(dataset, generator=torch.Generator().manual_seed(7))
+
+
+MODELS: dict[str, Callable[[Dataset], Scorer]] = {
+    "popularity": lambda data: Popularity().fit(data),
+    "itemknn": lambda data: ItemKNNContent().fit(data),
+    "bm25": lambda data: BM25().fit(data),
+    "bm25_dense": lambda data: BM25Dense().fit(data),
+    "two_tower": lambda data: trained(TwoTower(TWO_TOWER), data),
+    "sasrec": lambda data: trained(SequentialRecommender(SASREC), data),
+    "gru4rec": lambda data: trained(
+        SequentialRecommender(GRU4RecConfig(dim=16, early_stopping=False, training=FAST)), data
+    ),
+    "bert4rec": lambda data: trained(
+        SequentialRecommender(BERT4RecConfig(dim=16, early_stopping=False, training=FAST)), data
+    ),
+    "sasrec_delta": lambda data: trained(
+        SequentialRecommender(
+            SASREC.model_copy(update={"delta": DeltaConfig(), "transfer": TransferConfig()})
+        ),
+        data,
+    ),
+    "fused": lambda data: FusedRanker(
+        MODELS["sasrec"](data), MODELS["two_tower"](data), "hybrid", 0.5
+    ),
 }
+CANDIDATES_ONLY = {"fused"}
+"""Scorers of retrieved candidates only."""
+PER_USER_SCALE = {"bm25_dense", "fused"}
+"""Scorers that normalise each user's scores over the items asked for."""
+ID_ONLY = {"sasrec", "gru4rec", "bert4rec"}
+"""Models that cannot score an item they never trained (NaN)."""
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
-def fitted(request: pytest.FixtureRequest, small_dataset: Dataset) -> Recommender:
-    return MODELS[request.param]().fit(small_dataset)
+def named(request: pytest.FixtureRequest, small_dataset: Dataset) -> tuple[str, Scorer]:
+    return request.param, MODELS[request.param](small_dataset)
 
 
-def test_model_follows_the_protocol(fitted: Recommender, small_dataset: Dataset) -> None:
-    assert isinstance(fitted, Recommender)
+def candidates(dataset: Dataset, users: np.ndarray, width: int = 9) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.stack([rng.permutation(dataset.n_items)[:width] for _ in users])
+
+
+def test_model_follows_the_protocol(named: tuple[str, Scorer], small_dataset: Dataset) -> None:
+    name, model = named
+    assert isinstance(model, Scorer)
     users = np.array([0, 5, 7])
-    full = fitted.score(users)
+    if name in CANDIDATES_ONLY:
+        with pytest.raises(ValueError, match="candidates only"):
+            model.score(users)
+        return
+    assert isinstance(model, Recommender)
+    full = model.score(users)
     assert full.shape == (3, small_dataset.n_items)
     assert full.dtype == np.float32
-    assert np.isfinite(full).all()
 
 
-def test_candidate_scores_equal_full_scores(fitted: Recommender, small_dataset: Dataset) -> None:
+def test_only_items_a_model_never_trained_are_unscored(
+    named: tuple[str, Scorer], small_dataset: Dataset
+) -> None:
+    name, model = named
+    users = np.arange(small_dataset.n_users)
+    items = candidates(small_dataset, users, small_dataset.n_items)  # every item, shuffled
+    scores = model.score(users, items)
+    cold = small_dataset.items["cold"].to_numpy()[items]
+    if name in ID_ONLY:  # a cold item has no trained vector: NaN, never a guess
+        assert np.isnan(scores[cold]).all() and np.isfinite(scores[~cold]).all()
+    else:
+        assert np.isfinite(scores).all()
+
+
+def test_candidate_scores_equal_full_scores(
+    named: tuple[str, Scorer], small_dataset: Dataset
+) -> None:
+    name, model = named
     users = np.array([1, 2, 3, 4])
-    rng = np.random.default_rng(0)
-    items = rng.integers(0, small_dataset.n_items, size=(4, 9))
-    full = fitted.score(users)
-    picked = fitted.score(users, items)
-    if isinstance(fitted, BM25Dense):  # per-user normalisation runs over the scored set
-        assert picked.shape == (4, 9)
+    items = candidates(small_dataset, users)
+    padded = np.concatenate([items, np.full((4, 2), -1)], axis=1)
+    picked = model.score(users, padded)
+    assert picked.shape == (4, 11) and np.isnan(picked[:, 9:]).all()  # padding is unscored
+    if name in PER_USER_SCALE:  # normalised over the items asked for, padding left out
+        np.testing.assert_allclose(picked[:, :9], model.score(users, items), atol=1e-6)
         return
-    np.testing.assert_allclose(
-        picked, np.take_along_axis(full, items, axis=1), rtol=1e-6, atol=1e-6
-    )
+    full = model.score(users)
+    np.testing.assert_allclose(picked[:, :9], np.take_along_axis(full, items, axis=1), atol=1e-6)
 
 
-def test_scores_are_deterministic(small_dataset: Dataset) -> None:
-    for cls in MODELS.values():
-        a = cls().fit(small_dataset).score(np.arange(20))
-        b = cls().fit(small_dataset).score(np.arange(20))
-        np.testing.assert_array_equal(a, b)
+def test_a_users_scores_do_not_depend_on_who_else_is_scored(
+    named: tuple[str, Scorer], small_dataset: Dataset
+) -> None:
+    _, model = named
+    users = np.arange(40)
+    items = candidates(small_dataset, users)
+    together = model.score(users, items)
+    alone = np.concatenate([model.score(users[[u]], items[[u]]) for u in users])
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_scores_are_deterministic(named: tuple[str, Scorer], small_dataset: Dataset) -> None:
+    name, model = named
+    users = np.arange(20)
+    items = candidates(small_dataset, users)
+    again = MODELS[name](small_dataset)
+    np.testing.assert_array_equal(model.score(users, items), again.score(users, items))
 
 
 def test_popularity_counts_weighted_history(small_dataset: Dataset) -> None:

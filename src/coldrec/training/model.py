@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -173,14 +175,16 @@ class TrainedModel(ABC):
 
     def _train(self, dataset: Dataset, epochs: int, validate: bool) -> EpochLog:
         """One training of a fresh network on ``dataset``, seeded from the model's
-        generator; torch's global generator is neither read nor changed."""
+        generator; torch's global generator is neither read nor changed. Torch's
+        deterministic kernels are used (threaded gradient sums otherwise vary in the last
+        bits), so a seed gives the same model on one machine and thread count."""
         assert self._generator is not None
         seed = int(torch.randint(2**62, (1,), generator=self._generator).item())
-        with torch.random.fork_rng(devices=[]):
+        options = self.config.training.model_copy(update={"epochs": epochs})
+        name = self.name + (" (validation)" if validate else "")
+        with torch.random.fork_rng(devices=[]), _deterministic():
             torch.manual_seed(seed)
             trainer = self._start(dataset, torch.Generator().manual_seed(seed))
-            options = self.config.training.model_copy(update={"epochs": epochs})
-            name = self.name + (" (validation)" if validate else "")
             result = run_epochs(trainer, options, validate, name)
         self._finish(dataset)
         return result
@@ -238,3 +242,14 @@ class TrainedModel(ABC):
         model.data_hash, model.folder = saved.data_hash, Path(folder)
         model._restore(tensors, saved)
         return model
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """Torch's deterministic algorithms inside the block, the caller's setting after it."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
