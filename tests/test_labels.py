@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from coldrec._util.sparse import Csr
+from coldrec._util.sparse import item_lists
 from coldrec.data import Dataset, PrepareConfig, prepare
 from coldrec.data.candidates import Candidates
 from coldrec.errors import DataError
@@ -93,7 +93,7 @@ def test_hard_negatives_come_from_the_pool_without_seen_or_cold_items() -> None:
                             np.zeros((2, 4), dtype=np.float32))  # fmt: skip
     removed = np.zeros(6, dtype=bool)
     removed[4] = True  # a cold item
-    seen = Csr.of(np.array([0, 2]), np.array([1, 0]), 3)  # user 0 saw 1, user 2 saw 0
+    seen = item_lists(np.array([0, 2]), np.array([1, 0]), 3, 6)  # user 0 saw 1, user 2 saw 0
     fallback = UniformSampler(torch.tensor([9]))  # marks fallback draws
     sampler = PoolSampler.from_candidates(candidates, 3, removed, seen, fallback)
     assert sampler.pools.tolist() == [[5, -1, 2, -1], [-1, -1, -1, -1], [3, -1, -1, 1]]

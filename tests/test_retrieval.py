@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from coldrec._util.sparse import Csr
+from coldrec._util.sparse import item_lists
 from coldrec.cli import app
 from coldrec.data import Dataset
 from coldrec.data.candidates import Candidates
@@ -26,13 +26,13 @@ def vectors(n: int, dim: int, seed: int) -> np.ndarray:
 
 def test_flat_search_equals_brute_force_without_history() -> None:
     items, users = vectors(300, 8, 0), vectors(40, 8, 1)
-    history = Csr.of(
-        np.repeat(np.arange(40), 5), np.random.default_rng(2).integers(0, 300, 200), 40
+    history = item_lists(
+        np.repeat(np.arange(40), 5), np.random.default_rng(2).integers(0, 300, 200), 40, 300
     )
     found = search(build_index(items), np.arange(40), users, 25, history, batch_size=16)
     scores = users @ items.T
     for row in range(40):
-        seen = history.items[history.indptr[row] : history.indptr[row + 1]]
+        seen = history[[row]].indices
         assert not np.isin(found.items[row], seen).any()
         ranked = [i for i in np.argsort(-scores[row], kind="stable") if i not in seen][:25]
         assert found.items[row].tolist() == ranked
@@ -55,7 +55,7 @@ def test_approximate_indexes_find_most_of_the_exact_top(kind: str) -> None:
 
 def test_short_catalogue_is_padded() -> None:
     found = search(build_index(vectors(5, 4, 0)), np.array([0]), vectors(1, 4, 1), 8,
-                   Csr.of(np.array([0]), np.array([2]), 1))  # fmt: skip
+                   item_lists(np.array([0]), np.array([2]), 1, 5))  # fmt: skip
     assert (found.items[0][:4] >= 0).all() and found.items[0][4:].tolist() == [-1] * 4
     assert 2 not in found.items[0]
 

@@ -49,11 +49,12 @@ error_console = Console(stderr=True)
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-# Choices for Typer, taken from the configs so that there is one list of each.
-SourceKind = StrEnum("SourceKind", [(kind, kind) for kind in SOURCE_KINDS])
-ModelKind = StrEnum("ModelKind", [(kind, kind) for kind in MODEL_KINDS])
-SplitName = StrEnum("SplitName", [(split, split) for split in SPLITS])
-BackendKind = StrEnum("BackendKind", [(kind, kind) for kind in BACKEND_KINDS])
+# Choices for Typer, taken from the configs so that there is one list of each (mypy cannot
+# see the members of an enum built at run time, hence the ignores).
+SourceKind = StrEnum("SourceKind", [(kind, kind) for kind in SOURCE_KINDS])  # type: ignore[misc]
+ModelKind = StrEnum("ModelKind", [(kind, kind) for kind in MODEL_KINDS])  # type: ignore[misc]
+SplitName = StrEnum("SplitName", [(split, split) for split in SPLITS])  # type: ignore[misc]
+BackendKind = StrEnum("BackendKind", [(k, k) for k in BACKEND_KINDS])  # type: ignore[misc]
 
 
 def user_errors(command: Command) -> Command:
@@ -128,9 +129,9 @@ def data_prepare(
     flags: dict[str, Any] = {"source": {}, "prepare": {}}
     if source is not None:
         flags["source"]["kind"] = source.value
-    for key, value in (("interactions", interactions), ("items", items)):
-        if value is not None:
-            flags["source"][key] = str(value)
+    for key, path in (("interactions", interactions), ("items", items)):
+        if path is not None:
+            flags["source"][key] = str(path)
     for key, value in (("split", split and split.value), ("valid_share", valid_share)):
         if value is not None:
             flags["prepare"][key] = value
@@ -274,7 +275,7 @@ def llm_check_command(
         raise typer.Exit(code=1)
 
 
-StepName = StrEnum("StepName", [(step, step) for step in STEPS])
+StepName = StrEnum("StepName", [(step, step) for step in STEPS])  # type: ignore[misc]
 
 
 @app.command("run")

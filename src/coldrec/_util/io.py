@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from rich.console import Console
 from rich.progress import wrap_file
@@ -68,7 +68,9 @@ def open_bytes(path: Path) -> Iterator[IO[bytes]]:
                 disable=not console.is_terminal,
             ) as tracked,
         ):
-            yield gzip.GzipFile(fileobj=tracked) if path.suffix == ".gz" else tracked
+            yield (
+                cast(IO[bytes], gzip.GzipFile(fileobj=tracked)) if path.suffix == ".gz" else tracked
+            )
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
 

@@ -3,61 +3,46 @@ which entries of a users × K item matrix are in their row's list."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+from scipy import sparse
 
-__all__ = ["Csr", "hit_matrix"]
-
-
-@dataclass(frozen=True)
-class Csr:
-    """Per-row item lists: row ``r`` owns ``items[indptr[r]:indptr[r + 1]]`` (sorted)."""
-
-    indptr: np.ndarray
-    items: np.ndarray
-
-    @classmethod
-    def of(cls, rows: np.ndarray, items: np.ndarray, n_rows: int) -> Csr:
-        """Distinct items per row from parallel ``rows``/``items`` arrays."""
-        pairs = np.unique(np.stack([rows, items]).astype(np.int64).reshape(2, -1), axis=1)
-        return cls(np.searchsorted(pairs[0], np.arange(n_rows + 1)), pairs[1])
-
-    @property
-    def counts(self) -> np.ndarray:
-        return np.diff(self.indptr)
-
-    def rows(self) -> np.ndarray:
-        """The row of every stored item."""
-        return np.repeat(np.arange(len(self.indptr) - 1), self.counts)
-
-    def select(self, rows: np.ndarray) -> Csr:
-        """The lists of the given (distinct) rows, in that order."""
-        position = np.full(len(self.indptr) - 1, -1)
-        position[rows] = np.arange(len(rows))
-        new_rows = position[self.rows()]
-        keep = new_rows >= 0
-        return Csr.of(new_rows[keep], self.items[keep], len(rows))
-
-    def where(self, item_mask: np.ndarray) -> Csr:
-        """Keep only items whose ``item_mask`` entry is true."""
-        keep = item_mask[self.items]
-        return Csr.of(self.rows()[keep], self.items[keep], len(self.indptr) - 1)
+__all__ = ["entry_rows", "hit_matrix", "item_lists", "keep_items", "list_lengths"]
 
 
-def hit_matrix(
-    ranked: np.ndarray, target_indptr: np.ndarray, target_items: np.ndarray
-) -> np.ndarray:
-    """Which ranked items are targets.
+def item_lists(rows: np.ndarray, items: np.ndarray, n_rows: int, n_items: int) -> sparse.csr_array:
+    """Per-row item lists as a boolean ``n_rows × n_items`` :class:`scipy.sparse.csr_array`
+    from parallel ``rows``/``items`` arrays: row ``r``'s distinct items, sorted, are
+    ``indices[indptr[r]:indptr[r + 1]]``. Select rows (in any order) with ``lists[rows]``."""
+    ones = np.ones(len(rows), dtype=bool)
+    lists = sparse.csr_array((ones, (rows, items)), shape=(n_rows, n_items))
+    lists.sum_duplicates()
+    return lists
 
-    ``ranked`` is ``users × K`` item ids (``-1`` for an empty slot, never a hit); the
-    targets are in CSR form: user ``u``'s distinct targets are
-    ``target_items[target_indptr[u]:target_indptr[u + 1]]``.
-    """
+
+def list_lengths(lists: sparse.csr_array) -> np.ndarray:
+    """The number of items in each row's list."""
+    return np.diff(lists.indptr)
+
+
+def entry_rows(lists: sparse.csr_array) -> np.ndarray:
+    """The row of every stored item (parallel to ``lists.indices``)."""
+    return np.repeat(np.arange(lists.shape[0]), list_lengths(lists))
+
+
+def keep_items(lists: sparse.csr_array, item_mask: np.ndarray) -> sparse.csr_array:
+    """The lists with only the items whose ``item_mask`` entry is true."""
+    keep = item_mask[lists.indices]
+    return item_lists(entry_rows(lists)[keep], lists.indices[keep], *lists.shape)
+
+
+def hit_matrix(ranked: np.ndarray, targets: sparse.csr_array) -> np.ndarray:
+    """Which ranked items are in their row's list: ``ranked`` is ``users × K`` item ids
+    (``-1`` for an empty slot, never a hit), ``targets`` the lists (:func:`item_lists`)
+    with one row per row of ``ranked``."""
     n_users, _ = ranked.shape
+    target_items = targets.indices.astype(np.int64)
     width = int(max(ranked.max(initial=0), target_items.max(initial=0))) + 1
-    rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(target_indptr))
-    target_keys = np.sort(rows * width + target_items)
+    target_keys = np.sort(entry_rows(targets) * width + target_items)
     if not len(target_keys):
         return np.zeros(ranked.shape, dtype=bool)
     ranked_keys = np.arange(n_users, dtype=np.int64)[:, None] * width + ranked

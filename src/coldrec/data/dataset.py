@@ -209,5 +209,6 @@ def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")
     if "categories" in frame:
-        frame["categories"] = [[list(p) for p in paths] for paths in frame["categories"]]
+        paths = [[list(p) for p in item_paths] for item_paths in frame["categories"]]
+        frame["categories"] = pd.Series(paths, index=frame.index, dtype=object)
     return frame

@@ -195,7 +195,8 @@ def _item_leaf(leaves: list[Leaf], n_items: int | None, path: Path) -> np.ndarra
 
 def item_levels(categories: list[list[str]], config: TaxonomyConfig) -> tuple[str, str, tuple]:
     """An item's category name, subcategory name and full leaf path (module doc)."""
-    path = tuple(max(categories, key=len, default=[])) or (UNCATEGORISED,)
+    longest: list[str] = max(categories, key=len, default=[])
+    path = tuple(longest) or (UNCATEGORISED,)
     category = path[: config.category_levels]
     subcategory = path[: config.category_levels + config.subcategory_levels]
     if len(path) <= config.category_levels:

@@ -112,7 +112,10 @@ class TextEncoder:
     def dim(self) -> int:
         """Vector size (loads the model unless a cached vector already told it)."""
         if self._dim is None:
-            self._dim = int(self._load().get_embedding_dimension())
+            dim = self._load().get_embedding_dimension()
+            if dim is None:
+                raise ConfigError(f"text model {self._model_id!r} does not say its vector size")
+            self._dim = int(dim)
         return self._dim
 
     @property

@@ -46,7 +46,7 @@ def precision(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
 
 def hit_rate(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
     """1 where at least one target is in the top ``k``."""
-    return hits[:, :k].any(axis=1).astype(np.float64)
+    return np.asarray(hits[:, :k].any(axis=1), dtype=np.float64)
 
 
 def mrr(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from scipy import sparse
 
-from coldrec._util.sparse import Csr, hit_matrix
+from coldrec._util.sparse import entry_rows, hit_matrix, item_lists, keep_items, list_lengths
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.errors import ConfigError
@@ -87,7 +88,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def rank(
     model: Scorer,
     users: np.ndarray,
-    history: Csr,
+    history: sparse.csr_array,
     k: int,
     candidates: np.ndarray | None = None,
     batch_size: int = 1024,
@@ -103,21 +104,16 @@ def rank(
         rows = np.arange(start, min(start + batch_size, len(users)))
         block = candidates[rows] if candidates is not None else None
         scores = np.array(model.score(users[rows], block), dtype=np.float32)
-        seen = history.select(rows)
+        seen = history[rows]
         if block is None:
-            scores[seen.rows(), seen.items] = -np.inf
+            scores[entry_rows(seen), seen.indices] = -np.inf
             ranked.append(top_k(scores, k))
         else:
-            scores[(block < 0) | _is_in(block, seen)] = -np.inf
+            scores[(block < 0) | hit_matrix(block, seen)] = -np.inf
             columns = top_k(scores, k)
             items = np.take_along_axis(block, np.maximum(columns, 0), axis=1)
             ranked.append(np.where(columns >= 0, items, -1))
     return np.concatenate(ranked) if ranked else np.empty((0, k), dtype=np.int64)
-
-
-def _is_in(block: np.ndarray, lists: Csr) -> np.ndarray:
-    """Which entries of ``block`` (rows aligned with ``lists``) are in their row's list."""
-    return hit_matrix(block, lists.indptr, lists.items)
 
 
 def evaluate(
@@ -152,16 +148,17 @@ def evaluate(
     segments: dict[str, dict[str, float]] = {}
     counts: dict[str, dict[str, int]] = {}
     for name, rows, targets in plan.segments(dataset.items["cold"].to_numpy()):
-        hits = hit_matrix(ranked[rows], targets.indptr, targets.items)
-        values = mean_metrics(hits, targets.counts, ks)
+        hits = hit_matrix(ranked[rows], targets)
+        n_targets = list_lengths(targets)
+        values = mean_metrics(hits, n_targets, ks)
         for k in ks:
             values[f"coverage@{k}"] = coverage(ranked[rows], dataset.n_items, k)
         if block is not None:  # the candidates, in retrieval order, as a ranking of their own
-            retrieved = hit_matrix(block[rows], targets.indptr, targets.items)
-            found = mean_metrics(retrieved, targets.counts, widths, ("recall", "hit_rate"))
+            retrieved = hit_matrix(block[rows], targets)
+            found = mean_metrics(retrieved, n_targets, widths, ("recall", "hit_rate"))
             values |= {f"candidate_{key}": value for key, value in found.items()}
         segments[name] = values
-        counts[name] = {"users": len(rows), "targets": int(targets.counts.sum())}
+        counts[name] = {"users": len(rows), "targets": int(n_targets.sum())}
     return {
         "protocol": "full" if candidates is None else "candidates",
         "segments": segments,
@@ -178,8 +175,8 @@ class EvaluationPlan:
 
     users: np.ndarray
     n_with_history: int
-    history: Csr
-    targets: Csr
+    history: sparse.csr_array
+    targets: sparse.csr_array
     excluded: dict[str, int]
 
     @classmethod
@@ -195,32 +192,30 @@ class EvaluationPlan:
         only_repeats = np.setdiff1d(np.unique(test_keys // dataset.n_items), tested)
         has_history = np.isin(tested, history_keys // dataset.n_items)
         users = np.concatenate([tested[has_history], tested[~has_history]])
-        history = _csr_of_keys(history_keys, dataset.n_items, dataset.n_users)
-        targets = _csr_of_keys(target_keys, dataset.n_items, dataset.n_users)
+        history = _lists_of_keys(history_keys, dataset.n_items, dataset.n_users)
+        targets = _lists_of_keys(target_keys, dataset.n_items, dataset.n_users)
         excluded = {
             "users_without_history": int((~has_history).sum()),
             "targets_in_history": int(repeat.sum()),
             "users_with_only_repeat_targets": len(only_repeats),
         }
-        return cls(
-            users, int(has_history.sum()), history.select(users), targets.select(users), excluded
-        )
+        return cls(users, int(has_history.sum()), history[users], targets[users], excluded)
 
-    def segments(self, cold_item: np.ndarray) -> Iterator[tuple[str, np.ndarray, Csr]]:
+    def segments(self, cold_item: np.ndarray) -> Iterator[tuple[str, np.ndarray, sparse.csr_array]]:
         """``(name, rows of users, their targets)`` for each of :data:`SEGMENTS`."""
         rows = np.arange(self.n_with_history)
-        all_targets = self.targets.select(rows)
+        all_targets = self.targets[rows]
         yield "all", rows, all_targets
         for name, mask in (("warm", ~cold_item), ("cold", cold_item)):
-            part = all_targets.where(mask)
-            kept = np.flatnonzero(part.counts > 0)
-            yield name, kept, part.select(kept)
+            part = keep_items(all_targets, mask)
+            kept = np.flatnonzero(list_lengths(part) > 0)
+            yield name, kept, part[kept]
         rest = np.arange(self.n_with_history, len(self.users))
-        yield "cold_users", rest, self.targets.select(rest)
+        yield "cold_users", rest, self.targets[rest]
 
 
-def _csr_of_keys(keys: np.ndarray, n_items: int, n_users: int) -> Csr:
-    return Csr.of(keys // n_items, keys % n_items, n_users)
+def _lists_of_keys(keys: np.ndarray, n_items: int, n_users: int) -> sparse.csr_array:
+    return item_lists(keys // n_items, keys % n_items, n_users, n_items)
 
 
 def selection_score(model: Scorer, view: Dataset, k: int = 20) -> float:

@@ -5,7 +5,8 @@ A call (:meth:`LLM.complete`, or :meth:`LLM.batch` for many):
 
 1. cache lookup by :func:`~coldrec.llm.base.request_key`; a hit costs nothing;
 2. otherwise the backend generates; timeouts, 429 and 5xx (:class:`TransientLLMError`)
-   are retried with exponential back-off (``backoff_s · 2^attempt``, ``retries`` times);
+   are retried with exponential back-off (tenacity: ``backoff_s · 2^attempt``,
+   ``retries`` times);
    the answer is committed to the cache at once;
 3. with a schema, the JSON is extracted (:func:`~coldrec.llm.parse.extract_json`); if
    there is none, the model is asked once more (the bad answer shown, "JSON only");
@@ -28,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
+import tenacity
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coldrec._util.io import cache_root
@@ -189,20 +191,19 @@ class LLM:
 
     def _generate(self, request: Request, key: str) -> Completion:
         start = time.perf_counter()
-        for attempt in range(self.config.retries + 1):
-            try:
-                generation = self.backend.generate(request)
-            except TransientLLMError as error:
-                if attempt == self.config.retries:
-                    return Completion("", latency_s=time.perf_counter() - start, error=str(error))
-                time.sleep(self.config.backoff_s * 2**attempt)
-            except LLMError as error:
-                return Completion("", latency_s=time.perf_counter() - start, error=str(error))
-            else:
-                if self.cache is not None:
-                    self.cache.put(key, generation, {"stage": request.stage})
-                return self._completion(request, generation, time.perf_counter() - start)
-        raise AssertionError("unreachable")  # the loop always returns
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientLLMError),
+            stop=tenacity.stop_after_attempt(self.config.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.config.backoff_s),
+            reraise=True,
+        )
+        try:
+            generation = retrying(self.backend.generate, request)
+        except LLMError as error:  # not worth retrying, or still failing after the retries
+            return Completion("", latency_s=time.perf_counter() - start, error=str(error))
+        if self.cache is not None:
+            self.cache.put(key, generation, {"stage": request.stage})
+        return self._completion(request, generation, time.perf_counter() - start)
 
     @staticmethod
     def _completion(

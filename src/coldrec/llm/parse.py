@@ -166,7 +166,7 @@ def project_scored(
     for row in rows:
         score = _score(row.get("score") if isinstance(row, dict) else None, low, high)
         match = _project([row], lookup, fuzzy).values if score is not None else []
-        if not match or match[0] in (value for value, _ in values):
+        if score is None or not match or match[0] in (value for value, _ in values):
             dropped += 1
         else:
             values.append((match[0], score))

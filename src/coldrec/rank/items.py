@@ -71,6 +71,8 @@ class IdItems(nn.Module):
 class DeltaItems(nn.Module):
     """``e_i = map(c_i) + Δ_i`` for the catalogue; free vectors for special tokens."""
 
+    content: torch.Tensor
+
     def __init__(
         self, content: np.ndarray, dim: int, extra_tokens: int, config: DeltaConfig
     ) -> None:
@@ -106,6 +108,9 @@ class DeltaItems(nn.Module):
 
 class _FrozenProjection(nn.Module):
     """``(x − mean) @ matrix`` with fixed ``mean`` and ``matrix``."""
+
+    mean: torch.Tensor
+    matrix: torch.Tensor
 
     def __init__(self, mean: np.ndarray, matrix: torch.Tensor) -> None:
         super().__init__()

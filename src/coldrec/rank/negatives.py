@@ -6,8 +6,9 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from scipy import sparse
 
-from coldrec._util.sparse import Csr, hit_matrix
+from coldrec._util.sparse import hit_matrix
 from coldrec.data.candidates import Candidates
 
 __all__ = ["NegativeSampler", "PoolSampler", "UniformSampler"]
@@ -50,16 +51,16 @@ class PoolSampler:
         candidates: Candidates,
         n_users: int,
         removed: np.ndarray,
-        seen: Csr,
+        seen: sparse.csr_array,
         fallback: NegativeSampler,
     ) -> PoolSampler:
         """Pools from retrieved candidates (Dataset item ids): items in ``removed`` (a
         per-item bool mask, e.g. cold items) or among the user's ``seen`` items (rows =
         user ids) are blanked to ``-1``."""
         items = candidates.items
-        rows = seen.select(candidates.users)
+        rows = seen[candidates.users]
         valid = (items >= 0) & ~removed[np.maximum(items, 0)]
-        valid &= ~hit_matrix(items, rows.indptr, rows.items)
+        valid &= ~hit_matrix(items, rows)
         pools = np.full((n_users, max(candidates.width, 1)), -1, dtype=np.int64)
         pools[candidates.users, : items.shape[1]] = np.where(valid, items, -1)
         return cls(torch.as_tensor(pools), fallback)

@@ -110,7 +110,8 @@ def run_ranking(
         model = SequentialRecommender(config.model, labels, negatives)
         model.fit(dataset, generator=config.generator())
     fitted = time.perf_counter()
-    alpha, curve = config.alpha, []
+    alpha = config.alpha
+    curve: list[dict[str, float]] = []
     if choose:
         if sweep is None:
             assert model.validation_model is not None  # early stopping is checked above

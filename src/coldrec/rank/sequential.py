@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coldrec._util.sparse import Csr
+from coldrec._util.sparse import item_lists
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.encode import TextEncoder
@@ -141,9 +141,8 @@ class SequentialRecommender(TrainedModel):
         if not self.config.hard_negatives or self.negatives is None:
             return uniform
         lengths = [len(s) for s in sequences]
-        seen = Csr.of(
-            np.repeat(np.arange(len(sequences)), lengths), np.concatenate(sequences), len(sequences)
-        )
+        rows = np.repeat(np.arange(len(sequences)), lengths)
+        seen = item_lists(rows, np.concatenate(sequences), len(sequences), dataset.n_items)
         return PoolSampler.from_candidates(self.negatives, dataset.n_users, ~in_history, seen,
                                            uniform)  # fmt: skip
 

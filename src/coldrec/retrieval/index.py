@@ -12,8 +12,9 @@ from typing import Literal
 import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy import sparse
 
-from coldrec._util.sparse import Csr, hit_matrix
+from coldrec._util.sparse import hit_matrix, list_lengths
 from coldrec.data.candidates import Candidates
 
 __all__ = ["IndexConfig", "build_index", "search"]
@@ -42,6 +43,7 @@ def build_index(item_vectors: np.ndarray, config: IndexConfig | None = None) -> 
     config = config or IndexConfig()
     vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
     n_items, dim = vectors.shape
+    index: faiss.Index
     if config.kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif config.kind == "ivf":
@@ -63,7 +65,7 @@ def search(
     users: np.ndarray,
     user_vectors: np.ndarray,
     top_m: int,
-    exclude: Csr | None = None,
+    exclude: sparse.csr_array | None = None,
     batch_size: int = 4096,
 ) -> Candidates:
     """The ``top_m`` best items per user by inner product, best first, never an item of
@@ -71,8 +73,8 @@ def search(
     items, scores = [], []
     for start in range(0, len(users), batch_size):
         rows = np.arange(start, min(start + batch_size, len(users)))
-        excluded = exclude.select(rows) if exclude is not None else None
-        extra = int(excluded.counts.max(initial=0)) if excluded is not None else 0
+        excluded = exclude[rows] if exclude is not None else None
+        extra = int(list_lengths(excluded).max(initial=0)) if excluded is not None else 0
         k = min(top_m + extra, index.ntotal)
         if hasattr(index, "hnsw"):
             index.hnsw.efSearch = max(index.hnsw.efSearch, k)
@@ -81,7 +83,7 @@ def search(
         )
         keep = found >= 0
         if excluded is not None:
-            keep &= ~hit_matrix(found, excluded.indptr, excluded.items)
+            keep &= ~hit_matrix(found, excluded)
         # Move kept entries to the front of each row, preserving their order.
         order = np.argsort(~keep, axis=1, kind="stable")[:, :top_m]
         kept = np.take_along_axis(keep, order, axis=1)

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
+from scipy import sparse
 
-from coldrec._util.sparse import Csr
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
@@ -49,7 +49,7 @@ def retrieve(
     users: np.ndarray,
     user_vectors: np.ndarray,
     item_vectors: np.ndarray,
-    history: Csr,
+    history: sparse.csr_array,
     config: RetrieveConfig,
 ) -> Candidates:
     """The top-M items of each of ``users`` (rows of ``user_vectors`` by user id), never

@@ -345,7 +345,7 @@ class SubcategoryStage(Stage):
         """Most history items first, then the best-ranked candidate."""
         subcategory = self.catalogue.item_subcategory
         in_history = Counter(int(subcategory[i]) for i in run.seen)
-        first_rank = {}
+        first_rank: dict[int, int] = {}
         for rank, item in enumerate(run.candidates.tolist()):
             first_rank.setdefault(int(subcategory[item]), rank)
         never = len(run.candidates)

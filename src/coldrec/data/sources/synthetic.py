@@ -610,7 +610,7 @@ def _choose_items(
         if len(idx) == 0:
             return items
     for i in idx:
-        _fallback(rng, events, cat, items, i)
+        _fallback(rng, events, cat, items, int(i))
     return items
 
 

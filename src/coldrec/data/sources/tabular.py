@@ -159,7 +159,8 @@ def _seconds(column: pd.Series) -> pd.Series:
     text = numbers.isna() & column.notna()
     if text.any():
         stamps = pd.to_datetime(column[text], errors="coerce", utc=True, format="mixed")
-        numbers[text] = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        seconds = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        numbers[text] = seconds.astype("float64")
     return numbers.map(np.floor)
 
 

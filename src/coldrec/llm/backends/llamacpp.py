@@ -11,7 +11,7 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -98,8 +98,9 @@ class LlamaCppBackend(Backend):
                 )
             except (ValueError, RuntimeError) as error:  # e.g. the prompt exceeds n_ctx
                 raise LLMError(f"{self.identity}: {error}") from error
-        usage = out.get("usage") or {}
-        text = out["choices"][0]["message"].get("content") or ""
+        response = cast(dict[str, Any], out)  # not streamed: one response
+        usage = response.get("usage") or {}
+        text = response["choices"][0]["message"].get("content") or ""
         return Generation(
             text, Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
         )
