@@ -21,9 +21,10 @@ from coldrec.llm.backends import ReplayConfig
 from coldrec.llm.backends.replay import ReplayBackend
 from coldrec.llm.base import Generation, Request
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
+from coldrec.supervision.catalogue import Catalogue
 from coldrec.supervision.labels import LabelRules, labels_from_rankings, read_labels
 from coldrec.supervision.run import SuperviseConfig, eligible_users, run_supervision
-from coldrec.supervision.stages import Catalogue, run_stages, stages_for
+from coldrec.supervision.stages import run_stages, stages_for
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +348,7 @@ def test_the_answer_budget_grows_with_the_longest_labels() -> None:
 
 
 def test_allowed_values_are_grammar_safe_and_unique() -> None:
-    from coldrec.supervision.stages import labelled
+    from coldrec.supervision.catalogue import labelled
 
     got = labelled(['Comb 8" Black', 'Comb 8" Black', "Back\\slash"], [4, 9, 2])
     assert got == {"Comb 8'' Black": 4, "Comb 8'' Black (#9)": 9, "Back/slash": 2}

@@ -40,15 +40,9 @@ from coldrec.data.taxonomy import Taxonomy, TaxonomyConfig, build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig, load_vectors
 from coldrec.errors import DataError
 from coldrec.llm import LLM, LLMConfig
+from coldrec.supervision.catalogue import Catalogue, StagesConfig, UserRun
 from coldrec.supervision.labels import LabelRules, labels_from_rankings, write_labels
-from coldrec.supervision.stages import (
-    Catalogue,
-    StagesConfig,
-    UserRun,
-    keywords_in,
-    run_stages,
-    stages_for,
-)
+from coldrec.supervision.stages import keywords_in, run_stages, stages_for
 
 __all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
 
