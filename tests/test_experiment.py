@@ -151,3 +151,11 @@ def test_a_finished_demo_run_keeps_models_that_give_its_metrics_in_a_new_process
     for folder, segments in json.loads(found).items():
         written = json.loads((run / folder / "metrics-seed0.json").read_text())["segments"]
         assert segments == written  # exactly, every metric of every segment
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_experiment_config_is_valid(path: Path) -> None:
+    config = validate(ExperimentConfig, read_yaml(path))
+    assert config.name == path.stem  # the run folder is named after the file
