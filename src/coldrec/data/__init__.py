@@ -1,4 +1,6 @@
-"""Data: raw sources → canonical frames → prepared :class:`Dataset`."""
+"""Data: raw sources → canonical frames → prepared :class:`Dataset`; the taxonomy
+(``coldrec.data.taxonomy``) and the retrieved candidates (``coldrec.data.candidates``),
+the hand-offs later stages read."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Evaluation: metrics on whole matrices, the full-ranking and candidate protocols with
-cold/warm segments, runs that write metrics files, and reports rendered from them."""
+cold/warm segments, and reports rendered from metrics files."""
 
 from __future__ import annotations
 

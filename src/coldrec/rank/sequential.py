@@ -3,9 +3,11 @@
 The networks are in :mod:`coldrec.rank.network` and its subclasses.
 
 Training: ``L_main + λ_sim·L_sim + λ_pair·L_pair`` (:mod:`coldrec.rank.losses`), in
-batches of sequences of about the same length (:func:`length_batches`; attention
+batches of sequences of about the same length
+(:func:`~coldrec.rank.batching.length_batches`; attention
 networks then drop the padding columns no sequence of the batch needs), each batch's
-``L_main`` weighted by its number of targets (:func:`target_weights`), so that every
+``L_main`` weighted by its number of targets
+(:func:`~coldrec.rank.batching.target_weights`), so that every
 target of an epoch counts the same whatever the length of its sequence.
 ``L_main``: every target of every training sequence against ``n_negatives`` sampled
 items, drawn per sequence (uniform over trained items, or hard negatives from the user's

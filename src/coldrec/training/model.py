@@ -160,8 +160,8 @@ class TrainedModel(ABC):
             raise ConfigError("validate chooses the epochs on validation: set early_stopping")
         self._use(generator)
         view = valid if valid is not None else validation_view(dataset, self.config.valid_share)
-        self.training_log = TrainingLog(validation=self._train(view, self.config.training.epochs,
-                                                                validate=True))  # fmt: skip
+        log = self._train(view, self.config.training.epochs, validate=True)
+        self.training_log = TrainingLog(validation=log)
         self.validation_model = self._copy()
         self._validated = dataset
         return self
