@@ -34,9 +34,12 @@ MODELS = {
         SASRecConfig(early_stopping=False, training=TrainingConfig(epochs=EPOCHS, batch_size=256))
     ),
     "SASRec, full softmax": lambda: SequentialRecommender(
-        SASRecConfig(early_stopping=False, loss="full",
-                     training=TrainingConfig(epochs=EPOCHS, batch_size=256, lr=1e-3))
-    ),  # fmt: skip
+        SASRecConfig(
+            early_stopping=False,
+            loss="full",
+            training=TrainingConfig(epochs=EPOCHS, batch_size=256, lr=1e-3),
+        )
+    ),
     "Two-Tower": lambda: TwoTower(
         TwoTowerConfig(early_stopping=False, training=TrainingConfig(epochs=EPOCHS))
     ),
