@@ -3,6 +3,7 @@ known answers on tiny hand-made data, save → load → the same scores, seeding
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,14 @@ def test_a_seed_fixes_the_model_and_leaves_the_global_generator_alone(cycle: Dat
     other = SequentialRecommender(config).fit(cycle, generator=seeded(6)).score(users)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other, equal_nan=True)
+
+
+def test_a_saved_model_is_readable_like_every_other_artifact(
+    tmp_path: Path, cycle: Dataset
+) -> None:
+    model = TwoTower(TWO_TOWER.model_copy(update={"training": TrainingConfig(epochs=1)}))
+    folder = model.fit(cycle, generator=seeded()).save(tmp_path / "tw")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from coldrec import __version__
-from coldrec._util.io import atomic_dir, read_json, write_json_atomic
+from coldrec._util.io import atomic_dir, atomic_write, read_json, write_json_atomic
 from coldrec.data.dataset import Dataset
 from coldrec.errors import DataError
 from coldrec.training.loop import TrainingLog
@@ -99,7 +99,9 @@ def write_saved(
         **extra,
     }
     with atomic_dir(Path(folder), marker=SIDECAR) as tmp:
-        save_file({name: t.detach().contiguous() for name, t in tensors.items()}, tmp / WEIGHTS)
+        weights = save({name: t.detach().contiguous() for name, t in tensors.items()})
+        with atomic_write(tmp / WEIGHTS) as path:  # save_file would leave the file 0600
+            path.write_bytes(weights)
         model._write_files(tmp)
         write_json_atomic(tmp / SIDECAR, sidecar)
     return Path(folder).resolve()
