@@ -193,7 +193,7 @@ def test_recbole_atomic_files(tmp_path: Path) -> None:
     assert frames.interactions["ts"].tolist() == [881250949, 881250950]
     assert frames.interactions["rating"].tolist() == [4.0, 2.0]
     assert frames.skipped.examples == [
-        f"{inter}:4: not a number (could not convert string to float: 'x')",
+        f"{inter}:4: field 'rating' is not a number: 'x'",
         f"{inter}:5: 3 cells, header has 4",
     ]
     toy = frames.items.iloc[0]

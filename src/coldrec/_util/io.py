@@ -30,6 +30,7 @@ __all__ = [
     "atomic_dir",
     "atomic_write",
     "cache_root",
+    "decode_json",
     "file_sha256",
     "json_hash",
     "open_bytes",
@@ -90,16 +91,40 @@ def json_hash(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:length]
 
 
+def decode_json(text: str) -> Any:
+    """``json.loads``, refusing with a :class:`ValueError` whose message quotes nothing
+    of the input: bad JSON, a number of more than 4,300 digits, nesting too deep for
+    Python's recursion limit."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg})") from None
+    except ValueError:
+        raise ValueError(_HUGE_NUMBER) from None
+    except RecursionError:
+        raise ValueError(_TOO_DEEP) from None
+
+
+_HUGE_NUMBER = "not valid JSON (a number of more than 4,300 digits)"
+_TOO_DEEP = "not valid JSON (nested too deeply)"
+
+
 def read_json(path: Path) -> Any:
     """Parse a UTF-8 JSON file, naming the file and position on a malformed one."""
     with open_bytes(path) as handle:
         data = handle.read()
     try:
-        return json.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except ValueError:
+        raise DataError(f"{path}: {_HUGE_NUMBER}") from None
+    except RecursionError:
+        raise DataError(f"{path}: {_TOO_DEEP}") from None
 
 
 def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -111,11 +136,11 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 line = raw.decode("utf-8")
                 if line.strip():
-                    yield number, json.loads(line)
+                    yield number, decode_json(line)
             except UnicodeDecodeError:
                 raise DataError(f"{path}:{number}: not UTF-8 text") from None
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            except ValueError as exc:
+                raise DataError(f"{path}:{number}: {exc}") from None
 
 
 @contextmanager

@@ -31,11 +31,12 @@ from typing import Any
 import pandas as pd
 
 from coldrec._util.io import open_bytes
-from coldrec.errors import DataError
+from coldrec.errors import DataError, brief
 
 __all__ = [
     "INTERACTION_COLUMNS",
     "ITEM_COLUMNS",
+    "MAX_ABS_TIME",
     "Frames",
     "SkippedLines",
     "clean_text",
@@ -43,12 +44,17 @@ __all__ = [
     "iter_lines",
     "make_interactions",
     "make_items",
+    "number_problem",
     "parse_price",
+    "text_problem",
 ]
 
 INTERACTION_COLUMNS = ("user", "item", "ts", "rating")
 ITEM_COLUMNS = ("item", "title", "categories", "brand", "price", "description")
 _EXAMPLES_KEPT = 5
+MAX_ABS_TIME = 10**15
+"""A time (Unix seconds, or a position) must lie within ±this: larger values (1e19, 1e300)
+do not fit the int64 column and are no time anyone meant."""
 
 
 @dataclass
@@ -98,6 +104,10 @@ class Frames:
     files: tuple[Path, ...] = ()
     skipped: SkippedLines = field(default_factory=SkippedLines)
 
+    def where(self) -> str:
+        """The input files (by name), or the source kind, for messages."""
+        return ", ".join(path.name for path in self.files) or f"the {self.source} source"
+
     def __post_init__(self) -> None:
         for name, frame, columns in (
             ("interactions", self.interactions, INTERACTION_COLUMNS),
@@ -106,17 +116,26 @@ class Frames:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
                 raise DataError(f"{self.source}: {name} frame lacks column(s) {missing}")
+        why = f" ({self.skipped.summary()})" if self.skipped.total else ""
         if self.interactions.empty:
             where = ", ".join(str(f) for f in self.files) or self.source
-            why = f" ({self.skipped.summary()})" if self.skipped.total else ""
             raise DataError(f"no interactions could be read from {where}{why}")
+        if self.items.empty:
+            where = str(self.files[-1]) if self.files else self.source
+            raise DataError(f"no item records could be read from {where}{why}")
 
 
 def iter_lines(path: Path, skipped: SkippedLines) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for each non-blank UTF-8 line of a (``.gz``) file;
-    a line that is not UTF-8 is recorded in ``skipped``."""
+    a line that is not UTF-8 is recorded in ``skipped``. A file whose lines end in a
+    carriage return alone (classic Mac) is refused, naming it."""
     with open_bytes(path) as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and b"\r" in raw.rstrip(b"\r\n"):
+                raise DataError(
+                    f"{path}: lines end in a carriage return alone (classic Mac line ends); "
+                    "convert them to LF or CRLF"
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -124,6 +143,30 @@ def iter_lines(path: Path, skipped: SkippedLines) -> Iterator[tuple[int, str]]:
                 continue
             if line.strip():
                 yield number, line
+
+
+def text_problem(field_name: str, value: Any) -> str | None:
+    """Why a text field (or a list of them, nested) is not Unicode text: an escaped lone
+    surrogate such as ``"\\ud800"`` decodes to a string no file can hold."""
+    if isinstance(value, list | tuple):
+        return next((p for v in value if (p := text_problem(field_name, v))), None)
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (f"field '{field_name}' holds an unpaired surrogate "
+                    f"({value[exc.start]!a}), not Unicode text")  # fmt: skip
+    return None
+
+
+def number_problem(field_name: str, value: Any, limit: float = MAX_ABS_TIME) -> str | None:
+    """Why ``value`` is not a usable number: not a number, a bool, NaN, infinite, or
+    beyond ±``limit`` (checked without converting a huge integer to float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        return f"field '{field_name}' is not a number: {brief(value)}"
+    if not (-limit < value < limit):
+        return f"field '{field_name}' is out of range (±{limit:.0e}): {brief(value)}"
+    return None
 
 
 _SPACES = re.compile(r"\s+")
@@ -140,26 +183,30 @@ def clean_text(value: Any) -> str | None:
 
 
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+_MAX_PRICE = 10**12
 
 
 def parse_price(value: Any) -> float | None:
     """A price as float: numbers pass through, text like ``"$1,012.99"`` is parsed.
 
-    A range such as ``"$5.00 - $9.00"`` gives its lower end; text without a number
-    gives ``None``.
+    A range such as ``"$5.00 - $9.00"`` gives its lower end; text without a number, and
+    a number that is no price (NaN, infinite, negative, 10¹² or more), give ``None``.
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return None if math.isnan(value) else float(value)
-    match = _NUMBER.search(str(value))
-    return float(match.group().replace(",", "")) if match else None
+    if not isinstance(value, int | float):
+        match = _NUMBER.search(str(value)[:1000])
+        value = float(match.group().replace(",", "")) if match else None
+    return float(value) if value is not None and 0 <= value < _MAX_PRICE else None
 
 
-def item_record(raw: Mapping[str, Any], item: Any, categories: list[list[str]]) -> dict[str, Any]:
+def item_record(
+    raw: Mapping[str, Any], item: Any, categories: list[list[str]]
+) -> dict[str, Any] | str:
     """An item record for :func:`make_items`: ``item`` and ``categories`` as given, the
-    text fields and price taken from ``raw`` (absent ones become ``None``)."""
-    return {
+    text fields and price taken from ``raw`` (absent ones become ``None``); or the
+    reason it cannot be one (a field that is not Unicode text)."""
+    record = {
         "item": item,
         "title": raw.get("title"),
         "categories": categories,
@@ -167,6 +214,9 @@ def item_record(raw: Mapping[str, Any], item: Any, categories: list[list[str]]) 
         "price": raw.get("price"),
         "description": raw.get("description"),
     }
+    texts = ((name, record[name]) for name in ("item", "title", "categories", "brand",
+                                               "description"))  # fmt: skip
+    return next((p for name, value in texts if (p := text_problem(name, value))), record)
 
 
 def make_interactions(

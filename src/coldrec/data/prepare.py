@@ -102,19 +102,19 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     if config.kcore:
         interactions = _kcore(interactions, config.kcore, counts)
     if interactions.empty:
-        raise DataError(f"no interactions left after filtering {frames.source} data: {counts}")
+        raise DataError(f"{frames.where()}: no interactions left after filtering: {_lost(counts)}")
     # A stable sort keeps the input order among equal timestamps (thesis §3.2).
     interactions = interactions.sort_values("ts", kind="stable", ignore_index=True)
     kind = config.split or ("loo" if frames.order_only else "global-time")
     if kind == "global-time" and frames.order_only:
         raise DataError(
-            f"{frames.source} data are order-only (no timestamps): a global time split is "
-            "meaningless; use --split loo, user-ratio or item-holdout"
+            f"{frames.where()}: the data are order-only (no timestamps): a global time split "
+            "is meaningless; use --split loo, user-ratio or item-holdout"
         )
     interactions["split"] = pd.Categorical(
         _SPLITTERS[kind](interactions, config), categories=["train", "valid", "test"]
     )
-    _require_train_and_test(interactions["split"], kind, config)
+    _require_train_and_test(interactions["split"], kind, config, frames.where())
     interactions, items, users = _index(interactions, items, counts, config.cold_max_count)
     meta = _meta(frames, config, kind, interactions, items, users, counts)
     dropped = ("dropped_no_metadata", "dropped_low_rating", "duplicates_removed", "kcore_removed")
@@ -131,12 +131,27 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     return Dataset(interactions=interactions, items=items, users=users, meta=meta)
 
 
-def _require_train_and_test(split: pd.Series, kind: str, config: PrepareConfig) -> None:
+def _lost(counts: dict[str, int]) -> str:
+    """What the filters removed, from the counts of :func:`prepare`."""
+    reasons = {
+        "dropped_no_metadata": "on an item without title or category",
+        "dropped_low_rating": "rated below weak_rating",
+        "duplicates_removed": "duplicates",
+        "kcore_removed": "removed by the k-core",
+    }
+    lost = [f"{counts[k]:,} {why}" for k, why in reasons.items() if counts.get(k)]
+    return f"of {counts['raw_interactions']:,} interactions, " + "; ".join(lost)
+
+
+def _require_train_and_test(
+    split: pd.Series, kind: str, config: PrepareConfig, where: str = "the data"
+) -> None:
     sizes = split.value_counts()
     empty = [name for name in ("train", "test") if sizes.get(name, 0) == 0]
     if empty:
         raise DataError(
-            f"the {kind} split of {len(split)} interactions leaves {' and '.join(empty)} empty "
+            f"{where}: the {kind} split of {len(split)} interactions leaves "
+            f"{' and '.join(empty)} empty "
             f"(train_share={config.train_share}, valid_share={config.valid_share}, "
             f"holdout_share={config.holdout_share})"
         )
@@ -145,11 +160,17 @@ def _require_train_and_test(split: pd.Series, kind: str, config: PrepareConfig) 
 def item_text(title: str | None, categories: list[list[str]]) -> str:
     """The text an item is encoded from: ``"title | cat > sub > leaf"``.
 
-    The path is the longest of the item's category paths (the first among equals); a
-    missing title or path leaves just the other part.
+    The path is the longest of the item's category paths (the first among equals). When
+    every path is one label (a genre list such as ``Adventure|Animation``), all labels
+    are kept: ``"title | Adventure, Animation"``. A missing title or path leaves just the
+    other part.
     """
-    path = max(categories, key=len, default=[])
-    parts = [p for p in (title if isinstance(title, str) else "", " > ".join(path)) if p]
+    if len(categories) > 1 and all(len(path) == 1 for path in categories):
+        described = ", ".join(path[0] for path in categories)
+    else:
+        longest: list[str] = max(categories, key=len, default=[])
+        described = " > ".join(longest)
+    parts = [p for p in (title if isinstance(title, str) else "", described) if p]
     return " | ".join(parts)
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from coldrec._util.io import require_file
-from coldrec.data.frames import Frames, SkippedLines, iter_lines, make_interactions, make_items
+from coldrec._util.io import decode_json, require_file
+from coldrec.data.frames import (
+    Frames,
+    SkippedLines,
+    iter_lines,
+    make_interactions,
+    make_items,
+    number_problem,
+    text_problem,
+)
 
 __all__ = ["MetaParser", "load_amazon", "read_reviews"]
 
@@ -50,9 +56,9 @@ def read_reviews(path: Path, skipped: SkippedLines) -> pd.DataFrame:
     ratings: list[float | None] = []
     for number, line in iter_lines(path, skipped):
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            skipped.add(path, number, f"not valid JSON ({exc.msg})")
+            row = decode_json(line)
+        except ValueError as exc:
+            skipped.add(path, number, str(exc))
             continue
         problem = _review_problem(row)
         if problem:
@@ -66,25 +72,16 @@ def read_reviews(path: Path, skipped: SkippedLines) -> pd.DataFrame:
     return make_interactions(users, items, times, ratings)
 
 
-def _is_number(value: Any) -> bool:
-    """A finite JSON number of a sane size (not a bool, NaN, infinity or 1e30)."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and abs(value) < 1e15
-    )
-
-
 def _review_problem(row: Any) -> str | None:
     if not isinstance(row, dict):
         return "not a JSON object"
     for key in ("reviewerID", "asin", "unixReviewTime"):
         if row.get(key) in (None, ""):
             return f"field '{key}' is missing"
-    if not _is_number(row["unixReviewTime"]):
-        return f"field 'unixReviewTime' is not a number: {row['unixReviewTime']!r}"
     rating = row.get("overall")
-    if rating is not None and not _is_number(rating):
-        return f"field 'overall' is not a number: {rating!r}"
-    return None
+    return (
+        text_problem("reviewerID", row["reviewerID"])
+        or text_problem("asin", row["asin"])
+        or number_problem("unixReviewTime", row["unixReviewTime"])
+        or (None if rating is None else number_problem("overall", rating, limit=1e6))
+    )

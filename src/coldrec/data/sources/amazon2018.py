@@ -8,10 +8,10 @@ paragraphs) and ``price`` as text such as ``"$12.99"``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
+from coldrec._util.io import decode_json
 from coldrec.data.frames import Frames, item_record
 from coldrec.data.sources._amazon import load_amazon
 from coldrec.data.sources._base import SourceBase
@@ -35,9 +35,9 @@ class Amazon2018Source(SourceBase):
 def _meta_record(line: str) -> dict[str, Any] | str:
     """The canonical item record of a 2018 meta line, or the reason it is malformed."""
     try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON ({exc.msg})"
+        raw = decode_json(line)
+    except ValueError as exc:
+        return str(exc)
     if not isinstance(raw, dict):
         return "not a JSON object"
     if raw.get("asin") in (None, ""):

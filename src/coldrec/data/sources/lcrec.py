@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coldrec._util.io import read_json, require_file
-from coldrec.data.frames import Frames, SkippedLines, item_record, make_interactions, make_items
+from coldrec.data.frames import (
+    MAX_ABS_TIME,
+    Frames,
+    SkippedLines,
+    item_record,
+    make_interactions,
+    make_items,
+    text_problem,
+)
 from coldrec.data.sources._base import SourceBase
-from coldrec.errors import DataError
+from coldrec.errors import DataError, brief
 
 __all__ = ["LCRecSource"]
 
@@ -37,8 +45,9 @@ class LCRecSource(SourceBase):
         items: list[str] = []
         positions: list[int] = []
         for user, sequence in _object(inter_path).items():
-            if not isinstance(sequence, list):
-                skipped.add(inter_path, None, f"user {user!r}: value is not a list")
+            problem = _sequence_problem(user, sequence)
+            if problem:
+                skipped.add(inter_path, None, f"user {brief(user)}: {problem}")
                 continue
             users.extend([user] * len(sequence))
             items.extend(str(i) for i in sequence)
@@ -47,7 +56,7 @@ class LCRecSource(SourceBase):
         for item, raw in _object(item_path).items():
             record = _item_record(item, raw)
             if isinstance(record, str):
-                skipped.add(item_path, None, f"item {item!r}: {record}")
+                skipped.add(item_path, None, f"item {brief(item)}: {record}")
                 continue
             records.append(record)
         return Frames(
@@ -67,6 +76,16 @@ def _object(path: Path) -> dict[str, Any]:
             f"{path}: expected a JSON object at the top level, got {type(data).__name__}"
         )
     return data
+
+
+def _sequence_problem(user: str, sequence: Any) -> str | None:
+    if not isinstance(sequence, list):
+        return "value is not a list"
+    if not all(isinstance(i, str | int) and not isinstance(i, bool) for i in sequence):
+        return "an item is neither a string nor an integer"
+    if any(isinstance(i, int) and abs(i) >= MAX_ABS_TIME for i in sequence):
+        return "an item id is a number too large to be an id"
+    return text_problem("user", user) or text_problem("items", sequence)
 
 
 def _item_record(item: str, raw: Any) -> dict[str, Any] | str:

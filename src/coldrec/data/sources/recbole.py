@@ -15,9 +15,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coldrec._util.io import require_file
-from coldrec.data.frames import Frames, SkippedLines, iter_lines, make_interactions, make_items
+from coldrec.data.frames import (
+    MAX_ABS_TIME,
+    Frames,
+    SkippedLines,
+    iter_lines,
+    make_interactions,
+    make_items,
+    number_problem,
+)
 from coldrec.data.sources._base import SourceBase
-from coldrec.errors import DataError
+from coldrec.errors import DataError, brief
 
 __all__ = ["CATEGORY_FIELDS", "TITLE_FIELDS", "RecBoleSource"]
 
@@ -53,16 +61,16 @@ class RecBoleSource(SourceBase):
         order_only = self.time_field not in header
         users, items, times, ratings = [], [], [], []
         for number, row in rows:
-            try:
-                ts = number if order_only else int(float(row[self.time_field]))
-                rating = row.get(self.rating_field)
-                ratings.append(float(rating) if rating not in (None, "") else None)
-            except ValueError as exc:
-                skipped.add(inter_path, number, f"not a number ({exc})")
+            ts = number if order_only else _number(row, self.time_field)
+            has_rating = bool(row.get(self.rating_field))
+            rating = _number(row, self.rating_field, limit=1e6) if has_rating else None
+            if isinstance(ts, str) or isinstance(rating, str):
+                skipped.add(inter_path, number, ts if isinstance(ts, str) else str(rating))
                 continue
             users.append(row[self.user_field])
             items.append(row[self.item_field])
-            times.append(ts)
+            times.append(int(ts))
+            ratings.append(rating)
         return Frames(
             interactions=make_interactions(users, items, times, ratings),
             items=make_items(self._item_records(item_path, skipped)),
@@ -103,6 +111,9 @@ def _read_atomic(
     if first is None:
         raise DataError(f"{path}: empty file, expected a 'name:type' header")
     header = [cell.split(":", 1)[0].strip() for cell in first[1].rstrip("\r\n").split("\t")]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(f"{path}:1: the header repeats field(s) {brief(repeated, 200)}")
 
     def rows() -> Iterator[tuple[int, dict[str, str]]]:
         for number, line in lines:
@@ -115,7 +126,16 @@ def _read_atomic(
     return header, rows()
 
 
+def _number(row: dict[str, str], field: str, limit: float = MAX_ABS_TIME) -> float | str:
+    """The cell as a number, or why it is not one (see :func:`number_problem`)."""
+    try:
+        value = float(row[field])
+    except ValueError:
+        return f"field '{field}' is not a number: {brief(row[field])}"
+    return number_problem(field, value, limit) or value
+
+
 def _require_fields(path: Path, header: list[str], fields: tuple[str, ...]) -> None:
     missing = [f for f in fields if f not in header]
     if missing:
-        raise DataError(f"{path}:1: header lacks field(s) {missing}; it has {header}")
+        raise DataError(f"{path}:1: header lacks field(s) {missing}; it has {brief(header, 200)}")

@@ -13,23 +13,24 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from coldrec._util.io import require_file
 from coldrec.data.frames import (
     INTERACTION_COLUMNS,
+    MAX_ABS_TIME,
     Frames,
     SkippedLines,
     make_interactions,
     make_items,
 )
 from coldrec.data.sources._base import SourceBase
-from coldrec.errors import DataError
+from coldrec.errors import DataError, brief
 
 __all__ = ["TabularSource"]
 
@@ -44,8 +45,17 @@ class TabularSource(SourceBase):
     """Canonical interaction name → file column, e.g. ``{"user": "uid", "ts": "time"}``."""
     item_columns: dict[str, str] = Field(default_factory=dict)
     """Canonical item name → file column, e.g. ``{"item": "id", "title": "name"}``."""
-    level_sep: str = ">"
-    path_sep: str = "|"
+    level_sep: str = Field(">", min_length=1)
+    """Separates the levels of a category path in a text cell."""
+    path_sep: str = Field("|", min_length=1)
+    """Separates the paths of a text cell; a cell of one-level paths is a list of labels
+    (``Adventure|Animation``), all of which go into the item text."""
+
+    @model_validator(mode="after")
+    def _distinct_separators(self) -> Self:
+        if self.level_sep == self.path_sep:
+            raise ValueError(f"level_sep and path_sep are both {self.path_sep!r}: they must differ")
+        return self
 
     def load(self) -> Frames:
         inter_path = require_file(self.interactions, "interactions")
@@ -100,11 +110,18 @@ class TabularSource(SourceBase):
             if record["item"] is None:
                 skipped.add(path, *_where(path, label, f"field '{cols['item']}' is empty"))
                 continue
-            record["categories"] = self._paths(record.get("categories"))
+            paths = self._paths(record.get("categories"))
+            if isinstance(paths, str):
+                skipped.add(path, *_where(path, label, paths))
+                continue
+            record["categories"] = paths
             records.append(record)
         return records
 
-    def _paths(self, cell: Any) -> list[list[str]]:
+    def _paths(self, cell: Any) -> list[list[str]] | str:
+        """Category paths from a cell: text (paths by ``path_sep``, levels by
+        ``level_sep``), a label (a number), one path (a list of names) or a list of
+        paths; or why the cell is none of these."""
         if cell is None:
             return []
         if isinstance(cell, str):
@@ -112,41 +129,54 @@ class TabularSource(SourceBase):
                 [level.strip() for level in path.split(self.level_sep) if level.strip()]
                 for path in cell.split(self.path_sep)
             ]
-        cell = list(cell)
-        if cell and all(isinstance(level, str) for level in cell):
-            return [cell]
-        return [list(path) for path in cell]
+        if _is_name(cell):
+            return [[str(cell)]]
+        if isinstance(cell, list | tuple | np.ndarray):
+            if all(_is_name(level) for level in cell):
+                return [[str(level) for level in cell]] if len(cell) else []
+            if all(
+                isinstance(p, list | tuple | np.ndarray) and all(map(_is_name, p)) for p in cell
+            ):
+                return [[str(level) for level in path] for path in cell]
+        return f"field 'categories' is not a category path: {brief(cell)}"
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     """The table as strings (CSV/TSV) or typed columns (Parquet); fully blank rows of a
-    CSV are dropped, keeping row ``r`` on file line ``r + 2`` for messages."""
+    CSV are dropped, keeping row ``r`` on file line ``r + 1`` for messages."""
     name = path.name.lower()
     try:
         if name.endswith(".parquet"):
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-            table = pd.read_csv(
-                path,
-                sep="\t" if ".tsv" in name else ",",
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                skip_blank_lines=False,
+            table = pd.read_parquet(path)
+        elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+            # The header is read as a row: a data row with more cells than it is then an
+            # error naming the line (as a header it would silently shift or cut the row).
+            rows = pd.read_csv(path, sep="\t" if ".tsv" in name else ",", header=None,
+                               dtype=str, keep_default_na=False, na_values=[""],
+                               skip_blank_lines=False)  # fmt: skip
+            table = rows.iloc[1:].set_axis(rows.iloc[0].fillna("").tolist(), axis=1)
+            table = table.dropna(how="all")
+        else:
+            raise DataError(
+                f"{path}: unknown table format (expected .csv, .tsv, .csv.gz or .parquet)"
             )
-            return table.dropna(how="all")
     except (ValueError, OSError, EOFError, zlib.error, pa.ArrowException) as exc:
         # pandas' parser, empty-file and decoding errors are ValueErrors; gzip's are OSError.
         raise DataError(
-            f"{path}: cannot be read as a table ({type(exc).__name__}: {exc})"
+            f"{path}: cannot be read as a table ({type(exc).__name__}: {brief(str(exc), 200)})"
         ) from None
-    raise DataError(f"{path}: unknown table format (expected .csv, .tsv, .csv.gz or .parquet)")
+    repeated = sorted({str(c) for c in table.columns if list(table.columns).count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: the header repeats column(s) {brief(repeated, 200)}")
+    return table
 
 
 def _require_columns(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in table.columns]
+    missing = list(dict.fromkeys(c for c in columns if c not in table.columns))
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; it has {list(table.columns)}")
+        raise DataError(
+            f"{path}: missing column(s) {missing}; it has {brief(list(table.columns), 200)}"
+        )
 
 
 def _seconds(column: pd.Series) -> pd.Series:
@@ -161,14 +191,14 @@ def _seconds(column: pd.Series) -> pd.Series:
         stamps = pd.to_datetime(column[text], errors="coerce", utc=True, format="mixed")
         seconds = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
         numbers[text] = seconds.astype("float64")
-    return numbers.map(np.floor)
+    return numbers.map(np.floor).where(numbers.abs() < MAX_ABS_TIME)  # inf, 1e19: not a time
 
 
 def _where(path: Path, row: Any, reason: str) -> tuple[int | None, str]:
     """File line of data row ``row`` (CSV has a header line); Parquet has rows, not lines."""
     if path.name.lower().endswith(".parquet"):
         return None, f"row {row}: {reason}"
-    return int(row) + 2, reason
+    return int(row) + 1, reason
 
 
 def _row_problem(row: pd.Series, cols: dict[str, str], ts: float) -> str:
@@ -176,8 +206,18 @@ def _row_problem(row: pd.Series, cols: dict[str, str], ts: float) -> str:
         if pd.isna(row[cols[name]]):
             return f"field '{cols[name]}' is empty"
     if pd.isna(ts):
-        return f"field '{cols['ts']}' is not a time: {row[cols['ts']]!r}"
-    return f"field '{cols['rating']}' is not a number: {row[cols['rating']]!r}"
+        cell = row[cols["ts"]]
+        number = pd.to_numeric(pd.Series([cell]), errors="coerce").iloc[0]
+        why = f"out of range (±{MAX_ABS_TIME:.0e})" if pd.notna(number) else "not a time"
+        return f"field '{cols['ts']}' is {why}: {brief(cell)}"
+    return f"field '{cols['rating']}' is not a number: {brief(row[cols['rating']])}"
+
+
+def _is_name(value: Any) -> bool:
+    """A category name: a string, or a number used as a label."""
+    return isinstance(value, str | int | float | np.integer | np.floating) and not isinstance(
+        value, bool
+    )
 
 
 def _none_if_na(value: Any) -> Any:
