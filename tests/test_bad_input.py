@@ -1,5 +1,5 @@
-"""Bad input through the command line: one `error:` line, exit status 2, no traceback,
-and the file (and line) named."""
+"""Bad input through the command line: one `error:` line, no traceback, the file (and
+line) named; exit status 3 for bad data, 2 for bad settings."""
 
 from __future__ import annotations
 
@@ -78,12 +78,15 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
 }
 
 
+SETTINGS = {"bad YAML in --set", "--set into a value", "negative seed", "bad YAML config"}
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+def test_bad_input_is_one_line_and_its_exit_status(tmp_path: Path, case: str) -> None:
     make_args, message = CASES[case]
     args = make_args(tmp_path)
     result = runner.invoke(app, ["data", "prepare", *args, "--out", str(tmp_path / "ds")])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == (2 if case in SETTINGS else 3), result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert pytest.importorskip("re").search(message, lines[0]), lines[0]
@@ -107,7 +110,7 @@ def test_out_refuses_to_replace_what_is_not_a_dataset(tmp_path: Path) -> None:
     for target in (precious, precious / "notes.txt"):
         small = ["--set", "source.n_users=50", "--set", "source.n_items=100"]
         result = runner.invoke(app, ["data", "prepare", *small, "--out", str(target)])
-        assert result.exit_code == 2
+        assert result.exit_code == 3
         assert "refusing to replace it" in result.stderr
     assert (precious / "notes.txt").read_text() == "important"
     # A dataset folder is replaced, and the result is readable by others (umask 022).
@@ -124,9 +127,9 @@ def test_stats_of_a_corrupt_dataset(tmp_path: Path) -> None:
     assert runner.invoke(app, [*ok, "--out", str(tmp_path / "ds")]).exit_code == 0
     (tmp_path / "ds" / "items.parquet").write_bytes(b"garbage")
     result = runner.invoke(app, ["data", "stats", str(tmp_path / "ds")])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "items.parquet: not a readable Parquet file" in result.stderr
     (tmp_path / "ds" / "meta.json").write_text("[]")
     result = runner.invoke(app, ["data", "stats", str(tmp_path / "ds")])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "meta.json: not a coldrec dataset meta file" in result.stderr

@@ -65,7 +65,7 @@ def test_yaml_config_then_flags_then_set(tmp_path: Path) -> None:
     assert meta["users"] <= 150
 
 
-def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_missing_file_is_one_line_and_exit_3(tmp_path: Path) -> None:
     code, out, err = run(
         "data",
         "prepare",
@@ -78,7 +78,7 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "--out",
         str(tmp_path / "ds"),
     )
-    assert code == 2
+    assert code == 3
     assert err.strip() == f"error: reviews file not found: {tmp_path / 'reviews_Beauty_5.json.gz'}"
     assert "Traceback" not in out + err
     assert not (tmp_path / "ds").exists()
@@ -96,7 +96,7 @@ def test_unknown_setting_and_unknown_source_are_errors(tmp_path: Path) -> None:
 
 def test_stats_of_a_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
     code, _, err = run("data", "stats", str(tmp_path))
-    assert code == 2
+    assert code == 3
     assert err.strip() == f"error: {tmp_path} is not a prepared dataset (no meta.json)"
 
 

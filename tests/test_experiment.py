@@ -71,9 +71,10 @@ def test_steps_are_cached_by_key_and_forced_reruns_cascade(tmp_path: Path) -> No
                             force="baselines")  # fmt: skip
     assert ran(remade) == ["baselines/popularity/seed0", "report"]
     assert ran(run_experiment(changed, moved)) == ["report"]  # it read the old baseline
-    (tmp_path / "c" / "data").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="not a step link"):
+    (tmp_path / "c" / "data").mkdir(parents=True)  # someone's folder: nothing written there
+    with pytest.raises(ConfigError, match="is not a run folder of coldrec run"):
         run_experiment(changed, tmp_path / "c")
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["data"]
     with pytest.raises(ConfigError, match="force must be one of"):
         run_experiment(changed, moved, force="nonsense")
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from coldrec.cli import app
@@ -38,8 +37,8 @@ def _titles() -> dict[str, str]:
 def amazon2014() -> dict[str, bytes]:
     reviews = "".join(json.dumps({"reviewerID": u, "asin": i, "unixReviewTime": t,
                                   "overall": r}) + "\n" for u, i, t, r in _events())  # fmt: skip
-    meta = "".join(repr({"asin": i, "title": t, "categories": [["Beauty", "Lips"]],
-                         "price": 3.5, "brand": "B"}) + "\n" for i, t in _titles().items())  # fmt: skip
+    meta = "".join(repr({"asin": i, "title": t, "categories": [["Beauty", "Lips"]], "price": 3.5,
+                         "brand": "B"}) + "\n" for i, t in _titles().items())  # fmt: skip
     return {"reviews.json": reviews.encode(), "meta.json": meta.encode()}
 
 
@@ -138,7 +137,7 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
         sep = b"\t" if b"\t" in header else b","
         return sep.join(cells) + b"\n" + rest
     if kind == 10:  # a duplicated block of lines
-        return data + data[: at]
+        return data + data[:at]
     return data[:at] + b'"' + data[at:]  # an unbalanced quote
 
 
@@ -181,16 +180,104 @@ def _cases(count: int, seed: int) -> list[tuple[str, int, bytes, dict[str, bytes
     return cases
 
 
+def _write(folder: Path, files: dict[str, bytes]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in files]
+
+
 def test_a_thousand_damaged_files_end_in_a_dataset_or_a_clear_error(tmp_path: Path) -> None:
     failures = []
     for kind, n, _, files in _cases(1100, seed=23):
-        folder = tmp_path / f"{n}"
-        folder.mkdir()
-        paths = []
-        for name, data in files.items():
-            (folder / name).write_bytes(data)
-            paths.append(folder / name)
-        problem = _prepare(_source_config(kind, paths), folder / "out")
+        paths = _write(tmp_path / f"{n}", files)
+        problem = _prepare(_source_config(kind, paths), tmp_path / f"{n}" / "out")
         if problem:
             failures.append(f"{kind} case {n}:\n{problem}")
-    assert not failures, f"{len(failures)} tracebacks; first:\n" + "\n".join(failures[:3])
+    assert not failures, f"{len(failures)} bad outcomes; first:\n" + "\n".join(failures[:3])
+
+
+PARQUET_TIMES = [float("inf"), -float("inf"), float("nan"), 1e300, -1e300, 1e19, 2**62, None]
+PARQUET_CATEGORIES = [3, [1, 2], [[1], [2, 3]], [], None, "A > B|C", [["A", "B"], ["C"]], 2.5]
+
+
+@pytest.mark.parametrize("ts", PARQUET_TIMES, ids=str)
+@pytest.mark.parametrize("categories", PARQUET_CATEGORIES, ids=str)
+def test_odd_parquet_values_are_skipped_counted_or_read(
+    tmp_path: Path, ts: Any, categories: Any
+) -> None:
+    events = _events()
+    times = [ts if k == 3 else t for k, (_, _, t, _) in enumerate(events)]
+    pd.DataFrame({"user": [e[0] for e in events], "item": [e[1] for e in events],
+                  "ts": times}).to_parquet(tmp_path / "inter.parquet")  # fmt: skip
+    titles = _titles()
+    cells = [categories] * len(titles)  # Parquet holds one type per column
+    pd.DataFrame({"item": list(titles), "title": list(titles.values()),
+                  "categories": pd.Series(cells, dtype=object)}).to_parquet(
+        tmp_path / "items.parquet")  # fmt: skip
+    config = {"kind": "csv", "interactions": str(tmp_path / "inter.parquet"),
+              "items": str(tmp_path / "items.parquet")}  # fmt: skip
+    assert _prepare(config, tmp_path / "out") is None
+    if (tmp_path / "out").is_dir():
+        meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+        if (ts is not None and not -1e15 < ts < 1e15) or ts != ts:  # not a time: one row skipped
+            assert meta["skipped"]["total"] >= 1
+        assert meta["interactions"] >= 1
+
+
+def test_paths_that_are_not_files_are_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")  # reading it would block forever
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    expected = {"folder": "is a folder, not a file", "fifo": "is not a regular file",
+                "loop": "symbolic links", "missing": "file not found"}  # fmt: skip
+    for kind in SOURCES:
+        for name, message in expected.items():
+            paths = _write(tmp_path / kind, SOURCES[kind]())
+            config = _source_config(kind, [tmp_path / name, paths[1]])
+            with pytest.raises(ColdrecError, match=message) as caught:
+                build_dataset(DataConfig.model_validate({"source": config}))
+            assert str(tmp_path / name) in str(caught.value)
+
+
+runner = CliRunner()
+SETTING_KEYS = ["prepare.kcore", "prepare.train_share", "prepare.split", "source.n_users",
+                "source.seed", "source.kind", "prepare", "source", "prepare.duplicates",
+                "source.columns", "source.path_sep", "prepare.valid_share"]  # fmt: skip
+
+
+def _bad_value(rng: random.Random) -> str:
+    return rng.choice([
+        "[" * 3000 + "]" * 3000, "{a: " * 2000, "9" * 5000, "-1", "1e400", ".inf", "nan",
+        "|", "", "'", '"unterminated', "[1, 2", "{x: 1}", r'"\x00"', r'"\ud800"', "😀" * 500,
+        "!!python/object:os.system ls", "&a [*a, *a]", "- - -", "null", "true", "0x10",
+        "a" * 100_000, "2020-13-45", "*ref", "%TAG", "@", "`",
+    ])  # fmt: skip
+
+
+def test_two_hundred_malformed_settings_end_in_one_error_line(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    out = tmp_path / "out"
+    good = ["data", "prepare", "--set", "source.n_users=60", "--set", "source.n_items=100"]
+    assert runner.invoke(app, [*good, "--out", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    failures = []
+    for n in range(200):
+        key, value = rng.choice(SETTING_KEYS), _bad_value(rng)
+        if n % 2:
+            args = ["--set", f"{key}={value}"]
+        else:
+            config = tmp_path / f"c{n}.yaml"
+            config.write_text(f"{key.split('.')[0]}:\n  {key.split('.')[-1]}: {value}\n")
+            args = ["--config", str(config)]
+        result = runner.invoke(app, [*good, *args, "--out", str(out)])
+        if result.exit_code == 0:
+            continue  # a value that happens to be valid (and replaces the dataset)
+        lines = result.stderr.strip().splitlines()
+        if not isinstance(result.exception, SystemExit) or result.exit_code not in (2, 3) or \
+                len(lines) != 1 or not lines[0].startswith("error: "):  # fmt: skip
+            failures.append(f"{args}: {result.exit_code} {result.stderr[-300:]!r}")
+        elif (out / "meta.json").read_bytes() != before["meta.json"]:
+            before = {p.name: p.read_bytes() for p in out.iterdir()}  # a valid run replaced it
+    assert not failures, f"{len(failures)} of 200; first: " + "; ".join(failures[:3])
+    assert {p.name for p in out.iterdir()} == set(before)  # the folder is whole

@@ -9,7 +9,8 @@ from coldrec._util.source import PACKAGE_ROOT, imported_modules
 
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("coldrec", "_util", "config"),
+    ("coldrec", "_util"),
+    ("config",),
     ("data",),
     ("encode",),
     ("eval",),

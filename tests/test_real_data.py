@@ -64,6 +64,6 @@ def test_movielens_prepares_with_ratings_as_weights(shared_datasets: Path) -> No
     assert data.meta["filtering"]["dropped_low_rating"] == low
     assert set(data.interactions["weight"]) == {0.3, 1.0}
     assert stats["users"] == 943 and stats["cold_users"] == 0
-    assert data.item_text[0] == "Toy Story | Animation"
+    assert data.item_text[0] == "Toy Story | Animation, Children's, Comedy"
     # Global time split works on MovieLens too, with strict cold items.
     assert prepare(frames).stats()["cold_items"] > 0

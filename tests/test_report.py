@@ -125,7 +125,7 @@ def test_evaluate_and_report_commands(tmp_path: Path, small_dataset: Dataset) ->
     missing = runner.invoke(
         app, ["evaluate", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]
     )
-    assert missing.exit_code == 2 and "is not a prepared dataset" in missing.stderr
+    assert missing.exit_code == 3 and "is not a prepared dataset" in missing.stderr
 
 
 def test_empty_segments_are_null_in_json_and_a_dash_in_tables(tmp_path: Path) -> None:

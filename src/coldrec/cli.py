@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ from coldrec.config import merge, parse_overrides, read_yaml, validate
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import SPLITS, DataConfig, build_dataset
 from coldrec.data.sources import SOURCE_KINDS
-from coldrec.errors import ColdrecError
+from coldrec.errors import ColdrecError, ConfigError, brief
 from coldrec.eval.report import write_report
 from coldrec.experiment.config import ExperimentConfig
 from coldrec.experiment.evaluate import MODEL_KINDS, EvaluateConfig, run_evaluation
@@ -57,21 +57,37 @@ SplitName = StrEnum("SplitName", [(split, split) for split in SPLITS])  # type: 
 BackendKind = StrEnum("BackendKind", [(k, k) for k in BACKEND_KINDS])  # type: ignore[misc]
 
 
+EXIT_USAGE = 2
+"""Bad options or settings (a :class:`ConfigError`, or Typer's own usage errors)."""
+EXIT_FAILED = 3
+"""Data, an LLM backend or the file system made the command fail (:class:`DataError`,
+:class:`LLMError`, ``OSError``). Status 1 is left to crashes: a bug in coldrec."""
+
+
 def user_errors(command: Command) -> Command:
     """Print a :class:`ColdrecError` (or an ``OSError`` such as an unwritable output
-    folder) as one line on stderr and exit with status 2."""
+    folder) as one line on stderr and exit with :data:`EXIT_USAGE` or
+    :data:`EXIT_FAILED`."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except (ColdrecError, OSError) as exc:
-            # One line, whatever the message holds (YAML errors span several).
-            message = " ".join(str(exc).split())
-            error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            fail(exc, EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]
+
+
+def fail(problem: Exception | str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print ``problem`` as one ``error:`` line on stderr and exit with ``code``."""
+    if isinstance(problem, OSError) and problem.filename is not None:
+        where = " → ".join(str(f) for f in (problem.filename, problem.filename2) if f)
+        problem = f"{where}: {problem.strerror or problem}"
+    # One line, whatever the message holds (YAML errors span several).
+    message = " ".join(str(problem).split())
+    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
 
 
 @app.callback()
@@ -272,7 +288,7 @@ def llm_check_command(
     result = check(validate(LLMConfig, layers))
     console.print_json(json.dumps(result))
     if not result["valid"]:
-        raise typer.Exit(code=1)
+        fail(result["error"] or f"the answer is not a valid one: {brief(result['answer'])}")
 
 
 StepName = StrEnum("StepName", [(step, step) for step in STEPS])  # type: ignore[misc]

@@ -13,7 +13,8 @@ from typing import Any, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from coldrec.errors import ConfigError
+from coldrec._util.io import require_file
+from coldrec.errors import ConfigError, brief
 
 __all__ = ["default_kind", "kinds", "merge", "parse_overrides", "read_yaml", "validate"]
 
@@ -22,13 +23,13 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with a clear error for a missing or malformed file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    path = require_file(path, "config", ConfigError)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
@@ -40,18 +41,28 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"--set expects key=value, got {brief(pair)}")
         *parents, leaf = key.strip().split(".")
         node = result
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {pair!r}: {part!r} is set to a value, not a section")
+                raise ConfigError(f"--set {brief(pair)}: {part!r} is set to a value, not a section")
         try:
             node[leaf] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({exc})") from None
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
+            raise ConfigError(
+                f"--set {brief(pair)}: the value is not valid YAML ({_yaml_problem(exc)})"
+            ) from None
     return result
+
+
+def _yaml_problem(error: Exception) -> str:
+    """What YAML could not read, in a few words (a nested document can make the parser's
+    own message huge, or overflow Python's recursion)."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return brief(" ".join(str(error).split()), 200)
 
 
 def merge(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,6 +81,8 @@ def validate(model: type[Model], data: Mapping[str, Any]) -> Model:
     """Build ``model`` from ``data``, turning pydantic's report into one :class:`ConfigError`."""
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise ConfigError(f"invalid {model.__name__}: a value is nested too deeply") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"

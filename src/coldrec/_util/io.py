@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from typing import IO, Any, cast
 from rich.console import Console
 from rich.progress import wrap_file
 
-from coldrec.errors import DataError
+from coldrec.errors import ColdrecError, DataError
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -33,6 +34,7 @@ __all__ = [
     "decode_json",
     "file_sha256",
     "json_hash",
+    "made_by_coldrec",
     "open_bytes",
     "read_json",
     "read_json_lines",
@@ -41,11 +43,22 @@ __all__ = [
 ]
 
 
-def require_file(path: str | os.PathLike[str], what: str) -> Path:
-    """Return ``path`` as a :class:`Path`, or raise :class:`DataError` if it is not a file."""
+def require_file(
+    path: str | os.PathLike[str], what: str, error: type[ColdrecError] = DataError
+) -> Path:
+    """Return ``path`` as a :class:`Path`, or raise ``error`` saying why it is not a
+    readable regular file (missing, a folder, a FIFO or device, a symlink loop)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} file not found: {path}")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"{what} file not found: {path}") from None
+    except OSError as exc:
+        raise error(f"{what} file {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise error(f"{what} file {path} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise error(f"{what} file {path} is not a regular file (a FIFO, socket or device)")
     return path
 
 
@@ -173,6 +186,17 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         handle.write("\n")
 
 
+def made_by_coldrec(marker: Path) -> bool:
+    """Whether ``marker`` is a JSON file coldrec wrote (an object with ``coldrec_version``)."""
+    if not marker.is_file():
+        return False
+    try:
+        found = json.loads(marker.read_bytes())
+    except (ValueError, RecursionError, OSError):
+        return False
+    return isinstance(found, dict) and "coldrec_version" in found
+
+
 def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
@@ -190,12 +214,16 @@ def atomic_dir(target: Path, marker: str) -> Iterator[Path]:
 
     A crash inside the block leaves ``target`` as it was (or absent) and removes the
     temporary folder, so readers never see a half-written artifact. An existing
-    ``target`` is replaced only if it is an empty folder or one holding the file
-    ``marker`` (an artifact of the same kind); anything else raises :class:`DataError`.
+    ``target`` is replaced only if it is an empty folder or one coldrec made: its
+    ``marker`` file is coldrec's JSON (it records ``coldrec_version``); anything else,
+    someone's folder that happens to hold a ``meta.json``, raises :class:`DataError`.
     """
     target = Path(target).resolve()
-    if target.exists() and not ((target / marker).is_file() or _is_empty_dir(target)):
-        raise DataError(f"{target} exists and has no {marker}: refusing to replace it")
+    if target.exists() and not (_is_empty_dir(target) or made_by_coldrec(target / marker)):
+        raise DataError(
+            f"{target} exists and is not a folder coldrec made (no coldrec {marker}): "
+            "refusing to replace it; choose another path or remove it"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     tmp.chmod(0o777 & ~_umask())

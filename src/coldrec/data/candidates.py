@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coldrec._util.io import atomic_write
+from coldrec._util.io import atomic_write, require_file
 from coldrec.errors import DataError
 
 __all__ = ["Candidates"]
@@ -107,9 +107,7 @@ class Candidates:
     @classmethod
     def load(cls, path: str | Path) -> Candidates:
         """Read ``candidates.parquet`` back into matrix form, checking its columns."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"candidates file not found: {path}")
+        path = require_file(path, "candidates")
         frame = pd.read_parquet(path)
         missing = [c for c in _COLUMNS if c not in frame.columns]
         if missing:

@@ -43,7 +43,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec._util.io import read_json, write_json_atomic
+from coldrec._util.io import read_json, require_file, write_json_atomic
 from coldrec.config import validate
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.errors import DataError
@@ -143,9 +143,7 @@ class Taxonomy:
     def load(cls, path: str | Path, n_items: int | None = None) -> Taxonomy:
         """Read ``taxonomy.json``; every item must sit in exactly one leaf (of ``n_items``
         items when given)."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"taxonomy file not found: {path}")
+        path = require_file(path, "taxonomy")
         data = read_json(path)
         try:
             leaves = [

@@ -27,6 +27,8 @@ from coldrec.supervision.run import SuperviseConfig
 __all__ = ["ExperimentConfig", "Loss"]
 
 Loss = Literal["sim", "pair"]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+"""A method name that is also a folder name: letters, digits, ``_ . -``, no path."""
 
 
 class ExperimentConfig(BaseModel):
@@ -34,8 +36,8 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    """Method name of the ranker in reports."""
+    name: Name
+    """Method name of the ranker in reports (and the default run folder's name)."""
     seeds: tuple[Annotated[int, Field(ge=0, lt=2**32)], ...] = Field((0,), min_length=1)
     """Seeds of the ranker and the baselines (one run of each per seed)."""
     upstream_seed: int = Field(0, ge=0, lt=2**32)
@@ -50,7 +52,7 @@ class ExperimentConfig(BaseModel):
     losses: tuple[Loss, ...] = ()
     """Label losses of the ranker: ``sim`` (edges, ``L_sim``), ``pair`` (triplets)."""
     rank: RankConfig = Field(default_factory=RankConfig)
-    baselines: dict[str, EvaluateConfig] = Field(default_factory=dict)
+    baselines: dict[Name, EvaluateConfig] = Field(default_factory=dict)
     """Extra methods evaluated beside the ranker: name → ``evaluate`` settings."""
     references: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
     """Published figures printed beside ours: method → segment → metric → value."""

@@ -44,7 +44,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from coldrec import __version__
-from coldrec._util.io import json_hash, read_json, write_json_atomic
+from coldrec._util.io import json_hash, made_by_coldrec, read_json, write_json_atomic
 from coldrec._util.source import source_hash
 from coldrec.data.prepare import build_dataset
 from coldrec.errors import ConfigError
@@ -149,10 +149,12 @@ def run_experiment(
     """
     if force is not None and force not in STEPS:
         raise ConfigError(f"force must be one of {', '.join(STEPS)}; got {force!r}")
+    _check_run_folder(out)
     steps = StepStore(store or out.parent / ".store")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "experiment.json", {"config": config.model_dump(mode="json"),
-                                                "command": command})  # fmt: skip
+                                                "command": command,
+                                                "coldrec_version": __version__})  # fmt: skip
     forced = set(STEPS[STEPS.index(force) :]) if force else set()
     keys: dict[str, str] = {}
     made: dict[str, str] = {}  # folder → the id of the making of the step used there
@@ -167,6 +169,17 @@ def run_experiment(
         records.append({"step": step.name, "folder": step.folder, "key": key, "ran": kept.ran,
                         "seconds": kept.seconds})  # fmt: skip
     return records
+
+
+def _check_run_folder(out: Path) -> None:
+    """Refuse an ``out`` that is neither new, empty, nor a run folder coldrec made: its
+    files would be overwritten or linked over."""
+    if not out.exists():
+        return
+    if out.is_dir() and (not any(out.iterdir()) or made_by_coldrec(out / "experiment.json")):
+        return
+    raise ConfigError(f"{out} exists and is not a run folder of coldrec run (no coldrec "
+                      "experiment.json): choose another --out")  # fmt: skip
 
 
 def write_experiment_report(config: ExperimentConfig, out: Path, tmp: Path) -> None:

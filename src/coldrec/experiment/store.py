@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coldrec import __version__
 from coldrec._util.io import atomic_dir, read_json, write_json_atomic
 from coldrec.errors import ConfigError
 
@@ -87,7 +88,8 @@ class StepStore:
             seconds = round(time.perf_counter() - start, 2)
             write_json_atomic(tmp / MARKER, {"step": name, "key": key, "seconds": seconds,
                                              "inputs": inputs, "made": uuid.uuid4().hex,
-                                             "settings": settings})  # fmt: skip
+                                             "settings": settings,
+                                             "coldrec_version": __version__})  # fmt: skip
         return seconds
 
 

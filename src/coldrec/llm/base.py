@@ -22,6 +22,7 @@ __all__ = [
     "Messages",
     "Request",
     "TransientLLMError",
+    "UnreachableLLMError",
     "Usage",
     "request_key",
 ]
@@ -31,6 +32,10 @@ Messages = list[dict[str, str]]
 
 class TransientLLMError(LLMError):
     """A failure worth retrying after a pause: a timeout, 429, a 5xx, a lost connection."""
+
+
+class UnreachableLLMError(TransientLLMError):
+    """The server did not answer at all (refused or lost connection, timeout)."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec._util.io import atomic_write
+from coldrec._util.io import atomic_write, require_file
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.errors import DataError
 
@@ -205,9 +205,7 @@ def _filtered(
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns[:-2]}).assign(
             weight=pd.Series(dtype="float64"), source=pd.Series(dtype="string")
         )
-    if not Path(path).is_file():
-        raise DataError(f"label file not found: {path}")
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(require_file(path, "label"))
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")

@@ -17,6 +17,7 @@ the same frames.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Self
@@ -205,6 +206,17 @@ _LEAVES = tuple(
 _LEAF_TOP = np.array([leaf.top for leaf in _LEAVES])
 
 
+_BYTES_PER_ROW = 1024
+
+
+def _physical_memory() -> float:
+    """Bytes of memory of this machine (infinite where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
 class SyntheticSource(SourceBase):
     """Seeded synthetic Beauty-like interactions and item metadata (no files)."""
 
@@ -263,7 +275,20 @@ class SyntheticSource(SourceBase):
             raise ValueError(
                 f"the timeline must span at least 8 weeks, got {self.start}..{self.end}"
             )
+        needed, memory = self.bytes_needed(), _physical_memory()
+        if needed > memory / 2:
+            raise ValueError(
+                f"{self.n_users:,} users and {self.n_items:,} items need about "
+                f"{needed / 2**30:,.1f} GiB to generate and prepare; this machine has "
+                f"{memory / 2**30:,.1f} GiB: lower n_users or n_items"
+            )
         return self
+
+    def bytes_needed(self) -> float:
+        """A rough upper estimate of the memory generating and preparing these data takes:
+        1 KB per interaction and per item (measured: about 0.46 KB at the peak of
+        ``prepare`` for 100,000 users and 20,000 items)."""
+        return _BYTES_PER_ROW * (self.n_users * self.mean_interactions + self.n_items)
 
     def _initial_items(self) -> int:
         """Number of items present from the start (every leaf keeps at least one)."""

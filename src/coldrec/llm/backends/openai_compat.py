@@ -21,7 +21,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec.errors import LLMError
-from coldrec.llm.base import Backend, Generation, Messages, Request, TransientLLMError, Usage
+from coldrec.llm.base import (
+    Backend,
+    Generation,
+    Messages,
+    Request,
+    TransientLLMError,
+    UnreachableLLMError,
+    Usage,
+)
 from coldrec.llm.parse import extract_json
 
 __all__ = ["DIALECTS", "OpenAIBackend", "OpenAIConfig", "with_schema_instruction"]
@@ -89,6 +97,8 @@ class OpenAIBackend(Backend):
         for dialect in DIALECTS:
             try:
                 answer = self._create(_PROBE, 0.0, 32, _PROBE_SCHEMA, dialect)
+            except UnreachableLLMError:
+                raise  # no answer at all: no dialect is to blame
             except (APIStatusError, LLMError):
                 continue
             parsed = extract_json(answer.text)
@@ -120,12 +130,10 @@ class OpenAIBackend(Backend):
                 max_tokens=max_tokens,
                 **extra,
             )
-        except (
-            openai.APITimeoutError,
-            openai.APIConnectionError,
-            openai.RateLimitError,
-            openai.InternalServerError,
-        ) as error:
+        except openai.APIConnectionError as error:  # a timeout is one too
+            cause = f" ({error.__cause__})" if error.__cause__ else ""
+            raise UnreachableLLMError(f"{self.config.base_url}: {error}{cause}") from error
+        except (openai.RateLimitError, openai.InternalServerError) as error:
             raise TransientLLMError(f"{self.config.base_url}: {error}") from error
         except openai.APIStatusError as error:
             if dialect != "prompt" and schema is not None and self.dialect is None:
