@@ -17,6 +17,7 @@ from coldrec.baselines.bm25_dense import BM25Dense, BM25DenseConfig
 from coldrec.baselines.content import ItemKNNContent
 from coldrec.baselines.popularity import Popularity, PopularityConfig
 from coldrec.data import Dataset
+from coldrec.data.dataset import HISTORY_SPLITS
 from coldrec.encode import TextEncoder, user_content_vectors
 from coldrec.eval.protocol import Scorer
 from coldrec.rank.bert4rec import BERT4RecConfig
@@ -69,6 +70,8 @@ PER_USER_SCALE = {"bm25_dense", "fused"}
 """Scorers that normalise each user's scores over the items asked for."""
 ID_ONLY = {"sasrec", "gru4rec", "bert4rec"}
 """Models that cannot score an item they never trained (NaN)."""
+CONTENT_OF_HISTORY = {"itemknn", "bm25", "bm25_dense"}
+"""Models that cannot score a user without history (NaN: a fallback takes their place)."""
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -95,7 +98,7 @@ def test_model_follows_the_protocol(named: tuple[str, Scorer], small_dataset: Da
     assert full.dtype == np.float32
 
 
-def test_only_items_a_model_never_trained_are_unscored(
+def test_only_what_a_model_cannot_know_is_unscored(
     named: tuple[str, Scorer], small_dataset: Dataset
 ) -> None:
     name, model = named
@@ -103,6 +106,12 @@ def test_only_items_a_model_never_trained_are_unscored(
     items = candidates(small_dataset, users, small_dataset.n_items)  # every item, shuffled
     scores = model.score(users, items)
     cold = small_dataset.items["cold"].to_numpy()[items]
+    history = small_dataset.interactions["split"].isin(HISTORY_SPLITS)
+    with_history = np.isin(users, small_dataset.interactions.loc[history, "user_idx"])
+    assert not with_history.all()  # the data have users without history
+    if name in CONTENT_OF_HISTORY:  # no history, no query: NaN, not ties broken by item id
+        assert np.isnan(scores[~with_history]).all()
+        scores, cold = scores[with_history], cold[with_history]
     if name in ID_ONLY:  # a cold item has no trained vector: NaN, never a guess
         assert np.isnan(scores[cold]).all() and np.isfinite(scores[~cold]).all()
     else:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
-from coldrec.training.scores import scores_at
+from coldrec.training.scores import scores_at, without_unknown_users
 
 __all__ = ["BM25", "BM25Config"]
 
@@ -43,6 +43,7 @@ class BM25:
         self.config = config or BM25Config()
         self.user_terms = sparse.csr_matrix((0, 0), dtype=np.float32)
         self.term_item = sparse.csr_matrix((0, 0), dtype=np.float32)
+        self.known_users = np.zeros(0, dtype=bool)
 
     def fit(self, dataset: Dataset) -> Self:
         tokens = bm25s.tokenize(
@@ -59,11 +60,14 @@ class BM25:
         item_terms = _term_counts(tokens.ids, n_terms)
         recent = dataset.recent_items(self.config.last_n, HISTORY_SPLITS)
         self.user_terms = (recent @ item_terms).tocsr()
+        self.known_users = recent.getnnz(axis=1) > 0
         return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """BM25 of every item (or the candidates) against each user's query; NaN for a
+        user without history (no query)."""
         full = (self.user_terms[users] @ self.term_item).toarray().astype(np.float32)
-        return scores_at(full, items)
+        return scores_at(without_unknown_users(full, self.known_users[users]), items)
 
 
 def _term_counts(token_ids: list[list[int]], n_terms: int) -> sparse.csr_matrix:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
+from coldrec.training.scores import without_unknown_users
 
 __all__ = ["ItemKNNContent", "ItemKNNContentConfig"]
 
@@ -32,7 +33,7 @@ class ItemKNNContent:
     """Score = cosine of the user content vector (thesis eq. 4.2: the normalised mean of
     the last ``last_n`` distinct history items' text vectors) and each item's text
     vector (eq. 4.1). Cold items are scored like any other: this is the content bar
-    every cold-start method has to clear. Users without history get zero scores.
+    every cold-start method has to clear. Users without history are not scored (NaN).
     """
 
     def __init__(self, config: ItemKNNContentConfig | None = None) -> None:
@@ -49,7 +50,8 @@ class ItemKNNContent:
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         queries = self.user_vectors[users]
+        known = np.abs(queries).sum(axis=1) > 0  # a zero vector: no history
         if items is None:
-            return queries @ self.item_vectors.T
+            return without_unknown_users(queries @ self.item_vectors.T, known)
         picked = np.einsum("ud,umd->um", queries, self.item_vectors[np.maximum(items, 0)])
-        return np.where(items < 0, np.float32(np.nan), picked)
+        return without_unknown_users(np.where(items < 0, np.float32(np.nan), picked), known)

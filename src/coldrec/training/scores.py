@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["minmax", "scores_at"]
+__all__ = ["minmax", "scores_at", "without_unknown_users"]
 
 
 def scores_at(full: np.ndarray, items: np.ndarray | None) -> np.ndarray:
@@ -26,3 +26,10 @@ def minmax(scores: np.ndarray) -> np.ndarray:
     span = filled_high - filled_low
     scaled = np.divide(scores - filled_low, span, out=np.zeros_like(scores), where=span > 0)
     return np.where(known, scaled, np.nan)
+
+
+def without_unknown_users(scores: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``scores`` with the rows of users the model knows nothing about (``known`` false:
+    no history) set to NaN, "cannot score", rather than ties every ranking would break by
+    item id; a fallback (popularity, in serving) can then take their place."""
+    return np.where(known[:, None], scores, np.float32(np.nan))
