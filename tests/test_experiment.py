@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from coldrec.config import merge, read_yaml, validate
-from coldrec.errors import ConfigError
+from coldrec.errors import ConfigError, LLMError
 from coldrec.experiment.config import ExperimentConfig
 from coldrec.experiment.run import run_experiment
 
@@ -160,3 +160,45 @@ def test_a_finished_demo_run_keeps_models_that_give_its_metrics_in_a_new_process
 def test_every_shipped_experiment_config_is_valid(path: Path) -> None:
     config = validate(ExperimentConfig, read_yaml(path))
     assert config.name == path.stem  # the run folder is named after the file
+
+
+def test_an_unreachable_llm_server_fails_the_run_at_once(tmp_path: Path) -> None:
+    down = {"backend": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}, "retries": 0,
+            "cache_dir": str(tmp_path)}  # fmt: skip
+    config = validate(ExperimentConfig, merge(TINY, {"supervise": {"llm": down}}))
+    with pytest.raises(LLMError, match=r"openai:local does not answer: .*Connection refused"):
+        run_experiment(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "supervise").exists()  # no labels made of fallbacks
+    assert (tmp_path / "run" / "retrieve" / "model").is_dir()  # the steps before are kept
+
+
+def test_stages_that_mostly_fall_back_are_warned_about_first_in_the_report(
+    tmp_path: Path,
+) -> None:
+    replay = tmp_path / "answers.jsonl"  # valid JSON that names nothing allowed
+    answer = {"items": ["none of these"], "ranked": [], "profile": "x", "keywords": []}
+    replay.write_text(json.dumps({"contains": "", "answer": json.dumps(answer)}) + "\n")
+    llm = {"backend": {"kind": "replay", "path": str(replay)}, "cache": False}
+    config = validate(ExperimentConfig, merge(TINY, {"supervise": {"llm": llm}}))
+    run_experiment(config, tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "supervise" / "summary.json").read_text())
+    assert any(w.startswith("stage2_categories fell back for 100%") for w in summary["warnings"])
+    report = (tmp_path / "run" / "report" / "report.md").read_text().splitlines()
+    assert report[2].startswith("> **Warning:** ") and "fell back for 100%" in report[2]
+
+
+def test_a_stage_without_a_single_usable_answer_stops_the_labels() -> None:
+    from coldrec.llm import LLM, LLMConfig
+    from coldrec.llm.base import Backend, Generation, Request
+    from coldrec.supervision.run import _stop_if_a_stage_got_nothing
+
+    class Broken(Backend):
+        identity = "broken:x"
+
+        def generate(self, request: Request) -> Generation:
+            raise LLMError("500 everything is on fire")
+
+    with LLM(LLMConfig(cache=False, retries=0), backend=Broken()) as llm:
+        llm.batch([Request([{"role": "user", "content": "q"}], stage="s1")] * 3, progress=False)
+        with pytest.raises(LLMError, match=r"s1: none of its 3 requests .*on fire"):
+            _stop_if_a_stage_got_nothing(llm)

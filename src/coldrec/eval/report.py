@@ -183,15 +183,25 @@ def plot_cold_warm(summary: Summary, path: Path, metric: str = "recall@20") -> P
 
 
 def write_report(
-    run_dirs: Sequence[Path], out: Path, references: References | None = None, notes: str = ""
+    run_dirs: Sequence[Path],
+    out: Path,
+    references: References | None = None,
+    notes: str = "",
+    warnings: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md`` and ``recall20_cold_warm.png`` for the given run folders;
-    ``references`` go into the tables (:func:`markdown`), ``notes`` (Markdown) at the end."""
-    summary = aggregate(load_metrics(run_dirs))
+    ``references`` go into the tables (:func:`markdown`), ``notes`` (Markdown) at the end;
+    ``warnings``, and those of the metrics files, first."""
+    runs = load_metrics(run_dirs)
+    summary = aggregate(runs)
     out.mkdir(parents=True, exist_ok=True)
     plot_cold_warm(summary, out / "recall20_cold_warm.png")
+    found = dict.fromkeys([*warnings, *(w for run in runs for w in run.get("warnings", []))])
     text = (
-        "# Results\n\nMean ± standard deviation over seeds (n = number of seeds). "
+        "# Results\n\n"
+        + "".join(f"> **Warning:** {warning}\n>\n" for warning in found)
+        + ("\n" if found else "")
+        + "Mean ± standard deviation over seeds (n = number of seeds). "
         "Rendered from:\n\n"
         + "".join(f"- `{d}`\n" for d in run_dirs)
         + "\n"

@@ -188,7 +188,8 @@ def write_experiment_report(config: ExperimentConfig, out: Path, tmp: Path) -> N
     dirs = [out / "rank" / f"seed{seed}" for seed in config.seeds]
     dirs += [out / "baselines" / name / f"seed{seed}"
              for name in config.baselines for seed in config.seeds]  # fmt: skip
-    write_report(dirs, tmp, config.references, _notes(config, out))
+    labels = read_json(out / "supervise" / "summary.json") if config.supervise else {}
+    write_report(dirs, tmp, config.references, _notes(config, out), labels.get("warnings", []))
 
 
 def _notes(config: ExperimentConfig, out: Path) -> str:

@@ -102,6 +102,10 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 (an optional hook: most backends hold nothing)
         """Release the model or the connection."""
 
+    def preflight(self) -> None:  # noqa: B027 (an optional hook: local backends need none)
+        """Make sure the backend answers at all before a long run (a server: one tiny
+        request); raise :class:`~coldrec.errors.LLMError` if it does not."""
+
 
 def request_key(identity: str, request: Request) -> str:
     """Cache key: sha256 of backend identity, messages, schema, temperature, max_tokens."""

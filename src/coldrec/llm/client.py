@@ -122,6 +122,21 @@ class LLM:
         self._record(request, completion, "result")
         return completion
 
+    def preflight(self) -> None:
+        """Check that the backend answers before a long run (retried like any call);
+        raise :class:`LLMError` naming the backend and why if it does not."""
+        try:
+            self._retrying()(self.backend.preflight)
+        except LLMError as error:
+            raise LLMError(f"the LLM backend {self.backend.identity} does not answer: {error} "
+                           "(check it with: coldrec llm check)") from None  # fmt: skip
+
+    def first_error(self, stage: str) -> str | None:
+        """The error of the first request of ``stage`` that got no usable answer."""
+        with self._lock:
+            failed = (r for r in self.records if r["stage"] == stage and r["kind"] == "result")
+            return next((r["error"] for r in failed if r["error"]), None)
+
     def batch(
         self, requests: Sequence[Request], concurrency: int | None = None, progress: bool = True
     ) -> list[Completion]:
@@ -191,19 +206,23 @@ class LLM:
 
     def _generate(self, request: Request, key: str) -> Completion:
         start = time.perf_counter()
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientLLMError),
-            stop=tenacity.stop_after_attempt(self.config.retries + 1),
-            wait=tenacity.wait_exponential(multiplier=self.config.backoff_s),
-            reraise=True,
-        )
         try:
-            generation = retrying(self.backend.generate, request)
+            generation = self._retrying()(self.backend.generate, request)
         except LLMError as error:  # not worth retrying, or still failing after the retries
             return Completion("", latency_s=time.perf_counter() - start, error=str(error))
         if self.cache is not None:
             self.cache.put(key, generation, {"stage": request.stage})
         return self._completion(request, generation, time.perf_counter() - start)
+
+    def _retrying(self) -> tenacity.Retrying:
+        """Retries of timeouts, 429 and 5xx with exponential back-off (a fresh policy per
+        call: calls run in threads)."""
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientLLMError),
+            stop=tenacity.stop_after_attempt(self.config.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.config.backoff_s),
+            reraise=True,
+        )
 
     @staticmethod
     def _completion(

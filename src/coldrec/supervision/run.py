@@ -25,6 +25,7 @@ questions.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -38,13 +39,15 @@ from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.data.taxonomy import Taxonomy, TaxonomyConfig, build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig, load_vectors
-from coldrec.errors import DataError
+from coldrec.errors import DataError, LLMError, brief
 from coldrec.llm import LLM, LLMConfig
 from coldrec.supervision.catalogue import Catalogue, StagesConfig, UserRun
 from coldrec.supervision.labels import LabelRules, labels_from_rankings, write_labels
 from coldrec.supervision.stages import keywords_in, run_stages, stages_for
 
 __all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
+
+logger = logging.getLogger(__name__)
 
 
 class SuperviseConfig(BaseModel):
@@ -65,6 +68,9 @@ class SuperviseConfig(BaseModel):
     min_history: int = Field(2, gt=0)
     chunk_size: int = Field(32, gt=0)
     """Users whose stages run together (one LLM batch per stage)."""
+    max_fallback_rate: float = Field(0.2, ge=0, le=1)
+    """A stage that falls back for more of its requests than this is warned about (log,
+    ``summary.json``, the experiment report's first lines)."""
 
 
 def eligible_users(config: SuperviseConfig, dataset: Dataset, candidates: Candidates) -> np.ndarray:
@@ -113,10 +119,12 @@ def run_supervision(
         trace_path.open("w", encoding="utf-8") as trace,
         progress_bar() as bar,
     ):
+        llm.preflight()
         task = bar.add_task(f"supervise ({config.stages.method})", total=len(users))
         for begin in range(0, len(users), config.chunk_size):
             runs = [catalogue.user_run(int(u)) for u in users[begin : begin + config.chunk_size]]
             run_stages(runs, stages, llm)
+            _stop_if_a_stage_got_nothing(llm)
             for run in runs:
                 rankings[run.user] = run.final
                 trace.write(json.dumps(_trace_line(run, catalogue), ensure_ascii=False) + "\n")
@@ -129,9 +137,36 @@ def run_supervision(
     summary = _summary(config, users, rankings, edges, triplets, totals, out, cold)
     stages_s = time.perf_counter() - start - setup_s
     summary.update(backend=backend, setup_s=round(setup_s, 2), stages_s=round(stages_s, 2),
-                   seconds_per_user=round(stages_s / max(len(users), 1), 4))  # fmt: skip
+                   seconds_per_user=round(stages_s / max(len(users), 1), 4),
+                   warnings=_fallback_warnings(summary, config.max_fallback_rate))  # fmt: skip
+    for warning in summary["warnings"]:
+        logger.warning("%s", warning)
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def _stop_if_a_stage_got_nothing(llm: LLM) -> None:
+    """Raise :class:`LLMError` when every request of a stage so far got no usable
+    answer: the backend is down or broken, and labels of fallbacks only would pass for
+    LLM labels. The answers already made stay in the cache."""
+    for stage, counts in llm.totals().items():
+        if counts["requests"] and counts["failures"] == counts["requests"]:
+            raise LLMError(
+                f"{stage}: none of its {counts['requests']:,} requests got a usable answer "
+                f"(first error: {brief(llm.first_error(stage), 300)}); nothing is labelled "
+                "from fallbacks alone"
+            )
+
+
+def _fallback_warnings(summary: dict[str, Any], threshold: float) -> list[str]:
+    """A warning for each stage that fell back for more than ``threshold`` of its requests."""
+    return [
+        f"{stage} fell back for {counts['fallback_rate']:.0%} of its {counts['requests']:,} "
+        f"requests (more than max_fallback_rate {threshold:.0%}): its labels are mostly "
+        "the fallbacks', not the LLM's"
+        for stage, counts in summary["stages"].items()
+        if counts["fallback_rate"] is not None and counts["fallback_rate"] > threshold
+    ]
 
 
 def _catalogue(

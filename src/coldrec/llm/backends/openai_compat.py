@@ -89,6 +89,13 @@ class OpenAIBackend(Backend):
             request.messages, request.temperature, request.max_tokens, request.schema, dialect
         )
 
+    def preflight(self) -> None:
+        """One tiny request (the dialect probe when the dialect is still unknown)."""
+        if self.dialect is None:
+            self.probe()
+        else:
+            self._create(_PROBE, 0.0, 8)
+
     def probe(self) -> Dialect:
         """The first dialect whose answer to a tiny structured question is valid JSON in
         the schema; remembered for later calls."""
