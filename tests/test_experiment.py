@@ -200,5 +200,7 @@ def test_a_stage_without_a_single_usable_answer_stops_the_labels() -> None:
 
     with LLM(LLMConfig(cache=False, retries=0), backend=Broken()) as llm:
         llm.batch([Request([{"role": "user", "content": "q"}], stage="s1")] * 3, progress=False)
-        with pytest.raises(LLMError, match=r"s1: none of its 3 requests .*on fire"):
+        with pytest.raises(
+            LLMError, match=r"s1: the backend answered none of its 3 requests .*on fire"
+        ):
             _stop_if_a_stage_got_nothing(llm)

@@ -103,12 +103,13 @@ def test_accounting_log_and_totals_per_stage(tmp_path: Path) -> None:
     llm.run(ask("a", stage="stage2"))  # cached
     totals = llm.totals()
     assert totals["stage2"] == {
-        "requests": 2, "failures": 0, "calls": 2, "cached": 1,
+        "requests": 2, "failures": 0, "unanswered": 0, "calls": 2, "cached": 1,
         "prompt_tokens": 10, "completion_tokens": 3, "latency_s": pytest.approx(
             totals["stage2"]["latency_s"]),
         "answer_prompt_tokens": 20, "answer_completion_tokens": 6,  # the cached call too
     }  # fmt: skip
     assert totals["stage3"]["failures"] == 1 and totals["stage3"]["calls"] == 2
+    assert totals["stage3"]["unanswered"] == 0  # the model answered, only not in JSON
     lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert [line["kind"] for line in lines].count("call") == 4
     assert {"stage", "cached", "prompt_tokens", "completion_tokens", "latency_s"} <= set(lines[0])

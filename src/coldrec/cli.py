@@ -357,6 +357,7 @@ def _print_metrics(result: dict[str, Any]) -> None:
         )
         table.add_row(segment, f"{counts['users']:,}", f"{counts['targets']:,}", *cells)
     console.print(table)
+    _print_warnings(result.get("warnings", []))
 
 
 def _print_supervision(summary: dict[str, Any]) -> None:
@@ -383,5 +384,12 @@ def _print_stats(stats: dict[str, Any]) -> None:
     table = Table(title="Dataset", show_header=False)
     for key, value in stats.items():
         is_count = isinstance(value, int) and not isinstance(value, bool) and key != "cut_ts"
-        table.add_row(key, f"{value:,}" if is_count else str(value))
+        if key != "warnings":
+            table.add_row(key, f"{value:,}" if is_count else str(value))
     console.print(table)
+    _print_warnings(stats.get("warnings", []))
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        error_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)

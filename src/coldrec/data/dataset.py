@@ -130,11 +130,13 @@ class Dataset:
         )
 
     def stats(self) -> dict[str, Any]:
-        """The counts of ``meta.json`` (at least :data:`STATS_KEYS`), plus the split used."""
+        """The counts of ``meta.json`` (at least :data:`STATS_KEYS`), the split used and
+        why, and the warnings of the preparation."""
         keys = (*STATS_KEYS, "cold_test_interactions", "cut_ts")  # cut_ts: global-time only
         return {
             **{k: self.meta[k] for k in keys if k in self.meta},
             "split": self.meta["prepare"]["split"],
+            **{k: self.meta[k] for k in ("split_reason", "warnings") if k in self.meta},
         }
 
     @staticmethod

@@ -103,6 +103,8 @@ class Frames:
     order_only: bool = False
     files: tuple[Path, ...] = ()
     skipped: SkippedLines = field(default_factory=SkippedLines)
+    warnings: list[str] = field(default_factory=list)
+    """What the source noticed but did not refuse (kept in the Dataset's ``meta.json``)."""
 
     def where(self) -> str:
         """The input files (by name), or the source kind, for messages."""

@@ -106,6 +106,11 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     # A stable sort keeps the input order among equal timestamps (thesis §3.2).
     interactions = interactions.sort_values("ts", kind="stable", ignore_index=True)
     kind = config.split or ("loo" if frames.order_only else "global-time")
+    reason = (
+        "given" if config.split else
+        "the default for order-only data (no timestamps)" if frames.order_only else
+        "the default for timestamped data"
+    )  # fmt: skip
     if kind == "global-time" and frames.order_only:
         raise DataError(
             f"{frames.where()}: the data are order-only (no timestamps): a global time split "
@@ -117,6 +122,10 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     _require_train_and_test(interactions["split"], kind, config, frames.where())
     interactions, items, users = _index(interactions, items, counts, config.cold_max_count)
     meta = _meta(frames, config, kind, interactions, items, users, counts)
+    meta["split_reason"] = reason
+    meta["warnings"] = [*frames.warnings, *_thin_data(meta, interactions)]
+    for warning in meta["warnings"]:
+        log.warning("%s", warning)
     dropped = ("dropped_no_metadata", "dropped_low_rating", "duplicates_removed", "kcore_removed")
     log.info(
         "%s: kept %d of %d interactions (dropped: %s); %s split: %d cold items, %d cold users",
@@ -129,6 +138,28 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
         meta["cold_users"],
     )
     return Dataset(interactions=interactions, items=items, users=users, meta=meta)
+
+
+MIN_SEGMENT = 50
+"""Fewer test users (or cold items) than this make a segment's figures noise: warned."""
+
+
+def _thin_data(meta: dict[str, Any], interactions: pd.DataFrame) -> list[str]:
+    """Warnings about a split that leaves little to measure."""
+    split = meta["prepare"]["split"]
+    test = interactions["split"] == "test"
+    users = len(np.intersect1d(interactions.loc[test, "user_idx"],
+                               interactions.loc[~test, "user_idx"]))  # fmt: skip
+    found = []
+    if users < MIN_SEGMENT:
+        found.append(f"the {split} split leaves {users} test users with a history: every "
+                     "figure of the all, warm and cold segments will be noisy")  # fmt: skip
+    if meta["cold_items"] == 0:
+        found.append(f"the {split} split leaves no strict cold items: the cold segment will "
+                     "be empty (for order-only data try --split item-holdout)")  # fmt: skip
+    elif meta["cold_items"] < MIN_SEGMENT:
+        found.append(f"only {meta['cold_items']} cold items: cold figures will be noisy")
+    return found
 
 
 def _lost(counts: dict[str, int]) -> str:

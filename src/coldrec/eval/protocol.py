@@ -133,7 +133,8 @@ def evaluate(
     ``candidate_ms`` up to their width.
 
     Returns ``{"protocol", "segments": {name: {"recall@5": …}}, "counts": {name:
-    {"users", "targets"}}, "excluded": {"users_without_history", "targets_in_history"}}``.
+    {"users", "targets"}}, "excluded": {"users_without_history", "targets_in_history"},
+    "warnings": [empty or thin segments]}``.
     """
     if not ks or min(ks) < 1:
         raise ConfigError(f"ks must be one or more positive cut-offs, got {list(ks)}")
@@ -164,7 +165,24 @@ def evaluate(
         "segments": segments,
         "counts": counts,
         "excluded": plan.excluded,
+        "warnings": segment_warnings(counts),
     }
+
+
+MIN_SEGMENT_USERS = 50
+"""A segment with fewer users gives figures too noisy to compare: warned about."""
+
+
+def segment_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
+    """A warning for each empty or thin segment (fewer than :data:`MIN_SEGMENT_USERS`)."""
+    return [
+        f"segment {name} is empty: its metrics are null"
+        if found["users"] == 0
+        else f"segment {name} has only {found['users']} users ({found['targets']} targets): "
+        "its figures are noise"
+        for name, found in counts.items()
+        if found["users"] < MIN_SEGMENT_USERS
+    ]
 
 
 @dataclass(frozen=True)

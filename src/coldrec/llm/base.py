@@ -75,6 +75,8 @@ class Completion:
     latency_s: float = 0.0
     cached: bool = False
     error: str | None = None
+    answered: bool = True
+    """False when the backend gave no answer at all (unreachable, refused, failing)."""
 
     @property
     def ok(self) -> bool:

@@ -132,10 +132,10 @@ class LLM:
                            "(check it with: coldrec llm check)") from None  # fmt: skip
 
     def first_error(self, stage: str) -> str | None:
-        """The error of the first request of ``stage`` that got no usable answer."""
+        """The error of the first request of ``stage`` the backend did not answer."""
         with self._lock:
             failed = (r for r in self.records if r["stage"] == stage and r["kind"] == "result")
-            return next((r["error"] for r in failed if r["error"]), None)
+            return next((r["error"] for r in failed if not r["answered"]), None)
 
     def batch(
         self, requests: Sequence[Request], concurrency: int | None = None, progress: bool = True
@@ -164,12 +164,13 @@ class LLM:
         with self._lock:
             for record in self.records:
                 stage = out.setdefault(record["stage"], dict.fromkeys(
-                    ("requests", "failures", "calls", "cached", "prompt_tokens",
+                    ("requests", "failures", "unanswered", "calls", "cached", "prompt_tokens",
                      "completion_tokens", "latency_s", "answer_prompt_tokens",
                      "answer_completion_tokens"), 0))  # fmt: skip
                 if record["kind"] == "result":
                     stage["requests"] += 1
                     stage["failures"] += record["error"] is not None
+                    stage["unanswered"] += not record["answered"]
                     continue
                 stage["calls"] += 1
                 stage["answer_prompt_tokens"] += record["prompt_tokens"]
@@ -209,7 +210,8 @@ class LLM:
         try:
             generation = self._retrying()(self.backend.generate, request)
         except LLMError as error:  # not worth retrying, or still failing after the retries
-            return Completion("", latency_s=time.perf_counter() - start, error=str(error))
+            elapsed = time.perf_counter() - start
+            return Completion("", latency_s=elapsed, error=str(error), answered=False)
         if self.cache is not None:
             self.cache.put(key, generation, {"stage": request.stage})
         return self._completion(request, generation, time.perf_counter() - start)
@@ -241,6 +243,7 @@ class LLM:
             "prompt_tokens": completion.usage.prompt_tokens,
             "completion_tokens": completion.usage.completion_tokens,
             "error": completion.error,
+            "answered": completion.answered,
         }
         with self._lock:
             self.records.append(record)

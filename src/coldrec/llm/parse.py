@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import json
 import math
 import re
@@ -25,11 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rapidfuzz import fuzz, process
+
 __all__ = ["Projection", "ScoredProjection", "extract_json", "project", "project_scored"]
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
-_INDEX = re.compile(r"^\s*(?:\[\s*(\d{1,6})\s*\](?:\s|$|[.:)\-|])|(\d{1,6})\s*[.)]?\s*$)")
+_INDEX = re.compile(r"^\s*(?:\[\s*(\d{1,6})\s*\](?:\s|$|[.:)\-|])|(\d{1,6})\s*(?:[.)]\s*)?$)")
 """A bracketed index (``[3]``, ``[3] Title``) or a bare one (``3``, ``3.``): a title that
 merely starts with a number ("2 Pack Hair Ties") is not an index."""
 _SPACES = re.compile(r"\s+")
@@ -223,15 +224,13 @@ def _by_index(index: int, allowed: Sequence[str]) -> str | None:
 
 
 def _closest(target: str, allowed: _Allowed, threshold: float) -> str | None:
-    """The allowed value most similar to the folded answer ``target``, if above ``threshold``."""
+    """The allowed value most similar to the folded answer ``target`` (rapidfuzz's
+    normalised Indel similarity, the first among equals), if at least ``threshold``."""
     if not target or len(target) > _LONGEST:
         return None
-    best, score = None, threshold
-    for value, fold in zip(allowed.values, allowed.folds, strict=True):
-        ratio = difflib.SequenceMatcher(None, target, fold, autojunk=False).ratio()
-        if ratio >= score:
-            best, score = value, ratio
-    return best
+    found = process.extractOne(target, allowed.folds, scorer=fuzz.ratio,
+                               score_cutoff=100 * threshold)  # fmt: skip
+    return allowed.values[found[2]] if found else None
 
 
 def _fold(text: str) -> str:

@@ -146,13 +146,14 @@ def run_supervision(
 
 
 def _stop_if_a_stage_got_nothing(llm: LLM) -> None:
-    """Raise :class:`LLMError` when every request of a stage so far got no usable
-    answer: the backend is down or broken, and labels of fallbacks only would pass for
-    LLM labels. The answers already made stay in the cache."""
+    """Raise :class:`LLMError` when the backend answered none of a stage's requests so
+    far: it is down or failing, and labels of fallbacks only would pass for LLM labels
+    (answers that are there but unusable are warned about instead, see
+    ``max_fallback_rate``). The answers already made stay in the cache."""
     for stage, counts in llm.totals().items():
-        if counts["requests"] and counts["failures"] == counts["requests"]:
+        if counts["requests"] and counts["unanswered"] == counts["requests"]:
             raise LLMError(
-                f"{stage}: none of its {counts['requests']:,} requests got a usable answer "
+                f"{stage}: the backend answered none of its {counts['requests']:,} requests "
                 f"(first error: {brief(llm.first_error(stage), 300)}); nothing is labelled "
                 "from fallbacks alone"
             )

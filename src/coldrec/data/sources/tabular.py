@@ -60,8 +60,8 @@ class TabularSource(SourceBase):
     def load(self) -> Frames:
         inter_path = require_file(self.interactions, "interactions")
         item_path = require_file(self.items, "items")
-        skipped = SkippedLines()
-        interactions, order_only = self._interactions(inter_path, skipped)
+        skipped, warnings = SkippedLines(), list[str]()
+        interactions, order_only = self._interactions(inter_path, skipped, warnings)
         return Frames(
             interactions=interactions,
             items=make_items(self._item_records(item_path, skipped)),
@@ -69,15 +69,26 @@ class TabularSource(SourceBase):
             order_only=order_only,
             files=(inter_path, item_path),
             skipped=skipped,
+            warnings=warnings,
         )
 
-    def _interactions(self, path: Path, skipped: SkippedLines) -> tuple[pd.DataFrame, bool]:
-        """Canonical interactions and whether they are order-only (no ``ts`` column)."""
+    def _interactions(
+        self, path: Path, skipped: SkippedLines, warnings: list[str]
+    ) -> tuple[pd.DataFrame, bool]:
+        """Canonical interactions and whether they are order-only (no ``ts`` column); a
+        warning when a column the mapping leaves out looks like the time."""
         table = _read_table(path)
         cols = {name: self.columns.get(name, name) for name in INTERACTION_COLUMNS}
         # Columns named in the mapping must exist; unmapped ts and rating are optional.
         _require_columns(path, table, [cols["user"], cols["item"], *self.columns.values()])
         order_only = cols["ts"] not in table.columns
+        others = table.drop(columns=[c for c in cols.values() if c in table.columns])
+        if order_only and (looks := _time_like_columns(others)):
+            warnings.append(
+                f"{path.name}: no '{cols['ts']}' column, so the data are order-only (the row "
+                f"order is the time); column(s) {looks} look like times: map one with "
+                f"--set source.columns.ts={looks[0]}"
+            )
         ts = (
             pd.Series(np.arange(len(table)), index=table.index, dtype="float64")
             if order_only
@@ -169,6 +180,27 @@ def _read_table(path: Path) -> pd.DataFrame:
     if repeated:
         raise DataError(f"{path}: the header repeats column(s) {brief(repeated, 200)}")
     return table
+
+
+_TIME_WORDS = ("time", "date", "timestamp", "when", "ts", "day", "created", "at")
+
+
+def _time_like_columns(table: pd.DataFrame) -> list[str]:
+    """Columns whose name reads as a time, or whose first cells are dates or Unix seconds."""
+    found = []
+    for column in table.columns:
+        words = str(column).lower().replace("-", "_").split("_")
+        if any(word in _TIME_WORDS for word in words) or _holds_times(table[column]):
+            found.append(str(column))
+    return found
+
+
+def _holds_times(column: pd.Series) -> bool:
+    cells = column.dropna().head(20)
+    if pd.api.types.is_datetime64_any_dtype(cells):
+        return len(cells) > 0
+    seconds = _seconds(cells.astype(str))
+    return len(cells) > 0 and bool(seconds.notna().all() and (seconds > 1e8).all())
 
 
 def _require_columns(path: Path, table: pd.DataFrame, columns: list[str]) -> None:
