@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -148,9 +149,12 @@ def _source_config(kind: str, paths: list[Path]) -> dict[str, Any]:
     return {"kind": kind, "interactions": str(paths[0]), "items": str(paths[1])}
 
 
-def _prepare(config: dict[str, Any], out: Path) -> str | None:
-    """``None`` when the input prepared and saved, or was refused with one short
-    ColdrecError naming an input file; else what went wrong."""
+SAVED, REFUSED = "saved", "refused"
+
+
+def _prepare(config: dict[str, Any], out: Path) -> str:
+    """``SAVED`` when the input prepared and saved, ``REFUSED`` when it was refused with
+    one short ColdrecError naming an input file; else what went wrong."""
     try:
         build_dataset(DataConfig.model_validate({"source": config})).save(out)
     except ColdrecError as error:
@@ -160,9 +164,10 @@ def _prepare(config: dict[str, Any], out: Path) -> str | None:
             return f"an error of {len(message)} characters: {message[:200]}"
         if not any(name in message for name in files):
             return f"an error naming no input file: {message}"
+        return REFUSED
     except Exception:
         return traceback.format_exc(limit=4)
-    return None
+    return SAVED
 
 
 def _cases(count: int, seed: int) -> list[tuple[str, int, bytes, dict[str, bytes]]]:
@@ -188,13 +193,24 @@ def _write(folder: Path, files: dict[str, bytes]) -> list[Path]:
 
 
 def test_a_thousand_damaged_files_end_in_a_dataset_or_a_clear_error(tmp_path: Path) -> None:
-    failures = []
+    earlier = tmp_path / "earlier"  # a Dataset that a refused run must leave as it was
+    assert _prepare(_source_config("csv", _write(tmp_path / "good", csv())), earlier) == SAVED
+    failures, checked = [], 0
     for kind, n, _, files in _cases(1100, seed=23):
         paths = _write(tmp_path / f"{n}", files)
-        problem = _prepare(_source_config(kind, paths), tmp_path / f"{n}" / "out")
-        if problem:
-            failures.append(f"{kind} case {n}:\n{problem}")
+        out = tmp_path / f"{n}" / "out"
+        if n % 10 == 0:
+            shutil.copytree(earlier, out)
+        before = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else None
+        outcome = _prepare(_source_config(kind, paths), out)
+        if outcome not in (SAVED, REFUSED):
+            failures.append(f"{kind} case {n}:\n{outcome}")
+        elif outcome == REFUSED and before is not None:
+            checked += 1
+            if {p.name: p.read_bytes() for p in out.iterdir()} != before:
+                failures.append(f"{kind} case {n}: a refused run changed the earlier --out")
     assert not failures, f"{len(failures)} bad outcomes; first:\n" + "\n".join(failures[:3])
+    assert checked > 10  # enough refused runs over an earlier Dataset
 
 
 PARQUET_TIMES = [float("inf"), -float("inf"), float("nan"), 1e300, -1e300, 1e19, 2**62, None]
@@ -217,7 +233,7 @@ def test_odd_parquet_values_are_skipped_counted_or_read(
         tmp_path / "items.parquet")  # fmt: skip
     config = {"kind": "csv", "interactions": str(tmp_path / "inter.parquet"),
               "items": str(tmp_path / "items.parquet")}  # fmt: skip
-    assert _prepare(config, tmp_path / "out") is None
+    assert _prepare(config, tmp_path / "out") in (SAVED, REFUSED)
     if (tmp_path / "out").is_dir():
         meta = json.loads((tmp_path / "out" / "meta.json").read_text())
         if (ts is not None and not -1e15 < ts < 1e15) or ts != ts:  # not a time: one row skipped
