@@ -116,6 +116,18 @@ def test_someone_elses_folder_is_never_replaced(tmp_path: Path) -> None:
     assert sorted(p.name for p in theirs.iterdir()) == ["meta.json", "thesis.tex"]
 
 
+def test_a_run_folder_of_an_earlier_coldrec_is_still_recognised(tmp_path: Path) -> None:
+    from coldrec.experiment.run import _check_run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.json").write_text('{"config": {}, "command": null}')  # before 9ae9b91
+    _check_run_folder(run)
+    (run / "experiment.json").write_text('["someone", "else"]')
+    with pytest.raises(ConfigError, match="is not a run folder of coldrec run"):
+        _check_run_folder(run)
+
+
 def test_names_cannot_leave_the_run_folder() -> None:
     for bad in (
         {"name": "../../x"},

@@ -173,10 +173,14 @@ def run_experiment(
 
 def _check_run_folder(out: Path) -> None:
     """Refuse an ``out`` that is neither new, empty, nor a run folder coldrec made: its
-    files would be overwritten or linked over."""
+    files would be overwritten or linked over. (Run folders of coldrec before 0.1's
+    source reorganisation have an ``experiment.json`` of just ``config`` and ``command``.)"""
     if not out.exists():
         return
-    if out.is_dir() and (not any(out.iterdir()) or made_by_coldrec(out / "experiment.json")):
+    marker = out / "experiment.json"
+    found = read_json(marker) if marker.is_file() else None
+    earlier = isinstance(found, dict) and set(found) == {"config", "command"}
+    if out.is_dir() and (not any(out.iterdir()) or made_by_coldrec(marker) or earlier):
         return
     raise ConfigError(f"{out} exists and is not a run folder of coldrec run (no coldrec "
                       "experiment.json): choose another --out")  # fmt: skip
