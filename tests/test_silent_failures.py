@@ -185,3 +185,8 @@ def test_the_parser_is_fast_on_its_worst_inputs() -> None:
     project(answers, titles)
     project([t[::-1] * 20 for t in titles * 6], titles)  # 300 long answers, fuzzy matching
     assert time.perf_counter() - start < 0.1
+
+
+def test_a_synthetic_source_too_large_for_memory_is_refused_before_generating() -> None:
+    with pytest.raises(ConfigError, match=r"need about [\d,.]+ GiB to generate and prepare"):
+        validate(DataConfig, {"source": {"kind": "synthetic", "n_users": 10**9}})
