@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("retrieval", "llm"),
     ("supervision",),
     ("rank", "baselines"),
-    ("experiment",),
+    ("experiment", "serve"),
     ("cli",),
 ]
 """Bottom to top, as docs/architecture.md lists them; ``coldrec`` is the package's own

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from coldrec._util.io import require_file
 from coldrec.config import merge, parse_overrides, read_yaml, validate
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import SPLITS, DataConfig, build_dataset
@@ -31,6 +32,8 @@ from coldrec.llm import BACKEND_KINDS, LLMConfig
 from coldrec.llm.check import check
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
+from coldrec.serve.app import serve
+from coldrec.serve.engine import ServeConfig
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.run import SuperviseConfig, run_supervision
 
@@ -318,6 +321,27 @@ def run_command(
         console.print(f"  {record['folder']:<32} {state}", highlight=False)
     report = (folder / "report" / "report.md").read_text(encoding="utf-8")
     console.print(report, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("serve")
+@user_errors
+def serve_command(
+    run_dir: Path = typer.Argument(
+        ..., help="A finished 'coldrec run' (or 'coldrec rank') folder."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    api_key_file: Path | None = typer.Option(
+        None, "--api-key-file", help="A file holding the key the write endpoints require."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the serve settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override: --set index.kind=hnsw."),
+) -> None:
+    """Serve a finished run over HTTP: recommendations, new items at once, events."""
+    settings = validate(ServeConfig, _layers(config, overrides))
+    key = require_file(api_key_file, "API key").read_text().strip() if api_key_file else None
+    serve(run_dir, settings, host, port, workers, key)
 
 
 @app.command("report")

@@ -123,6 +123,11 @@ class TextEncoder:
         """The SQLite file holding the cached vectors."""
         return self.config.resolved_cache_dir() / "text-vectors" / "vectors.sqlite"
 
+    def load(self) -> None:
+        """Load the model now (otherwise it loads when a text first misses the cache):
+        a server does it at start so that its first new item does not wait for it."""
+        self._load()
+
     def encode(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """Vectors of ``texts`` as ``float32`` of shape ``(len(texts), dim)``, rows of
         unit L2 norm, in input order.

@@ -39,7 +39,7 @@ from coldrec.retrieval.two_tower import TwoTower
 from coldrec.training.saving import SIDECAR
 from coldrec.training.scores import minmax
 
-__all__ = ["FusedRanker", "FusionMode", "choose_alpha"]
+__all__ = ["FusedRanker", "FusionMode", "choose_alpha", "fuse"]
 
 FusionMode = Literal["sas", "tw", "hybrid"]
 
@@ -57,12 +57,8 @@ class FusedRanker:
         retriever = np.asarray(self.retriever.score(users, items), dtype=np.float32)
         if self.mode == "tw":
             return retriever
-        ranker = np.asarray(self.ranker.score(users, items), dtype=np.float32)
-        if self.mode == "sas":
-            return ranker
-        tw = minmax(retriever)
-        sas = minmax(ranker)
-        return self.alpha * np.where(np.isnan(sas), tw, sas) + (1 - self.alpha) * tw
+        return fuse(np.asarray(self.ranker.score(users, items), dtype=np.float32), retriever,
+                    self.mode, self.alpha)  # fmt: skip
 
     def save(self, folder: Path) -> Path:
         """Save the ranker into ``folder``, its sidecar recording the fusion: mode, α and
@@ -101,6 +97,16 @@ class FusedRanker:
             raise DataError(f"{folder}: the retriever is not the Two-Tower model it was saved "
                             f"with ({fusion['retriever']})")  # fmt: skip
         return cls(ranker, retriever, fusion["mode"], fusion["alpha"])
+
+
+def fuse(ranker: np.ndarray, retriever: np.ndarray, mode: FusionMode, alpha: float) -> np.ndarray:
+    """The fused scores of candidate rows (see the module doc for the modes)."""
+    if mode == "tw":
+        return retriever
+    if mode == "sas":
+        return ranker
+    tw, sas = minmax(retriever), minmax(ranker)
+    return alpha * np.where(np.isnan(sas), tw, sas) + (1 - alpha) * tw
 
 
 def choose_alpha(

@@ -97,6 +97,54 @@ class SequentialRecommender(TrainedModel):
             scores[:, ~self.trained_items.numpy()] = np.nan
         return scores_at(scores, items)
 
+    def contexts_of(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """Context vectors of item sequences (Dataset item ids, oldest first), as
+        :meth:`score` uses them; items the network has no row for (added after training)
+        are left out of a sequence."""
+        if self.net is None:
+            raise ConfigError("fit the model before scoring")
+        known = [np.asarray(s, dtype=np.int64) for s in sequences]
+        known = [s[s < self.net.n_items] for s in known]
+        self.net.eval()
+        with torch.no_grad():
+            return self.net.contexts(padded_sequences(known, self.config.max_len)).numpy()
+
+    def item_table(self) -> np.ndarray:
+        """The output vector of every item it was trained for (NaN rows for items an ID
+        model never trained, which it cannot score)."""
+        if self.net is None:
+            raise ConfigError("fit the model before scoring")
+        with torch.no_grad():
+            table = self.net.item_vectors().numpy().copy()
+        if isinstance(self.net.items, IdItems):
+            table[~self.trained_items.numpy()] = np.nan
+        return table
+
+    def new_item_vectors(self, content: np.ndarray) -> np.ndarray:
+        """Output vectors for items added after training, from their content vectors:
+        with delta item vectors ``map(c) + Δ`` where ``Δ`` comes from the warm neighbours
+        by the run's transfer (none without one); an ID model cannot score them (NaN)."""
+        if self.net is None:
+            raise ConfigError("fit the model before scoring")
+        items = self.net.items
+        if not isinstance(items, DeltaItems):
+            return np.full((len(content), self.config.dim), np.nan, dtype=np.float32)
+        with torch.no_grad():
+            mapped = items.map(torch.as_tensor(content, dtype=torch.float32)).numpy()
+            if self.config.transfer is None:
+                return mapped
+            residuals = np.concatenate([items.residuals().numpy(),
+                                        np.zeros_like(mapped)])  # fmt: skip
+            known = items.content.numpy()
+        n = len(known)
+        new = np.arange(n, n + len(content))
+        donors = np.concatenate([self.trained_items.numpy(), np.zeros(len(content), bool)])
+        receivers = np.zeros(n + len(content), dtype=bool)
+        receivers[new] = True
+        moved = knn_gate_transfer(residuals, np.concatenate([known, content]), receivers,
+                                  donors, self.config.transfer)  # fmt: skip
+        return mapped + moved.residuals[new]
+
     def transferred(self, dataset: Dataset, config: TransferConfig) -> SequentialRecommender:
         """A copy whose cold items (``dataset``'s) carry residuals moved from their warm
         neighbours (:func:`~coldrec.rank.transfer.knn_gate_transfer`); needs ``delta``."""

@@ -32,6 +32,7 @@ from torch import nn
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.encode.vectors import load_vectors, save_vectors
+from coldrec.errors import ConfigError
 from coldrec.eval.protocol import selection_score
 from coldrec.retrieval.losses import in_batch_softmax_loss
 from coldrec.training.loop import TrainedConfig, TrainingConfig
@@ -144,6 +145,20 @@ class TwoTower(TrainedModel):
             items = torch.arange(len(setup.seen_items))
             self.user_vectors = self.net.users(users, setup.user_content, setup.seen_users).numpy()
             self.item_vectors = self.net.items(items, setup.item_content, setup.seen_items).numpy()
+
+    def embed(
+        self, side: Literal["users", "items"], content: np.ndarray, ids: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Vectors of users or items from their content vectors (a user's: the mean of
+        eq. 4.2), with the ID part of the trained ``ids`` or, without ``ids``, none: what
+        a user or item added after training gets (eq. 4.4)."""
+        if self.net is None:
+            raise ConfigError("fit the Two-Tower model before embedding")
+        rows = torch.as_tensor(np.zeros(len(content), np.int64) if ids is None else ids)
+        mask = torch.full((len(content),), 0.0 if ids is None else 1.0)
+        tower = self.net.users if side == "users" else self.net.items
+        with torch.no_grad():
+            return tower(rows, torch.as_tensor(content, dtype=torch.float32), mask).numpy()
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None

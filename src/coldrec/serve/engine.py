@@ -1,0 +1,362 @@
+"""What a server does, without HTTP: recommend, take new items and events, explain.
+
+A recommendation follows one path, candidates → scores → filters → top k:
+
+1. the user's history: a known user's (the run's history plus the events received), or
+   the ``history`` a request gives (an anonymous user); none at all takes the fallback;
+2. one query vector per user view (the Two-Tower user vector: its ID part for users seen
+   in training, the content mean of its recent items for everyone; a second view, as
+   STARS's, appends another) and, for each, the top-M allowed items from the index (the
+   run's candidate depth; allowed: available, within the filters, not in the history);
+   the lists are interleaved;
+3. ranker scores (the run's sequential model over the history) and retriever scores,
+   fused as the run fused them (mode and α), best k first.
+
+**Fallback** (a user with no history, or an unknown user id without one): the items
+with the most interactions in the last ``recent_days`` of the history and since (events
+count), within the filters. Never an error.
+
+Writes (items, deletions, events) go to the durable :class:`WriteLog` first and are
+applied from it, in order, here and in every other worker (:meth:`Engine.catch_up`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec.data.dataset import HISTORY_SPLITS
+from coldrec.data.prepare import item_text
+from coldrec.encode import TextEncoder
+from coldrec.encode.vectors import l2_normalised
+from coldrec.errors import DataError
+from coldrec.rank.fusion import fuse
+from coldrec.retrieval.index import IndexConfig
+from coldrec.serve.catalogue import Catalogue, Filters
+from coldrec.serve.run import RunArtifacts
+from coldrec.serve.store import WriteLog
+
+__all__ = ["Engine", "Recommendation", "ServeConfig"]
+
+DAY = 86_400
+
+
+class ServeConfig(BaseModel):
+    """How a run is served."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int | None = None
+    """Which seed's ranker of an experiment (default: the first)."""
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    """``flat`` (exact) or ``hnsw`` for the retriever's index."""
+    top_m: int | None = Field(None, gt=0)
+    """Candidates per user view; default: the run's own depth (its ``retrieve.top_m``)."""
+    initial_items: Literal["all", "trained"] = "all"
+    """``trained``: start with the items seen in training only; the others (cold) come
+    through ``POST /items``, as in a shop."""
+    recent_days: float = Field(30.0, gt=0)
+    """The fallback's window of popularity."""
+    max_k: int = Field(200, gt=0)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A list for one request, with what made it."""
+
+    items: list[dict[str, Any]]
+    user: str | None
+    known_user: bool
+    history_length: int
+    source: Literal["ranked", "popular"]
+    candidates: int = 0
+    fallback_reason: str | None = None
+
+
+@dataclass
+class _Users:
+    """Users and their histories (rows: the run's users, then users met in events)."""
+
+    ids: list[str]
+    histories: list[list[int]]
+    trained: int
+    """Users ``0..trained-1`` were in the run's training data (their ID vectors count)."""
+    changed: set[int] = field(default_factory=set)
+    """Users whose history grew while serving (their vectors are recomputed)."""
+    row_of: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.row_of = {user: row for row, user in enumerate(self.ids)}
+
+    def row(self, user: str) -> int:
+        """The user's row, a new one for a user met for the first time."""
+        if user not in self.row_of:
+            self.row_of[user] = len(self.ids)
+            self.ids.append(user)
+            self.histories.append([])
+        return self.row_of[user]
+
+
+class Engine:
+    """A run being served (see the module doc). Thread-safe: requests take a lock around
+    what they read and write."""
+
+    def __init__(self, run: RunArtifacts, config: ServeConfig, log: WriteLog) -> None:
+        self.run, self.config, self.log = run, config, log
+        self.top_m = config.top_m or run.top_m
+        dataset = run.dataset
+        self.encoder = TextEncoder(run.retriever.config.encoder)
+        self.encoder.load()  # so that the first new item does not wait for the model
+        history = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
+        counts = np.bincount(history["item_idx"], minlength=dataset.n_items)
+        served = counts > 0 if config.initial_items == "trained" else np.ones(len(counts), bool)
+        self.catalogue = Catalogue(
+            _records(dataset.items),
+            self.encoder.encode(dataset.item_text, progress=False),
+            run.retriever.item_vectors,
+            run.ranker.item_table(),
+            cold=counts == 0,
+            index=config.index,
+            served=served,
+        )
+        self.trained_items = len(counts)
+        self.users = _Users(dataset.users["user"].tolist(), [list(s) for s in
+                            dataset.sequences(*HISTORY_SPLITS)], dataset.n_users)  # fmt: skip
+        recent = history["ts"] >= history["ts"].max() - config.recent_days * DAY
+        self.popularity = np.bincount(history.loc[recent, "item_idx"], weights=history.loc[
+            recent, "weight"], minlength=dataset.n_items).astype(float).tolist()  # fmt: skip
+        self.applied = 0
+        self._lock = threading.RLock()
+        self.catch_up()
+
+    # --- writes ---------------------------------------------------------------------
+
+    def add_items(self, records: list[dict[str, Any]]) -> int:
+        """Durably record new or changed items, then apply them; the log position."""
+        seq = self.log.append("item", records)
+        self.catch_up()
+        return seq
+
+    def delete_item(self, item: str) -> int:
+        self._known_item(item)
+        seq = self.log.append("delete", [{"item": item}])
+        self.catch_up()
+        return seq
+
+    def add_events(self, events: list[dict[str, Any]]) -> int:
+        for event in events:
+            self._known_item(event["item"])
+        seq = self.log.append("event", events)
+        self.catch_up()
+        return seq
+
+    def catch_up(self) -> None:
+        """Apply the writes of the log not applied yet (this worker's and others')."""
+        with self._lock:
+            pending = list(self.log.since(self.applied))
+            for kind, group in _runs(pending):
+                {"item": self._apply_items, "delete": self._apply_deletes,
+                 "event": self._apply_events}[kind](group)  # fmt: skip
+            if pending:
+                self.applied = pending[-1][0]
+
+    def _apply_items(self, records: list[dict[str, Any]]) -> None:
+        texts = [item_text(r.get("title"), r.get("categories") or []) for r in records]
+        content = self.encoder.encode(texts, progress=False)
+        rows = [self.catalogue.row_of.get(r["item"], -1) for r in records]
+        trained = np.array([0 <= row < self.trained_items and not self.catalogue.cold[row]
+                            for row in rows])  # fmt: skip
+        retriever = self.run.retriever.embed("items", content)
+        if trained.any():  # a trained item keeps its ID part
+            ids = np.array(rows)[trained]
+            retriever[trained] = self.run.retriever.embed("items", content[trained], ids)
+        ranker = self.run.ranker.new_item_vectors(content)
+        for k, row in enumerate(rows):
+            if row >= 0 and row < self.trained_items:  # its trained ranker vector stays
+                ranker[k] = self.catalogue.ranker.array[row]
+        self.catalogue.upsert(records, content, retriever, ranker)
+        self.popularity.extend([0.0] * (len(self.catalogue) - len(self.popularity)))
+
+    def _apply_deletes(self, bodies: list[dict[str, Any]]) -> None:
+        for body in bodies:
+            self.catalogue.remove(self.catalogue.row_of[body["item"]])
+
+    def _apply_events(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            row = self.users.row(event["user"])
+            item = self.catalogue.row_of[event["item"]]
+            self.users.histories[row].append(item)
+            self.users.changed.add(row)
+            self.popularity[item] += 1.0
+
+    def _known_item(self, item: str) -> int:
+        row = self.catalogue.row_of.get(item)
+        if row is None:
+            raise DataError(f"unknown item {item!r}")
+        return row
+
+    # --- reads ----------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user: str | None = None,
+        history: list[str] | None = None,
+        k: int = 20,
+        filters: Filters | None = None,
+        exclude_seen: bool = True,
+    ) -> Recommendation:
+        """The top ``k`` for a user id or a given history (see the module doc)."""
+        filters = filters or Filters()
+        self.catch_up()
+        with self._lock:
+            row = self.users.row_of.get(user) if user is not None else None
+            seen = [self._known_item(i) for i in history] if history is not None else (
+                self.users.histories[row] if row is not None else [])  # fmt: skip
+            blocked = np.zeros(len(self.catalogue), dtype=bool)
+            if exclude_seen:
+                blocked[seen] = True
+            allowed = self.catalogue.allowed(filters, blocked)
+            if not seen:
+                why = "unknown user" if user is not None and row is None else "no history"
+                return self._popular(user, row is not None, allowed, k, why)
+            views = [self._user_vector(row if history is None else None, seen)]
+            candidates = _interleave([self.catalogue.search(v, self.top_m, allowed)
+                                      for v in views], self.top_m)  # fmt: skip
+            retriever = self.catalogue.retriever.array[candidates] @ views[0]
+            context = self.run.ranker.contexts_of([np.array(seen)])[0]
+            ranker = self.catalogue.ranker.array[candidates] @ context
+            fused = fuse(ranker[None], retriever[None], self.run.mode, self.run.alpha)[0]
+            order = _top(fused, k)
+            items = [self._entry(candidates[j], float(fused[j]), ranker[j], retriever[j])
+                     for j in order]  # fmt: skip
+            return Recommendation(items, user, row is not None, len(seen), "ranked",
+                                  len(candidates))  # fmt: skip
+
+    def _popular(
+        self, user: str | None, known: bool, allowed: np.ndarray, k: int, why: str
+    ) -> Recommendation:
+        scores = np.where(allowed, np.array(self.popularity), -np.inf)
+        order = [j for j in np.argsort(-scores, kind="stable")[:k] if np.isfinite(scores[j])]
+        items = [self._entry(int(j), float(scores[j]), np.nan, np.nan) for j in order]
+        return Recommendation(items, user, known, 0, "popular", 0, why)
+
+    def _user_vector(self, row: int | None, seen: list[int]) -> np.ndarray:
+        """The user's Two-Tower vector: the run's own for a trained user whose history has
+        not grown, else from the content of their recent items (with their ID part when
+        the run trained one for them)."""
+        retriever = self.run.retriever
+        if row is not None and row < self.users.trained and row not in self.users.changed:
+            vector: np.ndarray = retriever.user_vectors[row]
+            return vector
+        recent = list(dict.fromkeys(reversed(seen)))[: retriever.config.last_n]
+        content = l2_normalised(self.catalogue.content.array[recent].astype(np.float64).sum(
+            axis=0, keepdims=True)).astype(np.float32)  # fmt: skip
+        ids = np.array([row]) if row is not None and row < self.users.trained else None
+        return retriever.embed("users", content, ids)[0]
+
+    def _entry(self, row: int, score: float, ranker: float, retriever: float) -> dict[str, Any]:
+        row = int(row)
+        record = self.catalogue.records[row]
+        return {
+            "item": record["item"], "title": record.get("title"),
+            "categories": record.get("categories") or [], "brand": record.get("brand"),
+            "price": record.get("price"), "score": score,
+            "ranker": None if np.isnan(ranker) else float(ranker),
+            "retriever": None if np.isnan(retriever) else float(retriever),
+            "cold": bool(self.catalogue.cold[row]), "new": row >= self.trained_items,
+        }  # fmt: skip
+
+    def item(self, item: str) -> dict[str, Any]:
+        """An item's record and state."""
+        self.catch_up()
+        row = self._known_item(item)
+        record = self.catalogue.records[row]
+        return {**record, "cold": bool(self.catalogue.cold[row]),
+                "new": row >= self.trained_items, "served": self.catalogue.served[row],
+                "popularity": float(self.popularity[row])}  # fmt: skip
+
+    def user(self, user: str) -> dict[str, Any]:
+        """A user's history (item ids, oldest first) and whether the run trained them."""
+        self.catch_up()
+        row = self.users.row_of.get(user)
+        if row is None:
+            raise DataError(f"unknown user {user!r}")
+        history = [self.catalogue.ids[i] for i in self.users.histories[row]]
+        return {"user": user, "history": history, "trained": row < self.users.trained}
+
+    def explain(self, user: str, item: str) -> dict[str, Any]:
+        """Why ``item`` is (or is not) in ``user``'s list: its retriever rank and score,
+        ranker score, the fusion, and its nearest warm items by content."""
+        row = self._known_item(item)
+        listing = self.recommend(user, k=self.top_m)
+        ranked = [entry["item"] for entry in listing.items]
+        found = next((entry for entry in listing.items if entry["item"] == item), None)
+        content = self.catalogue.content.array
+        warm = np.flatnonzero(~np.array(self.catalogue.cold))
+        similarity = content[warm] @ content[row]
+        nearest = warm[np.argsort(-similarity, kind="stable")[:5]]
+        return {
+            "user": user, "item": item, "source": listing.source,
+            "rank": ranked.index(item) + 1 if item in ranked else None,
+            "of": len(ranked), "scores": found, "mode": self.run.mode, "alpha": self.run.alpha,
+            "nearest_warm_items": [{"item": self.catalogue.ids[j],
+                                    "similarity": float(content[j] @ content[row])}
+                                   for j in nearest],
+        }  # fmt: skip
+
+    def health(self) -> dict[str, Any]:
+        """Counts, the fusion, and a few users with a history (for the page's picker)."""
+        examples = [u for u, h in zip(self.users.ids, self.users.histories, strict=True) if h][:20]
+        return {"items": len(self.catalogue), "served": int(sum(self.catalogue.served)),
+                "example_users": examples,
+                "users": len(self.users.ids), "index_size": int(self.catalogue.index.ntotal),
+                "applied_writes": self.applied, "top_m": self.top_m,
+                "mode": self.run.mode, "alpha": self.run.alpha}  # fmt: skip
+
+
+def _records(items: pd.DataFrame) -> list[dict[str, Any]]:
+    """The Dataset's items as the catalogue's records."""
+    columns = ["item", "title", "categories", "brand", "price"]
+    records: list[dict[str, Any]] = [
+        {str(key): value for key, value in row.items()} for row in items[columns].to_dict("records")
+    ]
+    for record in records:
+        for key in ("title", "brand", "price"):
+            if pd.isna(record[key]):
+                record[key] = None
+        if record["price"] is not None:
+            record["price"] = float(record["price"])
+    return records
+
+
+def _runs(pending: list[tuple[int, str, dict[str, Any]]]) -> list[tuple[str, list[Any]]]:
+    """Consecutive writes of one kind as groups (applied in order, batched)."""
+    groups: list[tuple[str, list[Any]]] = []
+    for _, kind, body in pending:
+        if groups and groups[-1][0] == kind:
+            groups[-1][1].append(body)
+        else:
+            groups.append((kind, [body]))
+    return groups
+
+
+def _interleave(lists: list[np.ndarray], m: int) -> np.ndarray:
+    """Round-robin merge of candidate lists, each item once, at most ``m``."""
+    if len(lists) == 1:
+        return lists[0][:m]
+    rounds = itertools.zip_longest(*lists)
+    merged = dict.fromkeys(int(x) for column in rounds for x in column if x is not None)
+    return np.array(list(merged), dtype=np.int64)[:m]
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best scores, the earlier candidate first among equals; NaN
+    never ranked (as the evaluation protocol ranks candidates)."""
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
+    return np.array([j for j in order if not np.isnan(scores[j])][:k], dtype=np.int64)

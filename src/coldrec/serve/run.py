@@ -1,0 +1,76 @@
+"""The artifacts of a finished run that a server needs, found in its folder.
+
+A ``coldrec run`` folder holds ``data/`` (the Dataset), ``retrieve/`` (the saved Two-Tower
+and its settings: the candidate depth) and ``rank/seed<N>/model`` (the fused ranker). A
+``coldrec rank`` run folder holds ``model/`` and names its Dataset and retrieve run in its
+metrics file; it is served as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from coldrec._util.io import read_json
+from coldrec.config import validate
+from coldrec.data.dataset import Dataset
+from coldrec.errors import DataError
+from coldrec.rank.fusion import FusedRanker, FusionMode
+from coldrec.rank.sequential import SequentialRecommender
+from coldrec.retrieval.retrieve import RetrieveConfig
+from coldrec.retrieval.two_tower import TwoTower
+
+__all__ = ["RunArtifacts", "load_run"]
+
+
+@dataclass(frozen=True)
+class RunArtifacts:
+    """A run's Dataset, retriever, ranker and fusion, and the candidate depth it used."""
+
+    folder: Path
+    dataset: Dataset
+    retriever: TwoTower
+    ranker: SequentialRecommender
+    mode: FusionMode
+    alpha: float
+    top_m: int
+    """Candidates retrieved per user (the run's ``retrieve.top_m``)."""
+
+
+def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
+    """The artifacts of the run in ``folder``: an experiment folder (the ranker of
+    ``seed``, default the first one there) or a ``coldrec rank`` run folder."""
+    folder = Path(folder)
+    if (folder / "experiment.json").is_file():
+        seeds = sorted(p.name for p in (folder / "rank").glob("seed*")) if (
+            folder / "rank").is_dir() else []  # fmt: skip
+        if not seeds:
+            raise DataError(f"{folder}: the experiment has no finished rank step")
+        chosen = f"seed{seed}" if seed is not None else seeds[0]
+        model = folder / "rank" / chosen / "model"
+        data, retrieval = folder / "data", folder / "retrieve"
+    elif (folder / "model" / "model.json").is_file():
+        inputs = _rank_inputs(folder)
+        model, data, retrieval = folder / "model", inputs["dataset"], inputs["retrieval"]
+    else:
+        raise DataError(f"{folder} is neither a coldrec run folder nor a coldrec rank run")
+    if not model.is_dir():
+        raise DataError(f"{model}: no saved ranker (a run made before models were kept?)")
+    dataset = Dataset.load(data)
+    fused = FusedRanker.load(model, dataset)
+    assert isinstance(fused.ranker, SequentialRecommender)
+    assert isinstance(fused.retriever, TwoTower)
+    settings = validate(RetrieveConfig, read_json(retrieval / "config.json"))
+    return RunArtifacts(folder, dataset, fused.retriever, fused.ranker, fused.mode,
+                        fused.alpha, settings.top_m)  # fmt: skip
+
+
+def _rank_inputs(folder: Path) -> dict[str, Path]:
+    """The Dataset and retrieve run a ``coldrec rank`` run read (its metrics file)."""
+    metrics = sorted(folder.glob("metrics-seed*.json"))
+    if not metrics:
+        raise DataError(f"{folder}: no metrics file naming the run's inputs")
+    inputs = read_json(metrics[0]).get("inputs", {})
+    if not {"dataset", "retrieval"} <= set(inputs):
+        raise DataError(f"{metrics[0]}: the inputs do not name the dataset and retrieve run")
+    return {name: Path(path) for name, path in inputs.items()}
