@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR := runs/demo
 
-.PHONY: demo test install clean
+.PHONY: demo serve test install clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/coldrec run configs/demo.yaml --out $(DEMO_DIR)
+
+serve: demo
+	$(BIN)/coldrec serve $(DEMO_DIR)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

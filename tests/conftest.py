@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from coldrec.config import validate
 from coldrec.data import Dataset, prepare
 from coldrec.data.sources import SyntheticSource
+from coldrec.experiment.config import ExperimentConfig
+from coldrec.experiment.run import run_experiment
+from tests.test_experiment import TINY
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -48,3 +52,15 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("server") / "server.log"
     with local_server(log=log) as base:
         yield base
+
+
+@pytest.fixture(scope="session")
+def served_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished E0-like run (no labels) of the tiny synthetic experiment, its retriever
+    trained enough for its content projection to mean something (the serve tests')."""
+    root = tmp_path_factory.mktemp("serve")
+    retrieve = {"top_m": 100, "model": {"dim": 32, "training": {"epochs": 10}}}
+    config = validate(ExperimentConfig, {**TINY, "supervise": None, "losses": [],
+                                         "baselines": {}, "retrieve": retrieve})  # fmt: skip
+    run_experiment(config, root / "run")
+    return root / "run"

@@ -45,7 +45,7 @@ from coldrec.rank.items import DeltaItems, IdItems
 from coldrec.rank.losses import LabelLosses, full_softmax_loss, sequence_softmax_loss
 from coldrec.rank.negatives import NegativeSampler, PoolSampler, UniformSampler
 from coldrec.rank.network import SequenceNet, SequentialConfig
-from coldrec.rank.transfer import Transfer, TransferConfig, knn_gate_transfer
+from coldrec.rank.transfer import Transfer, TransferConfig, knn_gate_transfer, lenders
 from coldrec.supervision.labels import LabelFiles, Labels
 from coldrec.training.model import TrainedModel
 from coldrec.training.saving import Saved
@@ -105,7 +105,8 @@ class SequentialRecommender(TrainedModel):
             raise ConfigError("fit the model before scoring")
         known = [np.asarray(s, dtype=np.int64) for s in sequences]
         known = [s[s < self.net.n_items] for s in known]
-        self.net.eval()
+        if self.net.training:
+            self.net.eval()
         with torch.no_grad():
             return self.net.contexts(padded_sequences(known, self.config.max_len)).numpy()
 
@@ -144,6 +145,20 @@ class SequentialRecommender(TrainedModel):
         moved = knn_gate_transfer(residuals, np.concatenate([known, content]), receivers,
                                   donors, self.config.transfer)  # fmt: skip
         return mapped + moved.residuals[new]
+
+    def lenders(self, content: np.ndarray) -> dict[str, Any] | None:
+        """The warm items that lend an item with this content vector their residual, by
+        the run's transfer (None without one): ``items`` (ids, similarities, weights) and
+        ``gate``."""
+        items = self.net.items if self.net is not None else None
+        if not isinstance(items, DeltaItems) or self.config.transfer is None:
+            return None
+        known = items.content.numpy()
+        rows, similarity, weights, gate = lenders(content, known, self.trained_items.numpy(),
+                                                  self.config.transfer)  # fmt: skip
+        return {"gate": gate, "items": [
+            {"item": int(r), "similarity": float(s), "weight": float(w)}
+            for r, s, w in zip(rows, similarity, weights, strict=True)]}  # fmt: skip
 
     def transferred(self, dataset: Dataset, config: TransferConfig) -> SequentialRecommender:
         """A copy whose cold items (``dataset``'s) carry residuals moved from their warm

@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Transfer", "TransferConfig", "gate_value", "knn_gate_transfer"]
+__all__ = ["Transfer", "TransferConfig", "gate_value", "knn_gate_transfer", "lenders"]
 
 
 class TransferConfig(BaseModel):
@@ -104,6 +104,19 @@ def knn_gate_transfer(
         gates.append(gate)
         best.append(m)
     return Transfer(out, receivers, np.concatenate(gates), np.concatenate(best))
+
+
+def lenders(
+    query: np.ndarray, content: np.ndarray, warm: np.ndarray, config: TransferConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The warm items whose residuals one content vector ``query`` takes by the rule of
+    the module doc: their ids, similarities and weights ``α_w``, best first, and the gate."""
+    donors = np.flatnonzero(warm)
+    similarity = content[donors] @ query
+    best = np.argsort(-similarity, kind="stable")[: config.k]
+    weights = _softmax(similarity[best][None] / config.temperature)[0]
+    gate = float(gate_value(similarity[best[:1]], config)[0]) if len(best) else 0.0
+    return donors[best], similarity[best], weights, gate
 
 
 def gate_value(max_similarity: np.ndarray, config: TransferConfig) -> np.ndarray:

@@ -20,6 +20,7 @@ ever used as a path. Errors are JSON ``{"detail": …}`` with a 4xx status.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
@@ -297,13 +298,17 @@ def serve(
     api_key: str | None = None,
 ) -> None:
     """Serve the run until interrupted. Workers share the write log, so each sees every
-    write before it answers."""
+    write before it answers. Requests are logged unless logging is at warnings only
+    (``coldrec -q``)."""
     import uvicorn
 
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    logs: dict[str, Any] = {"log_level": "warning" if quiet else "info", "access_log": not quiet}
     if workers == 1:
-        uvicorn.run(create_app(open_engine(run_dir, config), api_key), host=host, port=port)
+        app = create_app(open_engine(run_dir, config), api_key)
+        uvicorn.run(app, host=host, port=port, **logs)
         return
     os.environ[_ENV] = json.dumps({"run": str(Path(run_dir).resolve()), "api_key": api_key,
                                    "config": config.model_dump(mode="json")})  # fmt: skip
     uvicorn.run("coldrec.serve.app:from_environment", factory=True, host=host, port=port,
-                workers=workers)  # fmt: skip
+                workers=workers, **logs)  # fmt: skip

@@ -15,21 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import faiss
 import numpy as np
 
 from coldrec.retrieval.index import IndexConfig, build_index
 
 __all__ = ["Catalogue", "Filters", "Rows"]
 
-_faiss: Any = faiss  # its SWIG stubs miss the search parameters, selectors and HNSW fields
-
 
 class Rows:
-    """A float32 matrix that grows by appended rows (capacity doubles)."""
+    """An array that grows by appended rows (capacity doubles): float32 vectors, or int64
+    numbers."""
 
-    def __init__(self, initial: np.ndarray) -> None:
-        self._data = np.ascontiguousarray(initial, dtype=np.float32)
+    def __init__(self, initial: np.ndarray, dtype: type = np.float32) -> None:
+        self._data: np.ndarray = np.ascontiguousarray(initial, dtype=dtype)
         self.n = len(initial)
 
     @property
@@ -38,13 +36,13 @@ class Rows:
 
     def append(self, rows: np.ndarray) -> None:
         if self.n + len(rows) > len(self._data):
-            grown = np.empty((2 * (self.n + len(rows)), self._data.shape[1]), dtype=np.float32)
+            grown = np.empty((2 * (self.n + len(rows)), *self._data.shape[1:]), self._data.dtype)
             grown[: self.n] = self._data[: self.n]
             self._data = grown
         self._data[self.n : self.n + len(rows)] = rows
         self.n += len(rows)
 
-    def set(self, row: int, values: np.ndarray) -> None:
+    def set(self, row: int, values: np.ndarray | int) -> None:
         self._data[row] = values
 
 
@@ -85,10 +83,11 @@ class Catalogue:
         rows = np.flatnonzero(served)
         self.index: Any = build_index(retriever[rows], index)
         self._index_config = index
-        self.slot_row: list[int] = rows.tolist()
-        self.row_slot: list[int] = [-1] * len(records)
-        for slot, row in enumerate(self.slot_row):
-            self.row_slot[row] = slot
+        self.slot_row = Rows(rows, np.int64)
+        """The row of each index slot."""
+        self.row_slot = Rows(np.full(len(records), -1), np.int64)
+        """The live slot of each row (-1: none, the row is never returned)."""
+        self.row_slot.array[rows] = np.arange(len(rows))
         self._columns: dict[Any, np.ndarray] = {}
         """Per-row arrays derived from the records, cleared when items change."""
 
@@ -118,7 +117,7 @@ class Catalogue:
                 self.records.append(record)
                 self.cold.append(True)
                 self.served.append(True)
-                self.row_slot.append(-1)
+                self.row_slot.append(np.array([-1]))
                 for store, vector in ((self.content, text), (self.retriever, tw),
                                       (self.ranker, rk)):  # fmt: skip
                     store.append(vector[None])
@@ -129,18 +128,17 @@ class Catalogue:
                                       (self.ranker, rk)):  # fmt: skip
                     store.set(row, vector)
             rows.append(row)
-        first = len(self.slot_row)
+        first = self.slot_row.n
         self.index.add(np.ascontiguousarray(retriever, dtype=np.float32))
-        self.slot_row.extend(rows)
-        for slot, row in enumerate(rows, start=first):
-            self.row_slot[row] = slot
+        self.slot_row.append(np.array(rows))
+        self.row_slot.array[rows] = np.arange(first, first + len(rows))
         self._columns.clear()
         return rows
 
     def remove(self, row: int) -> None:
         """Never return this item again (until it is added anew)."""
         self.served[row] = False
-        self.row_slot[row] = -1
+        self.row_slot.set(row, -1)
         self._columns.clear()
 
     def allowed(self, filters: Filters, blocked: np.ndarray) -> np.ndarray:
@@ -183,36 +181,22 @@ class Catalogue:
 
     def search(self, query: np.ndarray, m: int, allowed: np.ndarray) -> np.ndarray:
         """Up to ``m`` allowed rows by retriever score for one query vector, best first.
-        A restrictive filter is searched exactly within the allowed rows, so it never
-        starves the list; otherwise FAISS is asked for more than ``m`` and filtered."""
-        live = np.array(self.row_slot, dtype=np.int64)
-        slots = live[allowed & (live >= 0)]
-        if len(slots) == 0:
-            return np.zeros(0, dtype=np.int64)
-        query = np.ascontiguousarray(query[None], dtype=np.float32)
-        n_live = int((live >= 0).sum())
-        if len(slots) <= m or len(slots) < 0.5 * n_live:
-            selector = _faiss.IDSelectorBatch(slots)
-            params = self._params(selector, min(m, len(slots)))
-            _, found = self.index.search(query, min(m, len(slots)), params=params)
-        else:  # every slot not allowed (blocked, retired) may come before the m wanted
-            k = min(m + self.index.ntotal - len(slots), self.index.ntotal)
-            self._widen(k)
-            _, found = self.index.search(query, k)
-        rows = np.array(self.slot_row, dtype=np.int64)[found[0][found[0] >= 0]]
-        keep = allowed[rows] & (live[rows] == found[0][found[0] >= 0])
+        When a filter leaves fewer than ``m`` rows or under half the live ones, every
+        allowed row is scored exactly (the index, HNSW above all, would miss some of a
+        small allowed set), so a filter never starves the list; otherwise the index is
+        asked for enough more than ``m`` to skip what is not allowed."""
+        live = self.row_slot.array
+        wanted = allowed & (live >= 0)
+        n_allowed = int(wanted.sum())
+        if n_allowed <= m or n_allowed < 0.5 * int((live >= 0).sum()):
+            rows = np.flatnonzero(wanted)
+            scores = self.retriever.array[rows] @ query
+            return rows[np.argsort(-scores, kind="stable")[:m]]
+        k = min(m + self.index.ntotal - n_allowed, self.index.ntotal)
+        if self._index_config.kind == "hnsw":
+            self.index.hnsw.efSearch = max(self._index_config.ef_search, k)
+        _, found = self.index.search(np.ascontiguousarray(query[None], dtype=np.float32), k)
+        slots = found[0][found[0] >= 0]
+        rows = self.slot_row.array[slots]
+        keep = allowed[rows] & (live[rows] == slots)  # a retired slot is not its row's
         return rows[keep][:m]
-
-    def _params(self, selector: Any, k: int) -> Any:
-        if self._index_config.kind == "hnsw":
-            return _faiss.SearchParametersHNSW(sel=selector, efSearch=max(self._ef(), k))
-        if self._index_config.kind == "ivf":
-            return _faiss.SearchParametersIVF(sel=selector, nprobe=self._index_config.nprobe)
-        return _faiss.SearchParameters(sel=selector)
-
-    def _ef(self) -> int:
-        return int(self._index_config.ef_search)
-
-    def _widen(self, k: int) -> None:
-        if self._index_config.kind == "hnsw":
-            self.index.hnsw.efSearch = max(self._ef(), k)

@@ -41,6 +41,7 @@ from coldrec.retrieval.index import IndexConfig
 from coldrec.serve.catalogue import Catalogue, Filters
 from coldrec.serve.run import RunArtifacts
 from coldrec.serve.store import WriteLog
+from coldrec.supervision.labels import Labels
 
 __all__ = ["Engine", "Recommendation", "ServeConfig"]
 
@@ -63,7 +64,6 @@ class ServeConfig(BaseModel):
     through ``POST /items``, as in a shop."""
     recent_days: float = Field(30.0, gt=0)
     """The fallback's window of popularity."""
-    max_k: int = Field(200, gt=0)
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,7 @@ class Engine:
         self.popularity = np.bincount(history.loc[recent, "item_idx"], weights=history.loc[
             recent, "weight"], minlength=dataset.n_items).astype(float).tolist()  # fmt: skip
         self.applied = 0
+        self._labels: Labels | None = None
         self._lock = threading.RLock()
         self.catch_up()
 
@@ -225,7 +226,7 @@ class Engine:
             if not seen:
                 why = "unknown user" if user is not None and row is None else "no history"
                 return self._popular(user, row is not None, allowed, k, why)
-            views = [self._user_vector(row if history is None else None, seen)]
+            views = [self.user_vector(row if history is None else None, seen)]
             candidates = _interleave([self.catalogue.search(v, self.top_m, allowed)
                                       for v in views], self.top_m)  # fmt: skip
             retriever = self.catalogue.retriever.array[candidates] @ views[0]
@@ -233,8 +234,8 @@ class Engine:
             ranker = self.catalogue.ranker.array[candidates] @ context
             fused = fuse(ranker[None], retriever[None], self.run.mode, self.run.alpha)[0]
             order = _top(fused, k)
-            items = [self._entry(candidates[j], float(fused[j]), ranker[j], retriever[j])
-                     for j in order]  # fmt: skip
+            items = [self._entry(candidates[j], float(fused[j]), ranker[j], retriever[j],
+                                 "two_tower") for j in order]  # fmt: skip
             return Recommendation(items, user, row is not None, len(seen), "ranked",
                                   len(candidates))  # fmt: skip
 
@@ -243,10 +244,10 @@ class Engine:
     ) -> Recommendation:
         scores = np.where(allowed, np.array(self.popularity), -np.inf)
         order = [j for j in np.argsort(-scores, kind="stable")[:k] if np.isfinite(scores[j])]
-        items = [self._entry(int(j), float(scores[j]), np.nan, np.nan) for j in order]
+        items = [self._entry(int(j), float(scores[j]), np.nan, np.nan, "popular") for j in order]
         return Recommendation(items, user, known, 0, "popular", 0, why)
 
-    def _user_vector(self, row: int | None, seen: list[int]) -> np.ndarray:
+    def user_vector(self, row: int | None, seen: list[int]) -> np.ndarray:
         """The user's Two-Tower vector: the run's own for a trained user whose history has
         not grown, else from the content of their recent items (with their ID part when
         the run trained one for them)."""
@@ -260,7 +261,11 @@ class Engine:
         ids = np.array([row]) if row is not None and row < self.users.trained else None
         return retriever.embed("users", content, ids)[0]
 
-    def _entry(self, row: int, score: float, ranker: float, retriever: float) -> dict[str, Any]:
+    def _entry(
+        self, row: int, score: float, ranker: float, retriever: float, source: str
+    ) -> dict[str, Any]:
+        """An item of a list: its record, score parts, whether it is cold or new, and the
+        source that proposed it (``two_tower``: the retriever's index; ``popular``)."""
         row = int(row)
         record = self.catalogue.records[row]
         return {
@@ -270,6 +275,7 @@ class Engine:
             "ranker": None if np.isnan(ranker) else float(ranker),
             "retriever": None if np.isnan(retriever) else float(retriever),
             "cold": bool(self.catalogue.cold[row]), "new": row >= self.trained_items,
+            "source": source,
         }  # fmt: skip
 
     def item(self, item: str) -> dict[str, Any]:
@@ -282,37 +288,67 @@ class Engine:
                 "popularity": float(self.popularity[row])}  # fmt: skip
 
     def user(self, user: str) -> dict[str, Any]:
-        """A user's history (item ids, oldest first) and whether the run trained them."""
+        """A user's history (item ids, oldest first, and their titles) and whether the
+        run trained them."""
         self.catch_up()
         row = self.users.row_of.get(user)
         if row is None:
             raise DataError(f"unknown user {user!r}")
-        history = [self.catalogue.ids[i] for i in self.users.histories[row]]
-        return {"user": user, "history": history, "trained": row < self.users.trained}
+        seen = self.users.histories[row]
+        return {"user": user, "history": [self.catalogue.ids[i] for i in seen],
+                "titles": [self.catalogue.records[i].get("title") for i in seen],
+                "trained": row < self.users.trained}  # fmt: skip
 
     def explain(self, user: str, item: str) -> dict[str, Any]:
-        """Why ``item`` is (or is not) in ``user``'s list: its retriever rank and score,
-        ranker score, the fusion, and its nearest warm items by content."""
+        """Why ``item`` is (or is not) in ``user``'s list: its rank among the candidates
+        and its scores, the fusion, its nearest warm items by content, the warm items that
+        lent it their delta (runs with a residual transfer) and the user's pseudo labels
+        that name it (runs trained with labels)."""
         row = self._known_item(item)
         listing = self.recommend(user, k=self.top_m)
         ranked = [entry["item"] for entry in listing.items]
-        found = next((entry for entry in listing.items if entry["item"] == item), None)
         content = self.catalogue.content.array
         warm = np.flatnonzero(~np.array(self.catalogue.cold))
-        similarity = content[warm] @ content[row]
-        nearest = warm[np.argsort(-similarity, kind="stable")[:5]]
+        warm = warm[warm != row]
+        nearest = warm[np.argsort(-(content[warm] @ content[row]), kind="stable")[:5]]
+        lent = self.run.ranker.lenders(content[row]) if self.catalogue.cold[row] else None
+        for lender in lent["items"] if lent else []:
+            lender["item"] = self.catalogue.ids[lender["item"]]
         return {
             "user": user, "item": item, "source": listing.source,
-            "rank": ranked.index(item) + 1 if item in ranked else None,
-            "of": len(ranked), "scores": found, "mode": self.run.mode, "alpha": self.run.alpha,
+            "rank": ranked.index(item) + 1 if item in ranked else None, "of": len(ranked),
+            "scores": next((e for e in listing.items if e["item"] == item), None),
+            "mode": self.run.mode, "alpha": self.run.alpha,
             "nearest_warm_items": [{"item": self.catalogue.ids[j],
                                     "similarity": float(content[j] @ content[row])}
                                    for j in nearest],
+            "delta_lenders": lent, "pseudo_labels": self._labels_naming(user, row),
+        }  # fmt: skip
+
+    def _labels_naming(self, user: str, row: int) -> dict[str, list[dict[str, Any]]] | None:
+        """The user's pseudo edges and triplets that name the item (None: no labels)."""
+        if not self.run.labels:
+            return None
+        if self._labels is None:
+            self._labels = self.run.labels.read(self.run.dataset)
+        edges, triplets = self._labels.edges, self._labels.triplets
+        u = self.users.row_of.get(user, -1)
+        edges = edges.loc[(edges["user"] == u) & (edges["item"] == row)]
+        triplets = triplets.loc[(triplets["user"] == u) & ((triplets["pos"] == row) |
+                                                           (triplets["neg"] == row))]  # fmt: skip
+        ids = self.catalogue.ids
+        return {
+            "edges": [{"weight": float(e["weight"]), "source": str(e["source"])}
+                      for e in edges.to_dict("records")],
+            "triplets": [{"pos": ids[int(t["pos"])], "neg": ids[int(t["neg"])],
+                          "weight": float(t["weight"]), "source": str(t["source"])}
+                         for t in triplets.to_dict("records")],
         }  # fmt: skip
 
     def health(self) -> dict[str, Any]:
         """Counts, the fusion, and a few users with a history (for the page's picker)."""
-        examples = [u for u, h in zip(self.users.ids, self.users.histories, strict=True) if h][:20]
+        with_history = (u for u, h in zip(self.users.ids, self.users.histories, strict=True) if h)
+        examples = list(itertools.islice(with_history, 20))
         return {"items": len(self.catalogue), "served": int(sum(self.catalogue.served)),
                 "example_users": examples,
                 "users": len(self.users.ids), "index_size": int(self.catalogue.index.ntotal),
@@ -359,4 +395,4 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` best scores, the earlier candidate first among equals; NaN
     never ranked (as the evaluation protocol ranks candidates)."""
     order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
-    return np.array([j for j in order if not np.isnan(scores[j])][:k], dtype=np.int64)
+    return order[~np.isnan(scores[order])][:k]

@@ -1,9 +1,10 @@
 """The artifacts of a finished run that a server needs, found in its folder.
 
 A ``coldrec run`` folder holds ``data/`` (the Dataset), ``retrieve/`` (the saved Two-Tower
-and its settings: the candidate depth) and ``rank/seed<N>/model`` (the fused ranker). A
-``coldrec rank`` run folder holds ``model/`` and names its Dataset and retrieve run in its
-metrics file; it is served as well.
+and its settings: the candidate depth), ``rank/seed<N>/model`` (the fused ranker) and,
+when the ranker trained with pseudo labels, ``supervise/`` (their edges and triplets). A
+``coldrec rank`` run folder holds ``model/`` and names its Dataset, retrieve run and label
+files in its metrics file; it is served as well.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from coldrec.rank.fusion import FusedRanker, FusionMode
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.retrieval.retrieve import RetrieveConfig
 from coldrec.retrieval.two_tower import TwoTower
+from coldrec.supervision.labels import LabelFiles
 
 __all__ = ["RunArtifacts", "load_run"]
 
@@ -35,6 +37,8 @@ class RunArtifacts:
     alpha: float
     top_m: int
     """Candidates retrieved per user (the run's ``retrieve.top_m``)."""
+    labels: LabelFiles
+    """The pseudo labels the ranker trained with (none for E0-like runs)."""
 
 
 def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
@@ -49,9 +53,13 @@ def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
         chosen = f"seed{seed}" if seed is not None else seeds[0]
         model = folder / "rank" / chosen / "model"
         data, retrieval = folder / "data", folder / "retrieve"
+        named = _named_inputs(model.parent)
+        labels = LabelFiles(*(folder / "supervise" / f"{name}.parquet" if name in named
+                              else None for name in ("edges", "triplets")))  # fmt: skip
     elif (folder / "model" / "model.json").is_file():
         inputs = _rank_inputs(folder)
         model, data, retrieval = folder / "model", inputs["dataset"], inputs["retrieval"]
+        labels = LabelFiles(inputs.get("edges"), inputs.get("triplets"))
     else:
         raise DataError(f"{folder} is neither a coldrec run folder nor a coldrec rank run")
     if not model.is_dir():
@@ -62,15 +70,19 @@ def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
     assert isinstance(fused.retriever, TwoTower)
     settings = validate(RetrieveConfig, read_json(retrieval / "config.json"))
     return RunArtifacts(folder, dataset, fused.retriever, fused.ranker, fused.mode,
-                        fused.alpha, settings.top_m)  # fmt: skip
+                        fused.alpha, settings.top_m, labels)  # fmt: skip
+
+
+def _named_inputs(folder: Path) -> dict[str, Path]:
+    """The inputs a rank step's metrics file names (none without one)."""
+    metrics = sorted(folder.glob("metrics-seed*.json"))
+    inputs = read_json(metrics[0]).get("inputs", {}) if metrics else {}
+    return {name: Path(path) for name, path in inputs.items()}
 
 
 def _rank_inputs(folder: Path) -> dict[str, Path]:
     """The Dataset and retrieve run a ``coldrec rank`` run read (its metrics file)."""
-    metrics = sorted(folder.glob("metrics-seed*.json"))
-    if not metrics:
-        raise DataError(f"{folder}: no metrics file naming the run's inputs")
-    inputs = read_json(metrics[0]).get("inputs", {})
+    inputs = _named_inputs(folder)
     if not {"dataset", "retrieval"} <= set(inputs):
-        raise DataError(f"{metrics[0]}: the inputs do not name the dataset and retrieve run")
-    return {name: Path(path) for name, path in inputs.items()}
+        raise DataError(f"{folder}: no metrics file naming the Dataset and retrieve run")
+    return inputs

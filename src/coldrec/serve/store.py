@@ -1,9 +1,10 @@
 """The server's durable record of writes: every accepted item and event, in order.
 
 One SQLite file in WAL mode beside the run (``<run>/serve/writes.sqlite``), one row per
-write, committed before the write is acknowledged: a killed server loses nothing it
-answered, and a restarted (or another worker's) server replays the rows it has not
-applied yet, each once, in their order. The run's trained artifacts are never touched.
+write, committed (and synced to disk) before the write is acknowledged: a killed server,
+or a machine that loses power, loses nothing it answered, and a restarted (or another
+worker's) server replays the rows it has not applied yet, each once, in their order.
+The run's trained artifacts are never touched.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class WriteLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: sqlite3.Connection = connect_wal(path, _SCHEMA, check_same_thread=False)
+        self._db: sqlite3.Connection = connect_wal(
+            path, _SCHEMA, check_same_thread=False, synchronous="FULL"
+        )
         self._lock = threading.Lock()
 
     def append(self, kind: str, bodies: list[dict[str, Any]]) -> int:
