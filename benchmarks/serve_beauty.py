@@ -56,7 +56,7 @@ from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS
 from coldrec.eval.metrics import mean_metrics
 from coldrec.eval.protocol import EvaluationPlan, rank
-from coldrec.rank.fusion import FusedRanker, fuse
+from coldrec.rank.fusion import FusedRanker
 from coldrec.retrieval.index import IndexConfig
 from coldrec.serve.app import open_engine
 from coldrec.serve.catalogue import Filters
@@ -205,7 +205,7 @@ def online_equals_offline(port: int, run: Any, plan: EvaluationPlan, ids: np.nda
         online[n, : len(rows)] = rows
     seconds = time.perf_counter() - start
     candidates = Candidates.load(RUN / "retrieve" / "candidates.parquet")
-    fused = FusedRanker(run.ranker, run.retriever, run.mode, run.alpha)
+    fused = FusedRanker(run.ranker, run.retriever, run.mode, run.alpha, run.blend)
     offline = rank(fused, users, plan.history[np.arange(len(users))], 20,
                    candidates.for_users(users))  # fmt: skip
     metrics = json.loads((RUN / "rank" / "seed0" / "metrics-seed0.json").read_text())
@@ -348,7 +348,7 @@ def filtered_recall(kind: str, users: np.ndarray, prefix: list[str]) -> dict[str
         order = np.argsort(-retriever, kind="stable")[: engine.top_m]
         context = engine.run.ranker.contexts_of([np.array(seen)])[0]
         ranker = engine.catalogue.ranker.array[allowed[order]] @ context
-        fused = fuse(ranker[None], retriever[order][None], engine.run.mode, engine.run.alpha)[0]
+        fused = engine.fused(allowed[order], ranker, retriever[order])
         exact = allowed[order][np.argsort(-np.nan_to_num(fused, nan=-np.inf), kind="stable")][:10]
         got = engine.recommend(engine.users.ids[user], k=10, filters=filters).items
         same.append([engine.catalogue.row_of[e["item"]] for e in got] == exact.tolist())

@@ -57,10 +57,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def served_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished E0-like run (no labels) of the tiny synthetic experiment, its retriever
-    trained enough for its content projection to mean something (the serve tests')."""
+    trained enough for its content projection to mean something (the serve tests'), its
+    fusion with an evidence blend (κ = 2), so that serving must follow it."""
     root = tmp_path_factory.mktemp("serve")
     retrieve = {"top_m": 100, "model": {"dim": 32, "training": {"epochs": 10}}}
+    rank = {**TINY["rank"], "kappas": [2.0]}
     config = validate(ExperimentConfig, {**TINY, "supervise": None, "losses": [],
-                                         "baselines": {}, "retrieve": retrieve})  # fmt: skip
+                                         "baselines": {}, "retrieve": retrieve,
+                                         "rank": rank})  # fmt: skip
     run_experiment(config, root / "run")
     return root / "run"

@@ -101,3 +101,56 @@ def test_hard_negatives_come_from_the_pool_without_seen_or_cold_items() -> None:
     assert set(drawn[0].tolist()) == {5, 2, 9}
     assert set(drawn[1].tolist()) == {9}  # no pool: uniform fallback
     assert set(drawn[2].tolist()) == {3, 1, 9}
+
+
+def test_edge_cap_keeps_each_items_highest_weighted_edges(tiny: Dataset, tmp_path: Path) -> None:
+    u, v, w = (tiny.users["user"].tolist().index(x) for x in "uvw")
+    # v's edge goes for its short history before any cap
+    write(tmp_path / "edges.parquet", user=[u, w, u, w, v], item=[4, 4, 3, 3, 4],
+          weight=[0.2, 0.8, 0.6, 0.6, 0.9], source=["stage4"] * 5)  # fmt: skip
+    one = LabelFiles(edges=tmp_path / "edges.parquet", edge_cap=1).read(tiny)
+    # item 4: w (0.8) beats u (0.2); item 3: a tie, the lower user id; file order kept
+    assert one.edges[["user", "item"]].values.tolist() == [[w, 4], [min(u, w), 3]]
+    assert one.dropped["edges_over_item_cap"] == 2 and one.dropped["edges_short_history"] == 1
+    two = LabelFiles(edges=tmp_path / "edges.parquet", edge_cap=2).read(tiny)
+    assert len(two.edges) == 4 and two.dropped["edges_over_item_cap"] == 0
+
+
+def test_a_ranker_counts_the_evidence_behind_each_item(tiny: Dataset, tmp_path: Path) -> None:
+    u, w = (tiny.users["user"].tolist().index(x) for x in "uw")
+    write(tmp_path / "edges.parquet", user=[u, w], item=[4, 4], weight=[1.0, 1.0],
+          source=["stage4"] * 2)  # fmt: skip
+    write(tmp_path / "triplets.parquet", user=[u], pos=[4], neg=[0], weight=[1.0],
+          source=["stage5"])  # fmt: skip
+    labels = LabelFiles(tmp_path / "edges.parquet", tmp_path / "triplets.parquet")
+    config = SASRecConfig(dim=8, n_negatives=2, early_stopping=False,
+                          training=TrainingConfig(epochs=1, batch_size=4))  # fmt: skip
+    model = SequentialRecommender(config, labels).fit(tiny)
+    # history (train + valid): a ×2 (u, v), b ×2 (u, w), c ×2 (u, w); d and e none
+    names = tiny.items["item"].tolist()
+    history = {"a": 2, "b": 2, "c": 2, "d": 0, "e": 0}
+    assert model.item_interactions.tolist() == [history[n] for n in names]
+    mentions = {"a": 1, "e": 3}  # a: a triplet's negative; e: two edges and a positive
+    assert model.item_label_rows.tolist() == [mentions.get(n, 0) for n in names]
+    expected = [history[n] + 0.5 * mentions.get(n, 0) for n in names]
+    np.testing.assert_allclose(model.evidence(0.5), expected)
+    model.save(tmp_path / "model")
+    loaded = SequentialRecommender.load(tmp_path / "model", tiny)
+    np.testing.assert_allclose(loaded.evidence(0.5), expected)
+
+
+def test_label_quality_against_held_out_interactions_and_a_random_control(tiny: Dataset) -> None:
+    from coldrec.supervision.quality import label_quality
+
+    u, w = (tiny.users["user"].tolist().index(x) for x in "uw")
+    # held out (test, not in history): u {e}, w {d, a}; v {e} has no edges
+    edges = pd.DataFrame({"user": [u, u, w, w], "item": [4, 3, 3, 4]})  # u: e hit, d miss
+    quality = label_quality(edges, tiny, seed=0)
+    assert quality["edges"] == 4 and quality["users"] == 2 and quality["held_out_pairs"] == 3
+    assert (quality["hits"], quality["precision"], quality["recall"]) == (2, 0.5, 2 / 3)
+    # the control draws 2 items per user outside their history: u can only get d and e
+    # (one hit); w two of a, d, e (a and d are hits)
+    assert quality["random_hits"] in (2, 3)
+    assert quality["random_precision"] == quality["random_hits"] / 4
+    assert quality["random_recall"] == quality["random_hits"] / 3
+    assert label_quality(edges, tiny, seed=0) == quality  # seeded

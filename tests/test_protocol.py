@@ -41,9 +41,11 @@ def data():
 
 
 def test_segments_follow_the_thesis_rules(data) -> None:
-    # Scores rank items e, f, c, d, b, a for everyone (history masked).
+    # Scores rank items e, f, c, d, b, a for everyone (history masked); the model ranks
+    # for the user without history too (the fallback has a test of its own).
     order = np.array([0.1, 0.2, 0.6, 0.5, 0.9, 0.8])
-    result = evaluate(FixedScores(np.tile(order, (data.n_users, 1))), data, ks=(1, 2))
+    model = FixedScores(np.tile(order, (data.n_users, 1)))
+    result = evaluate(model, data, ks=(1, 2), cold_users="model")
     counts = result["counts"]
     assert counts["all"] == {"users": 3, "targets": 4}  # u1{c,f}, u2{d}, u3{e}
     assert counts["warm"] == {"users": 2, "targets": 2}  # u1{c}, u2{d}; u3 has none
@@ -122,3 +124,28 @@ def test_candidates_round_trip_through_parquet(tmp_path) -> None:
     assert back.users.tolist() == [2, 5]
     assert back.items.tolist() == [[7, 1, 3], [4, 2, -1]]
     assert back.for_users(np.array([5, 9])).tolist() == [[4, 2, -1], [-1, -1, -1]]
+
+
+def test_users_without_history_get_the_recent_popularity_fallback() -> None:
+    day = 86_400
+    # history (7 rows): a ×3 long ago, b ×2 and c ×2 in the last 30 days of it;
+    # test: x (no history) b and d, y (no history) a
+    rows = [("u", "a", 1), ("v", "a", 2), ("w", "a", 3), ("u", "b", 60 * day),
+            ("v", "b", 61 * day), ("w", "c", 62 * day), ("u", "c", 63 * day),
+            ("x", "b", 64 * day), ("x", "d", 65 * day), ("y", "a", 66 * day)]  # fmt: skip
+    data = prepare(frames_of(rows), PrepareConfig(train_share=0.7))
+    names = data.items["item"].tolist()
+    order = {"d": 4.0, "a": 3.0, "c": 2.0, "b": 1.0}  # the model: d, a, c, b for everyone
+    model = FixedScores(np.tile([order[n] for n in names], (data.n_users, 1)))
+    fallback = evaluate(model, data, ks=(1, 2))
+    assert fallback["cold_users"] == "popularity of the last 30 days"
+    assert fallback["counts"]["cold_users"] == {"users": 2, "targets": 3}
+    # recent popularity: b 2, c 2 (tie: lower id), then a and d at 0 → b, c, a, d
+    # x {b, d}: @1 1/2, @2 1/2; y {a}: @1 0, @2 0 (all-time popularity would put a first)
+    cold = fallback["segments"]["cold_users"]
+    assert (cold["recall@1"], cold["recall@2"]) == pytest.approx((1 / 4, 1 / 4))
+    own = evaluate(model, data, ks=(1, 2), cold_users="model")
+    assert own["cold_users"] == "model"
+    # the model's own d, a, c, b: x @1 1/2, @2 1/2; y @1 0, @2 1
+    mine = own["segments"]["cold_users"]
+    assert (mine["recall@1"], mine["recall@2"]) == pytest.approx((1 / 4, 3 / 4))

@@ -84,7 +84,14 @@ def test_evaluate_matches_the_oracle(seed: int) -> None:
         items = np.stack([rng.permutation(dataset.n_items)[:width] for _ in users])
         items[rng.random(items.shape) < 0.2] = -1
         candidates = Candidates(users, items, np.zeros(items.shape, dtype=np.float32))
-    result = evaluate(Table(scores), dataset, ks=ks, candidates=candidates, batch_size=1 + seed % 4)
+    result = evaluate(
+        Table(scores),
+        dataset,
+        ks=ks,
+        candidates=candidates,
+        batch_size=1 + seed % 4,
+        cold_users="model",
+    )  # the oracle: the model's
     by_user = (
         None
         if candidates is None

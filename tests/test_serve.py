@@ -50,7 +50,7 @@ def offline_lists(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     plan = EvaluationPlan.of(run.dataset)
     users = plan.users[: plan.n_with_history]
     candidates = Candidates.load(folder / "retrieve" / "candidates.parquet")
-    fused = FusedRanker(run.ranker, run.retriever, run.mode, run.alpha)
+    fused = FusedRanker(run.ranker, run.retriever, run.mode, run.alpha, run.blend)
     return users, rank(fused, users, plan.history[np.arange(len(users))], 20,
                        candidates.for_users(users))  # fmt: skip
 
@@ -63,6 +63,7 @@ def test_online_lists_equal_the_offline_ones_for_every_user(
     served_run: Path, tmp_path: Path
 ) -> None:
     engine = fresh(served_run, tmp_path)
+    assert engine.run.blend.kappa == 2.0  # the evidence blend is served as fitted
     users, offline = offline_lists(served_run)
     ids = engine.run.dataset.users["user"]
     for user, expected in zip(users, offline, strict=True):

@@ -16,13 +16,15 @@ import pytest
 from coldrec.config import validate
 from coldrec.data import Dataset
 from coldrec.data.candidates import Candidates
+from coldrec.data.prepare import validation_view
+from coldrec.errors import ConfigError
 from coldrec.llm import LLM, LLMConfig
 from coldrec.llm.backends import ReplayConfig
 from coldrec.llm.backends.replay import ReplayBackend
 from coldrec.llm.base import Generation, Request
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 from coldrec.supervision.catalogue import Catalogue
-from coldrec.supervision.labels import LabelRules, labels_from_rankings, read_labels
+from coldrec.supervision.labels import LabelFiles, LabelRules, labels_from_rankings, read_labels
 from coldrec.supervision.run import SuperviseConfig, eligible_users, run_supervision
 from coldrec.supervision.stages import run_stages, stages_for
 
@@ -42,7 +44,8 @@ def retrieved(tmp_path_factory: pytest.TempPathFactory, small_dataset: Dataset) 
 def supervise_config(root: Path, replay: Path | None, **settings: Any) -> SuperviseConfig:
     backend = {"kind": "replay", "path": str(replay)} if replay else {"kind": "embedding"}
     llm = {"backend": backend, "cache_dir": str(root / "cache")}
-    return validate(SuperviseConfig, {"n_users": 6, "llm": llm, **settings})
+    return validate(SuperviseConfig, {"n_users": 6, "llm": llm, "validation_view": False,
+                                      **settings})  # fmt: skip
 
 
 def supervise(root: Path, config: SuperviseConfig, out: Path) -> dict[str, Any]:
@@ -126,7 +129,9 @@ def test_written_labels_pass_the_ranker_filter(tmp_path: Path, small_dataset: Da
 def catalogue_of(root: Path, config: SuperviseConfig) -> Catalogue:
     from coldrec.supervision.run import _catalogue
 
-    return _catalogue(config, Dataset.load(root / "ds"), root / "tw", None, root / "scratch")
+    tw = root / "tw"
+    return _catalogue(config, Dataset.load(root / "ds"), tw / "candidates.parquet", tw / "model",
+                      None, root / "scratch")  # fmt: skip
 
 
 def replay_answers(catalogue: Catalogue) -> dict[str, Any]:
@@ -355,3 +360,76 @@ def test_allowed_values_are_grammar_safe_and_unique() -> None:
     # a title that itself ends in "(#id)" does not take another item's place
     got = labelled(["Brush (#7)", "Brush", "Brush"], [9, 3, 7])
     assert got == {"Brush (#7)": 9, "Brush": 3, "Brush (#7) (#7)": 7}
+
+
+# --- labels of the validation view ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retrieved_with_view(tmp_path_factory: pytest.TempPathFactory, small_dataset: Dataset) -> Path:
+    """As ``retrieved``, with early stopping: the run has a validation view to label."""
+    root = tmp_path_factory.mktemp("supervision_view")
+    small_dataset.save(root / "ds")
+    config = validate(RetrieveConfig, {"top_m": 60, "model": {
+        "dim": 16, "training": {"epochs": 2, "eval_every": 1}}})  # fmt: skip
+    run_retrieval(config, root / "ds", root / "tw")
+    return root
+
+
+def test_the_validation_view_is_labelled_from_its_history_only(
+    retrieved_with_view: Path, tmp_path: Path
+) -> None:
+    root = retrieved_with_view
+    config = supervise_config(root, None, n_users=8, validation_view=True)
+    summary = supervise(root, config, tmp_path / "out")
+    data = Dataset.load(root / "ds")
+    view = validation_view(data, 0.3)
+    valid = tmp_path / "out" / "valid"
+    assert (valid / "edges.parquet").is_file() and (valid / "summary.json").is_file()
+    assert summary["validation_view"]["users"] == 8
+    for part in (summary, summary["validation_view"]):
+        assert {"precision", "recall", "random_precision", "random_recall"} <= set(part["quality"])
+    # no view label names an item of its user's view history, and the view's prompts
+    # showed only that history: its held-out items never appear as history
+    edges = pd.read_parquet(valid / "edges.parquet")
+    before = view.interactions[view.interactions["split"] != "test"]
+    assert edges.merge(before, left_on=["user", "item"],
+                       right_on=["user_idx", "item_idx"]).empty  # fmt: skip
+    held = view.interactions[view.interactions["split"] == "test"]
+    catalogue = _view_catalogue(root, config, view)
+    replay = write_replay(tmp_path / "answers.jsonl", replay_answers(catalogue))
+    backend = Recording(ReplayConfig(path=replay))
+    texts, checked = data.item_text, 0
+    with LLM(LLMConfig(cache=False), backend=backend) as llm:
+        for user in eligible_users(config, view, catalogue.candidates)[:8]:
+            backend.requests.clear()
+            run_stages([catalogue.user_run(int(user))], stages_for(catalogue), llm)
+            mine = before.loc[before["user_idx"] == user, "item_idx"]
+            only_held = set(held.loc[held["user_idx"] == user, "item_idx"]) - set(mine)
+            for request in backend.requests:
+                context = request.messages[1]["content"].split("</context>")[0] + "\n"
+                assert not any(f"- {texts[i]}\n" in context for i in only_held)
+                assert all(f"- {texts[i]}\n" in context for i in mine.iloc[-10:])
+            checked += len(only_held)
+    assert checked > 0  # the view's users had held-out items that could have leaked
+    # a ranker trained on the view reads the view's labels
+    files = LabelFiles.of_run(tmp_path / "out", validation=True)
+    assert files.read(view).edges.equals(read_labels(view, valid / "edges.parquet").edges)
+    assert files.read(data).edges.equals(read_labels(data, tmp_path / "out" /
+                                                     "edges.parquet").edges)  # fmt: skip
+
+
+def _view_catalogue(root: Path, config: SuperviseConfig, view: Dataset) -> Catalogue:
+    from coldrec.supervision.run import _catalogue
+
+    tw = root / "tw"
+    return _catalogue(config, view, tw / "valid_candidates.parquet", tw / "valid_model", None,
+                      root / "scratch_view")  # fmt: skip
+
+
+def test_validation_view_labels_need_a_retrieve_run_with_one(
+    retrieved: Path, tmp_path: Path
+) -> None:
+    config = supervise_config(retrieved, None, n_users=2, validation_view=True)
+    with pytest.raises(ConfigError, match=r"valid_candidates\.parquet"):
+        supervise(retrieved, config, tmp_path / "out")

@@ -139,3 +139,19 @@ def test_metrics_file_reports_the_transfer(small_dataset: Dataset, tmp_path: Pat
     assert "transfer" not in run_evaluation(
         EvaluateConfig(model={"kind": "popularity"}), tmp_path / "ds", tmp_path / "p"
     )
+
+
+def test_a_second_transfer_starts_from_the_trained_residuals(small_dataset: Dataset) -> None:
+    config = SASRecConfig(
+        dim=16, n_negatives=10, early_stopping=False, delta=DeltaConfig(map="pca"),
+        transfer=TransferConfig(k=3, tau=0.9), training=TrainingConfig(epochs=1, batch_size=64),
+    )  # fmt: skip
+    seed_everything(0)
+    model = config.build().fit(small_dataset)
+    wide = TransferConfig(k=10, tau=0.25)
+    direct = config.model_copy(update={"transfer": wide})
+    seed_everything(0)
+    expected = direct.build().fit(small_dataset).net.items.delta.detach()
+    moved = model.transferred(small_dataset, wide)
+    torch.testing.assert_close(moved.net.items.delta.detach(), expected)  # not compounded
+    assert moved.config.transfer == wide  # items added later (serving) take it too

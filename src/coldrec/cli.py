@@ -35,6 +35,7 @@ from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 from coldrec.serve.app import serve
 from coldrec.serve.engine import ServeConfig
 from coldrec.supervision.labels import LabelFiles
+from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import SuperviseConfig, run_supervision
 
 app = typer.Typer(
@@ -229,6 +230,12 @@ def rank_command(
     out: Path = typer.Option(..., "--out", help="Run folder for config.json and metrics."),
     edges: Path | None = typer.Option(None, "--edges", help="Pseudo edges (L_sim)."),
     triplets: Path | None = typer.Option(None, "--triplets", help="Pseudo triplets (L_pair)."),
+    valid_edges: Path | None = typer.Option(
+        None, "--valid-edges", help="Edges made from the validation view (supervise's valid/)."
+    ),
+    valid_triplets: Path | None = typer.Option(
+        None, "--valid-triplets", help="Triplets made from the validation view."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
     name: str | None = typer.Option(None, "--name", help="Method name in reports."),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
@@ -237,7 +244,8 @@ def rank_command(
     """Train SASRec, fuse it with the Two-Tower scores over the candidates, evaluate, and
     keep the fused ranker in OUT/model."""
     layers = _layers(config, overrides, seed=seed, name=name)
-    labels = LabelFiles(edges, triplets)
+    view = LabelFiles(valid_edges, valid_triplets)
+    labels = LabelFiles(edges, triplets, view if view else None)
     result = run_ranking(validate(RankConfig, layers), dataset, candidates, out, labels)
     _print_metrics(result)
 
@@ -384,10 +392,10 @@ def _print_metrics(result: dict[str, Any]) -> None:
     _print_warnings(result.get("warnings", []))
 
 
-def _print_supervision(summary: dict[str, Any]) -> None:
+def _print_supervision(summary: dict[str, Any], title: str = "supervise") -> None:
     backend = summary["backend"]
     kind = "LLM" if backend["generates_text"] else "no LLM: embedding similarity"
-    table = Table(title=f"supervise ({summary['method']}, {backend['identity']}, {kind})")
+    table = Table(title=f"{title} ({summary['method']}, {backend['identity']}, {kind})")
     for column in ("stage", "requests", "fallbacks", "cached", "tokens in", "tokens out", "s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for name, stage in summary["stages"].items():
@@ -402,6 +410,9 @@ def _print_supervision(summary: dict[str, Any]) -> None:
         f"({summary['edges_on_cold_items']:,} on cold items), {summary['triplets']:,} triplets, "
         f"{summary['seconds_per_user']:.2f} s per user"
     )
+    console.print(quality_line(summary["quality"]))
+    if "validation_view" in summary:
+        _print_supervision(summary["validation_view"], "validation view, its history only")
 
 
 def _print_stats(stats: dict[str, Any]) -> None:

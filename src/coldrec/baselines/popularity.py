@@ -1,13 +1,16 @@
-"""Popularity: every user gets the items with the most training interactions."""
+"""Popularity: every user gets the items with the most interactions before test (or in
+the last ``recent_days`` of that history; with 30 days it is the evaluation's fallback
+for users without history, :mod:`coldrec.eval.fallback`)."""
 
 from __future__ import annotations
 
 from typing import Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.data.dataset import Dataset
+from coldrec.eval.fallback import recent_popularity
 from coldrec.training.scores import scores_at
 
 __all__ = ["Popularity", "PopularityConfig"]
@@ -21,6 +24,8 @@ class PopularityConfig(BaseModel):
     kind: Literal["popularity"] = "popularity"
     weighted: bool = True
     """Sum interaction weights (a weak positive counts 0.3) rather than count rows."""
+    recent_days: float | None = Field(None, gt=0)
+    """Count only the last this many days before test (``None``: all of the history)."""
 
     def build(self) -> Popularity:
         return Popularity(self)
@@ -38,10 +43,8 @@ class Popularity:
         self.item_scores = np.zeros(0, dtype=np.float32)
 
     def fit(self, dataset: Dataset) -> Self:
-        rows = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
-        weights = rows["weight"].to_numpy() if self.config.weighted else None
-        counts = np.bincount(rows["item_idx"], weights=weights, minlength=dataset.n_items)
-        self.item_scores = counts.astype(np.float32)
+        self.item_scores = recent_popularity(dataset, self.config.recent_days,
+                                             self.config.weighted).astype(np.float32)  # fmt: skip
         return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:

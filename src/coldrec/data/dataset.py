@@ -82,6 +82,12 @@ class Dataset:
         return np.flatnonzero(self.users["cold"].to_numpy())
 
     @property
+    def is_validation_view(self) -> bool:
+        """Whether this is a validation view of another Dataset
+        (:func:`~coldrec.data.prepare.validation_view`)."""
+        return "validation_of" in self.meta
+
+    @property
     def item_text(self) -> list[str]:
         """Item text per item id, built by :func:`coldrec.data.prepare.item_text`."""
         return self.items["text"].tolist()

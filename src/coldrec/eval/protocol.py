@@ -9,8 +9,12 @@ Who is evaluated, and against what (thesis §5.1):
   ``targets_in_history``);
 - segment ``all``: users with a history and at least one target; ``warm`` and ``cold``:
   the same users with only their warm (resp. cold) targets, users left with none are
-  left out of that segment; ``cold_users``: users with targets but no history, scored
-  by the model all the same. Every segment records its users and targets.
+  left out of that segment; ``cold_users``: users with targets but no history. A model
+  knows nothing about them, so by default they get the documented fallback
+  (:mod:`coldrec.eval.fallback`: the items most popular in the last 30 days of the
+  history), over the whole catalogue (``cold_users="model"``: the model scores them
+  all the same, over their candidates if any). Every segment records its users and
+  targets.
 
 Ranks are deterministic: ties go to the lower item id in full ranking and to the earlier
 candidate in candidate re-ranking. ``NaN``, ``-inf`` and masked scores are never ranked;
@@ -21,23 +25,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 
 from coldrec._util.sparse import entry_rows, hit_matrix, item_lists, keep_items, list_lengths
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.errors import ConfigError
+from coldrec.eval.fallback import COLD_USER_FALLBACK, RecentPopularity
 from coldrec.eval.metrics import coverage, mean_metrics
 
 __all__ = [
     "CANDIDATE_MS",
     "KS",
     "SEGMENTS",
+    "ColdUsers",
     "EvaluationPlan",
     "Scorer",
+    "Selection",
     "evaluate",
     "rank",
     "selection_score",
@@ -116,6 +124,10 @@ def rank(
     return np.concatenate(ranked) if ranked else np.empty((0, k), dtype=np.int64)
 
 
+ColdUsers = Literal["popularity", "model"]
+"""Who ranks for users without history: the fallback (recent popularity) or the model."""
+
+
 def evaluate(
     model: Scorer,
     dataset: Dataset,
@@ -123,6 +135,7 @@ def evaluate(
     candidates: Candidates | None = None,
     candidate_ms: Sequence[int] = CANDIDATE_MS,
     batch_size: int = 1024,
+    cold_users: ColdUsers = "popularity",
 ) -> dict[str, Any]:
     """Metrics of a fitted model on the test split, per segment (see the module doc).
 
@@ -132,9 +145,11 @@ def evaluate(
     ``hit_rate@M`` (share of users with at least one) are added for each ``M`` in
     ``candidate_ms`` up to their width.
 
+    ``cold_users`` says who ranks for users without history (module doc).
+
     Returns ``{"protocol", "segments": {name: {"recall@5": …}}, "counts": {name:
     {"users", "targets"}}, "excluded": {"users_without_history", "targets_in_history"},
-    "warnings": [empty or thin segments]}``.
+    "cold_users", "warnings": [empty or thin segments]}``.
     """
     if not ks or min(ks) < 1:
         raise ConfigError(f"ks must be one or more positive cut-offs, got {list(ks)}")
@@ -145,7 +160,7 @@ def evaluate(
         candidates.check(dataset.n_items)
         block = candidates.for_users(plan.users)
         widths = sorted({m for m in candidate_ms if m <= candidates.width} | {candidates.width})
-    ranked = rank(model, plan.users, plan.history, max(ks), block, batch_size)
+    ranked = _ranked(model, plan, dataset, max(ks), block, batch_size, cold_users)
     segments: dict[str, dict[str, float]] = {}
     counts: dict[str, dict[str, int]] = {}
     for name, rows, targets in plan.segments(dataset.items["cold"].to_numpy()):
@@ -165,8 +180,35 @@ def evaluate(
         "segments": segments,
         "counts": counts,
         "excluded": plan.excluded,
+        "cold_users": COLD_USER_FALLBACK if cold_users == "popularity" else "model",
         "warnings": segment_warnings(counts),
     }
+
+
+def _ranked(
+    model: Scorer,
+    plan: EvaluationPlan,
+    dataset: Dataset,
+    k: int,
+    block: np.ndarray | None,
+    batch_size: int,
+    cold_users: ColdUsers,
+) -> np.ndarray:
+    """The top ``k`` of every evaluated user: the model's, and for users without
+    history the fallback's when ``cold_users`` asks for it."""
+    if cold_users == "model":
+        return rank(model, plan.users, plan.history, k, block, batch_size)
+    known = slice(0, plan.n_with_history)
+    rest = slice(plan.n_with_history, len(plan.users))
+    fallback = RecentPopularity(dataset)
+    parts = [
+        rank(model, plan.users[known], plan.history[known], k,
+             None if block is None else block[known], batch_size),
+        rank(fallback, plan.users[rest], plan.history[rest], k, None, batch_size),
+    ]  # fmt: skip
+    width = max(part.shape[1] for part in parts)  # a short candidate list has fewer columns
+    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1)
+                           for p in parts])  # fmt: skip
 
 
 MIN_SEGMENT_USERS = 50
@@ -241,5 +283,36 @@ def selection_score(model: Scorer, view: Dataset, k: int = 20) -> float:
     validation view (a segment without users is left out of the mean). Selecting on
     ``all`` instead always favours the warm end of the warm/cold trade-off."""
     segments = evaluate(model, view, ks=(k,))["segments"]
-    values = [segments[s][f"recall@{k}"] for s in ("warm", "cold")]
-    return float(np.nanmean(values))
+    return Selection().score(segments["warm"][f"recall@{k}"], segments["cold"][f"recall@{k}"])
+
+
+class Selection(BaseModel):
+    """What a validation sweep (fusion, label weights) maximises, from the warm and cold
+    Recall@20 of each point: their ``mean`` (the default, :func:`selection_score`), or
+    ``warm`` subject to cold ≥ ``floor`` (``cold`` subject to warm ≥ ``floor``). A point
+    that meets the floor beats every point that does not; among those that do not, the
+    one nearest the floor wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    maximise: Literal["mean", "warm", "cold"] = "mean"
+    floor: float = Field(0.0, ge=0)
+    """The other segment's least Recall@20 (``warm`` and ``cold`` only)."""
+
+    def score(self, warm: float, cold: float) -> float:
+        """The figure maximised: the mean (a missing segment left out), or the segment."""
+        if self.maximise == "mean":
+            return float(np.nanmean([warm, cold]))
+        return float(warm if self.maximise == "warm" else cold)
+
+    def key(self, warm: float, cold: float) -> tuple[bool, float]:
+        """Sort key of a point: meets the floor, then its score (or the other segment's
+        Recall, below the floor)."""
+        other = cold if self.maximise == "warm" else warm
+        if self.maximise == "mean" or other >= self.floor:
+            return True, _finite(self.score(warm, cold))
+        return False, _finite(other)
+
+
+def _finite(value: float) -> float:
+    return value if np.isfinite(value) else -np.inf

@@ -20,7 +20,6 @@ from coldrec.baselines.content import ItemKNNContentConfig
 from coldrec.baselines.popularity import PopularityConfig
 from coldrec.config import kinds
 from coldrec.data.dataset import Dataset
-from coldrec.eval.protocol import evaluate
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
@@ -70,7 +69,7 @@ def run_evaluation(config: EvaluateConfig, dataset_path: Path, out: Path) -> dic
     else:
         model.fit(dataset)
     fitted = time.perf_counter()
-    metrics = evaluate(model, dataset, ks=config.ks, batch_size=config.batch_size)
+    metrics = config.evaluate(model, dataset)
     done = time.perf_counter()
     if isinstance(model, Trainable):
         model.save(out / "model")

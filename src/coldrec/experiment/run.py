@@ -55,6 +55,7 @@ from coldrec.experiment.store import MARKER, StepStore, link
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import run_retrieval
 from coldrec.supervision.labels import LabelFiles
+from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import run_supervision, stages_markdown
 
 __all__ = ["STEPS", "Step", "plan", "run_experiment", "step_key"]
@@ -107,7 +108,8 @@ def plan(config: ExperimentConfig, out: Path) -> list[Step]:
         steps.append(Step("supervise", "supervise", config.supervise, ("data", "retrieve"),
                           "coldrec.supervision.run",
                           partial(run_supervision, config.supervise, data, retrieval)))  # fmt: skip
-    files = LabelFiles.of_run(labels, "sim" in config.losses, "pair" in config.losses)
+    view = config.supervise is not None and config.supervise.validation_view
+    files = LabelFiles.of_run(labels, "sim" in config.losses, "pair" in config.losses, view)
     reads = ("data", "retrieve", *(("supervise",) if config.losses else ()))
     for seed in config.seeds:
         rank = config.rank_run(seed)
@@ -196,6 +198,12 @@ def write_experiment_report(config: ExperimentConfig, out: Path, tmp: Path) -> N
     write_report(dirs, tmp, config.references, _notes(config, out), labels.get("warnings", []))
 
 
+def _label_passes(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The supervise step's passes by name: the labels, and the validation view's."""
+    view = summary.get("validation_view")
+    return {"supervise": summary, **({"supervise (validation view)": view} if view else {})}
+
+
 def _notes(config: ExperimentConfig, out: Path) -> str:
     # The report being written is left out: its step.json, if any, is the previous one's.
     steps = [(s.folder, read_json(out / s.folder / MARKER)["seconds"])
@@ -212,7 +220,11 @@ def _notes(config: ExperimentConfig, out: Path) -> str:
                   f"{summary['edges']:,} edges ({summary['edges_on_cold_items']:,} on cold "
                   f"items), {summary['triplets']:,} triplets, "
                   f"{summary['seconds_per_user']:.2f} s per user.", "",
-                  stages_markdown({"supervise": summary})]  # fmt: skip
+                  stages_markdown(_label_passes(summary)), "",
+                  "Label quality (edges against the labelled users' held-out "
+                  "interactions, beside a random control with as many edges per user):", "",
+                  *(f"- {name}: {quality_line(part['quality'])}"
+                    for name, part in _label_passes(summary).items())]  # fmt: skip
     command = read_json(out / "experiment.json").get("command")
     if command:
         lines += ["", "## Command", "", f"    {command}"]

@@ -2,36 +2,50 @@
 given), fuse it with the Two-Tower scores over the retrieved candidates, evaluate, and
 keep the fused ranker (``model/``, :class:`~coldrec.rank.fusion.FusedRanker`).
 
-In ``hybrid`` mode without a fixed ``alpha``, α is chosen on the validation view: the
-ranker trained there scores the retriever's validation candidates
-(``valid_candidates.parquet`` of the retrieve run) for each α of the sweep. The run
-folder gets ``config.json`` and ``metrics-seed<N>.json`` with the fusion settings and
-the sweep's warm/cold curve.
+In ``hybrid`` mode without a fixed ``alpha``, α and the evidence blend's κ
+(:mod:`coldrec.rank.fusion`) are chosen on the validation view: the ranker trained there
+scores the retriever's validation candidates (``valid_candidates.parquet`` of the
+retrieve run) for each point of the ``alphas × kappas`` sweep, judged by ``selection``.
+The run folder gets ``config.json`` and ``metrics-seed<N>.json`` with the fusion settings
+and the sweep's warm/cold curve.
 
-With pseudo labels, ``label_weights`` chooses λ on the validation view as well: for each
-value a model is trained there with λ_sim and λ_pair (those of the losses in use) set to
-it, and the value whose fused validation ranking scores best (at its best α) is kept; the
-final model is then fitted with it on all history (the validation training is reused).
+With pseudo labels, ``label_weights`` (λ) and ``edge_caps`` (most edges per item) are
+chosen on the validation view as well: for each pair a model is trained there, and the
+pair whose fused validation ranking scores best (at its best α and κ) is kept; the final
+model is then fitted with it on all history (the validation training is reused).
+
+With ``model.transfer``, the transfer's K and τ are chosen after the fit from
+``transfer_grid``: the validation model's residuals are moved with each pair and the one
+whose ranking scores best is kept (the transfer has no trained parameters; nothing is
+retrained). The fusion is then chosen with the chosen transfer.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Self
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coldrec.config import default_kind
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
-from coldrec.eval.protocol import CANDIDATE_MS, evaluate
+from coldrec.eval.protocol import CANDIDATE_MS, Selection, selection_score
 from coldrec.rank.bert4rec import BERT4RecConfig
-from coldrec.rank.fusion import FusedRanker, FusionMode, choose_alpha
+from coldrec.rank.fusion import (
+    EvidenceBlend,
+    FusedRanker,
+    FusionChoice,
+    FusionMode,
+    choose_fusion,
+)
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.sequential import SequentialRecommender
@@ -39,7 +53,7 @@ from coldrec.retrieval.two_tower import TwoTower
 from coldrec.supervision.labels import LabelFiles
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
 
-__all__ = ["RankConfig", "RankerConfig", "run_ranking"]
+__all__ = ["RankConfig", "RankerConfig", "TransferGrid", "run_ranking"]
 
 RankerConfig = Annotated[SASRecConfig | GRU4RecConfig | BERT4RecConfig, Field(discriminator="kind")]
 """Any sequential ranker's config; ``kind`` selects it."""
@@ -47,6 +61,17 @@ RankerConfig = Annotated[SASRecConfig | GRU4RecConfig | BERT4RecConfig, Field(di
 log = logging.getLogger(__name__)
 
 ALPHAS = tuple(round(0.1 * step, 1) for step in range(11))
+KAPPAS = (0.0, 1.0, 3.0, 10.0, 30.0)
+
+
+class TransferGrid(BaseModel):
+    """The transfer settings tried on validation after the fit (every ``k`` with every
+    ``tau``; the rest of the model's ``transfer``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: tuple[Annotated[int, Field(gt=0)], ...] = (5, 10, 25, 50)
+    tau: tuple[float, ...] = (0.25, 0.4, 0.55, 0.7)
 
 
 class RankConfig(RunConfig):
@@ -57,9 +82,21 @@ class RankConfig(RunConfig):
     alpha: float | None = Field(None, ge=0, le=1)
     """Weight of the ranker in ``hybrid`` mode; ``None`` chooses it on validation."""
     alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = ALPHAS
+    kappas: tuple[Annotated[float, Field(ge=0)], ...] = KAPPAS
+    """The evidence blend's κ values, chosen on validation with α (0: binary fusion)."""
+    label_share: float = Field(EvidenceBlend.label_share, ge=0)
+    """What a pseudo-label row counts for in the evidence blend, in real interactions."""
+    selection: Selection = Field(default_factory=Selection)
+    """What the validation sweeps maximise (fusion, label settings)."""
     label_weights: tuple[Annotated[float, Field(gt=0)], ...] = ()
     """λ values to choose from on validation (each sets λ_sim and λ_pair of the label
     losses in use); empty keeps the model's λs."""
+    edge_caps: tuple[Annotated[int, Field(gt=0)] | None, ...] = ()
+    """Most pseudo edges per item to choose from on validation (the highest-weighted
+    kept; ``null``: no cap); empty: no cap."""
+    transfer_grid: TransferGrid | None = Field(default_factory=TransferGrid)
+    """Transfer K and τ chosen on validation after the fit (with ``model.transfer``);
+    ``null`` keeps the model's."""
     candidate_ms: tuple[Annotated[int, Field(gt=0)], ...] = CANDIDATE_MS
 
     @model_validator(mode="before")
@@ -69,13 +106,22 @@ class RankConfig(RunConfig):
         return default_kind(data, "model", "sasrec")
 
     @model_validator(mode="after")
-    def _label_weights_on_the_fusion(self) -> Self:
-        if self.label_weights and self.mode != "hybrid":
-            raise ValueError("label_weights are chosen on the fused ranking: use mode hybrid")
+    def _label_settings_on_the_fusion(self) -> Self:
+        if (self.label_weights or self.edge_caps) and self.mode != "hybrid":
+            raise ValueError("label_weights and edge_caps are chosen on the fused ranking: "
+                             "use mode hybrid")  # fmt: skip
         return self
 
     def default_name(self) -> str:
         return f"{self.model.kind}_{self.mode}"
+
+    def label_settings(self) -> list[dict[str, Any]]:
+        """Every (λ, edge cap) pair to try on validation; empty when nothing is chosen."""
+        if not self.label_weights and not self.edge_caps:
+            return []
+        weights = self.label_weights or (None,)
+        caps = self.edge_caps or (None,)
+        return [{"weight": w, "edge_cap": c} for w, c in itertools.product(weights, caps)]
 
 
 def run_ranking(
@@ -90,79 +136,116 @@ def run_ranking(
     candidates, evaluate; write the run folder (the fused ranker in ``out/model``) and
     return the metrics."""
     labels = labels or LabelFiles()
-    if config.label_weights and not labels:
-        raise ConfigError("label_weights choose the label losses' λ: give edges or triplets")
+    if config.label_settings() and not labels:
+        raise ConfigError("label_weights and edge_caps choose how labels train: give edges "
+                          "or triplets")  # fmt: skip
     seed_everything(config.seed)
     dataset = Dataset.load(dataset_path)
     retriever = TwoTower.load(retrieval / "model", dataset)
     candidates = Candidates.load(retrieval / "candidates.parquet")
     choose = config.mode == "hybrid" and config.alpha is None
-    if choose or config.label_weights:  # fail before training, not after
+    retune = config.transfer_grid is not None and config.model.transfer is not None
+    if choose or config.label_settings() or retune:  # fail before training, not after
         valid_candidates = _validation_candidates(config, retrieval, retriever)
+        view = validation_view(dataset, config.model.valid_share)
     negatives = candidates if config.model.hard_negatives else None
     start = time.perf_counter()
-    label_weight, sweep = None, None
-    if config.label_weights:
-        model, label_weight, sweep = _choose_label_weight(config, dataset, labels, negatives,
-                                                          valid_candidates)  # fmt: skip
+    chosen_labels = None
+    if config.label_settings():
+        model, chosen_labels = _choose_labels(config, dataset, view, labels, negatives,
+                                              valid_candidates)  # fmt: skip
         model.fit(dataset)  # goes on with the chosen model's generator
     else:
         model = SequentialRecommender(config.model, labels, negatives)
         model.fit(dataset, generator=config.generator())
     fitted = time.perf_counter()
-    alpha = config.alpha
-    curve: list[dict[str, float]] = []
+    transfer = None
+    if retune:
+        assert config.transfer_grid is not None
+        model, transfer = _choose_transfer(model, dataset, view, config.transfer_grid)
+    fusion = FusionChoice(0.5 if config.alpha is None else config.alpha, EvidenceBlend(), [])
     if choose:
-        if sweep is None:
-            assert model.validation_model is not None  # early stopping is checked above
-            view = validation_view(dataset, config.model.valid_share)
-            sweep = choose_alpha(model.validation_model, view, valid_candidates, config.alphas)
-        alpha, curve = sweep
-    fused = FusedRanker(model, retriever, config.mode, 0.5 if alpha is None else alpha)
-    metrics = evaluate(
-        fused, dataset, config.ks, candidates, config.candidate_ms, config.batch_size
-    )
+        assert model.validation_model is not None  # early stopping is checked above
+        fusion = choose_fusion(model.validation_model, view, valid_candidates, config.alphas,
+                               config.kappas, config.label_share, config.selection)  # fmt: skip
+    fused = FusedRanker(model, retriever, config.mode, fusion.alpha, fusion.blend)
+    metrics = config.evaluate(fused, dataset, candidates, config.candidate_ms)
     fused.save(out / "model")
-    files = {name: path for name, path in vars(labels).items() if path is not None}
-    inputs = {"dataset": dataset_path, "retrieval": retrieval, **files}
+    inputs = {"dataset": dataset_path, "retrieval": retrieval, **labels.paths()}
     result = run_record(config, dataset, inputs, metrics, model, fit_s=fitted - start,
                         total_s=time.perf_counter() - start)  # fmt: skip
-    result["fusion"] = {"mode": config.mode, "alpha": alpha, "validation_curve": curve}
-    if label_weight is not None:
-        result["label_weight"] = label_weight
+    result["fusion"] = {"mode": config.mode, "alpha": fusion.alpha if choose else config.alpha,
+                        "blend": asdict(fusion.blend),
+                        "validation_curve": fusion.curve}  # fmt: skip
+    if chosen_labels is not None:
+        result["label_settings"] = chosen_labels
+    if transfer is not None:
+        result["transfer_choice"] = transfer
     write_run(out, config, result)
     return result
 
 
-def _choose_label_weight(
+def _choose_labels(
     config: RankConfig,
     dataset: Dataset,
+    view: Dataset,
     labels: LabelFiles,
     negatives: Candidates | None,
     candidates: Candidates,
-) -> tuple[SequentialRecommender, dict[str, Any], tuple[float, list[dict[str, float]]]]:
-    """The model (trained on the validation view) of the ``label_weights`` value whose
-    fused validation ranking scores best at its best α; the chosen value with every
-    value's figures; and the chosen model's α sweep (so it is not run again). Every
-    value's model starts from the run's seed, so they differ by λ only."""
-    view = validation_view(dataset, config.model.valid_share)
+) -> tuple[SequentialRecommender, dict[str, Any]]:
+    """The model (trained on the validation ``view``) of the label setting (λ, edge
+    cap) whose fused validation ranking scores best at its best α and κ; the chosen
+    setting with every setting's figures. Every setting's model starts from the run's
+    seed, so they differ by the setting only."""
     alphas = config.alphas if config.alpha is None else (config.alpha,)
-    best, best_score, points = None, -np.inf, []
-    for weight in config.label_weights:
-        settings = config.model.model_copy(update={"lambda_sim": weight, "lambda_pair": weight})
-        model = SequentialRecommender(settings, labels, negatives)
+    best: tuple[SequentialRecommender, dict[str, Any]] | None = None
+    best_key: tuple[bool, float] = (False, -np.inf)
+    points = []
+    for setting in config.label_settings():
+        weight = setting["weight"]
+        settings = config.model if weight is None else config.model.model_copy(
+            update={"lambda_sim": weight, "lambda_pair": weight})  # fmt: skip
+        model = SequentialRecommender(settings, labels.capped(setting["edge_cap"]), negatives)
         model.validate(dataset, view, generator=config.generator())
         assert model.validation_model is not None and model.training_log.validation is not None
-        sweep = choose_alpha(model.validation_model, view, candidates, alphas)
-        score = max(point["score"] for point in sweep[1])
+        sweep = choose_fusion(model.validation_model, view, candidates, alphas, config.kappas,
+                              config.label_share, config.selection)  # fmt: skip
+        top = max(sweep.curve, key=lambda p: config.selection.key(p["warm"], p["cold"]))
+        key = config.selection.key(top["warm"], top["cold"])
         epochs = model.training_log.validation.best_epoch
-        points.append({"weight": weight, "alpha": sweep[0], "score": score, "epochs": epochs})
-        log.info("label weight %g: validation score %.4f (alpha %g)", weight, score, sweep[0])
-        if score > best_score:
-            best, best_score = (model, weight, sweep), score
+        points.append({**setting, "alpha": sweep.alpha, "kappa": sweep.blend.kappa,
+                       "warm": top["warm"], "cold": top["cold"], "score": top["score"],
+                       "epochs": epochs})  # fmt: skip
+        log.info("labels %s: validation score %.4f (alpha %g, kappa %g)", setting,
+                 top["score"], sweep.alpha, sweep.blend.kappa)  # fmt: skip
+        if best is None or key > best_key:
+            best, best_key = (model, setting), key
     assert best is not None
-    model, chosen, sweep = best
-    return model, {"chosen": chosen, "validation": points}, sweep
+    model, chosen = best
+    return model, {"chosen": chosen, "validation": points}
+
+
+def _choose_transfer(
+    model: SequentialRecommender, dataset: Dataset, view: Dataset, grid: TransferGrid
+) -> tuple[SequentialRecommender, dict[str, Any]]:
+    """The fitted ``model`` with its transfer's K and τ replaced by the grid's pair whose
+    transferred validation model scores best (its own ranking, by
+    :func:`~coldrec.eval.protocol.selection_score`), and the grid's figures. The transfer
+    has no trained parameters, so nothing is retrained."""
+    assert model.validation_model is not None and model.config.transfer is not None
+    points = []
+    for k, tau in itertools.product(grid.k, grid.tau):
+        settings = model.config.transfer.model_copy(update={"k": k, "tau": tau})
+        twin = model.validation_model.transferred(view, settings)
+        points.append({"k": k, "tau": tau, "score": selection_score(twin, view),
+                       **(twin.transfer.summary() if twin.transfer else {})})  # fmt: skip
+    best = max(points, key=lambda point: point["score"])
+    chosen = model.config.transfer.model_copy(update={"k": best["k"], "tau": best["tau"]})
+    log.info("transfer chosen on validation: k %d, tau %g (score %.4f)", best["k"],
+             best["tau"], best["score"])  # fmt: skip
+    tuned = model.transferred(dataset, chosen)
+    tuned.validation_model = model.validation_model.transferred(view, chosen)
+    return tuned, {"chosen": {"k": best["k"], "tau": best["tau"]}, "grid": points}
 
 
 def _validation_candidates(config: RankConfig, retrieval: Path, retriever: TwoTower) -> Candidates:

@@ -83,8 +83,14 @@ class SequentialRecommender(TrainedModel):
         """Each user's last ``max_len`` history items, shifted by one and left-padded."""
         self.trained_items = torch.zeros(0, dtype=torch.bool)
         """Items seen in the training history or in a label."""
+        self.item_interactions = torch.zeros(0, dtype=torch.long)
+        """Per item, its interactions in the training history."""
+        self.item_label_rows = torch.zeros(0, dtype=torch.long)
+        """Per item, the pseudo-label rows (edges, triplet sides) naming it."""
         self.transfer: Transfer | None = None
         """What the residual transfer did (gates and best similarities of cold items)."""
+        self._fitted_residuals: torch.Tensor | None = None
+        """The delta residuals as trained, before any transfer (in memory only)."""
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if self.net is None:
@@ -96,6 +102,12 @@ class SequentialRecommender(TrainedModel):
         if isinstance(self.net.items, IdItems):  # an untrained ID vector means nothing
             scores[:, ~self.trained_items.numpy()] = np.nan
         return scores_at(scores, items)
+
+    def evidence(self, label_share: float) -> np.ndarray:
+        """Per item, the evidence its vector trained on: interactions plus
+        ``label_share`` per pseudo-label row (the fusion's evidence blend)."""
+        return (self.item_interactions.numpy()
+                + label_share * self.item_label_rows.numpy()).astype(np.float32)  # fmt: skip
 
     def contexts_of(self, sequences: list[np.ndarray]) -> np.ndarray:
         """Context vectors of item sequences (Dataset item ids, oldest first), as
@@ -162,8 +174,12 @@ class SequentialRecommender(TrainedModel):
 
     def transferred(self, dataset: Dataset, config: TransferConfig) -> SequentialRecommender:
         """A copy whose cold items (``dataset``'s) carry residuals moved from their warm
-        neighbours (:func:`~coldrec.rank.transfer.knn_gate_transfer`); needs ``delta``."""
+        neighbours (:func:`~coldrec.rank.transfer.knn_gate_transfer`) by ``config``,
+        which becomes its transfer (new items added in serving take it too); it starts
+        from the residuals as trained, not from an earlier transfer. Needs ``delta``."""
         twin = self._copy()
+        twin.config = twin.config.model_copy(update={"transfer": config})
+        twin._fitted_residuals = self._fitted_residuals
         twin.transfer = twin._transfer(dataset, config)
         return twin
 
@@ -172,13 +188,15 @@ class SequentialRecommender(TrainedModel):
         self.history = padded_sequences(sequences, self.config.max_len)
         labels = self.labels.read(dataset)
         seen = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int64)
-        in_history = np.bincount(seen, minlength=dataset.n_items) > 0
-        self.trained_items = torch.as_tensor(in_history)
-        self.trained_items[torch.as_tensor(labels.items)] = True
+        self.item_interactions = torch.as_tensor(np.bincount(seen, minlength=dataset.n_items))
+        self.item_label_rows = torch.as_tensor(labels.item_rows(dataset.n_items))
+        in_history = self.item_interactions.numpy() > 0
+        self.trained_items = (self.item_interactions > 0) | (self.item_label_rows > 0)
         content = None
         if self.config.delta is not None:
             content = TextEncoder(self.config.delta.encoder).encode(dataset.item_text)
         self.net = self.config.network(dataset.n_items, content)
+        self._fitted_residuals = None
         sampler = self._sampler(dataset, in_history, sequences)
         return _Trainer(self, dataset, sequences, in_history, labels, sampler, generator)
 
@@ -193,7 +211,9 @@ class SequentialRecommender(TrainedModel):
         cold = dataset.items["cold"].to_numpy()
         donors = self.trained_items.numpy() & ~cold
         with torch.no_grad():
-            residuals = items.residuals().numpy()
+            if self._fitted_residuals is None:
+                self._fitted_residuals = items.residuals().clone()
+            residuals = self._fitted_residuals.numpy()
             moved = knn_gate_transfer(residuals, items.content.numpy(), cold, donors, config)
             items.delta.copy_(torch.as_tensor(moved.residuals))
         return moved
@@ -214,7 +234,9 @@ class SequentialRecommender(TrainedModel):
     def _tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None
         net = {f"net.{name}": value for name, value in self.net.state_dict().items()}
-        return {**net, "history": self.history, "trained_items": self.trained_items}
+        return {**net, "history": self.history, "trained_items": self.trained_items,
+                "item_interactions": self.item_interactions,
+                "item_label_rows": self.item_label_rows}  # fmt: skip
 
     def _restore(self, tensors: dict[str, torch.Tensor], saved: Saved) -> None:
         content = tensors.get("net.items.content")
@@ -223,6 +245,10 @@ class SequentialRecommender(TrainedModel):
         self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net.eval()
         self.history, self.trained_items = tensors["history"], tensors["trained_items"]
+        # Models saved before the evidence counts: one interaction per trained item.
+        self.item_interactions = tensors.get("item_interactions", self.trained_items.long())
+        self.item_label_rows = tensors.get("item_label_rows", torch.zeros_like(
+            self.item_interactions))  # fmt: skip
 
     def _extra(self) -> dict[str, Any]:
         return {"transfer": self.transfer.summary()} if self.transfer is not None else {}

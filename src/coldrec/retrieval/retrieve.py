@@ -4,8 +4,9 @@ for every evaluated user, and score them in the harness.
 A retrieval run folder holds ``config.json``, ``metrics-seed<N>.json`` (Two-Tower-only
 ranking over its candidates, with candidate Recall@M per segment), ``candidates.parquet``
 (:mod:`coldrec.data.candidates`), ``valid_candidates.parquet`` (the same for the
-validation view, from the model trained there) and ``model/``, the saved Two-Tower
-(weights, ``user_vectors.npy`` and ``item_vectors.npy`` with JSON sidecars).
+validation view, from the model trained there, whose vectors are in ``valid_model/``)
+and ``model/``, the saved Two-Tower (weights, ``user_vectors.npy`` and
+``item_vectors.npy`` with JSON sidecars).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from scipy import sparse
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
-from coldrec.eval.protocol import CANDIDATE_MS, EvaluationPlan, evaluate
+from coldrec.eval.protocol import CANDIDATE_MS, EvaluationPlan
 from coldrec.retrieval.index import IndexConfig, build_index, search
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
@@ -69,9 +70,7 @@ def run_retrieval(config: RetrieveConfig, dataset_path: Path, out: Path) -> dict
     plan = EvaluationPlan.of(dataset)
     candidates = retrieve(plan.users, model.user_vectors, model.item_vectors, plan.history, config)
     retrieved = time.perf_counter()
-    metrics = evaluate(
-        model, dataset, config.ks, candidates, config.candidate_ms, config.batch_size
-    )
+    metrics = config.evaluate(model, dataset, candidates, config.candidate_ms)
     done = time.perf_counter()
     model.save(out / "model")
     candidates.save(out / "candidates.parquet")
@@ -80,6 +79,8 @@ def run_retrieval(config: RetrieveConfig, dataset_path: Path, out: Path) -> dict
         chosen = model.validation_model
         retrieve(view.users, chosen.user_vectors, chosen.item_vectors, view.history,
                  config).save(out / "valid_candidates.parquet")  # fmt: skip
+        (out / "valid_model").mkdir(exist_ok=True)
+        chosen._write_files(out / "valid_model")  # its vectors, for the view's labels
     result = run_record(config, dataset, {"dataset": dataset_path}, metrics, model,
                         fit_s=fitted - start, retrieve_s=retrieved - fitted,
                         evaluate_s=done - retrieved)  # fmt: skip

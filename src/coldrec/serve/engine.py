@@ -10,7 +10,8 @@ A recommendation follows one path, candidates → scores → filters → top k:
    run's candidate depth; allowed: available, within the filters, not in the history);
    the lists are interleaved;
 3. ranker scores (the run's sequential model over the history) and retriever scores,
-   fused as the run fused them (mode and α), best k first.
+   fused as the run fused them (mode, α and the evidence blend: items added online have
+   no evidence, so they take the content path), best k first.
 
 **Fallback** (a user with no history, or an unknown user id without one): the items
 with the most interactions in the last ``recent_days`` of the history and since (events
@@ -36,6 +37,7 @@ from coldrec.data.prepare import item_text
 from coldrec.encode import TextEncoder
 from coldrec.encode.vectors import l2_normalised
 from coldrec.errors import DataError
+from coldrec.eval.fallback import COLD_USER_DAYS, recent_popularity
 from coldrec.rank.fusion import fuse
 from coldrec.retrieval.index import IndexConfig
 from coldrec.serve.catalogue import Catalogue, Filters
@@ -44,8 +46,6 @@ from coldrec.serve.store import WriteLog
 from coldrec.supervision.labels import Labels
 
 __all__ = ["Engine", "Recommendation", "ServeConfig"]
-
-DAY = 86_400
 
 
 class ServeConfig(BaseModel):
@@ -62,7 +62,7 @@ class ServeConfig(BaseModel):
     initial_items: Literal["all", "trained"] = "all"
     """``trained``: start with the items seen in training only; the others (cold) come
     through ``POST /items``, as in a shop."""
-    recent_days: float = Field(30.0, gt=0)
+    recent_days: float = Field(COLD_USER_DAYS, gt=0)
     """The fallback's window of popularity."""
 
 
@@ -126,11 +126,11 @@ class Engine:
             served=served,
         )
         self.trained_items = len(counts)
+        self.evidence = run.ranker.evidence(run.blend.label_share)
+        """The evidence behind each trained item's ranker vector (new items have none)."""
         self.users = _Users(dataset.users["user"].tolist(), [list(s) for s in
                             dataset.sequences(*HISTORY_SPLITS)], dataset.n_users)  # fmt: skip
-        recent = history["ts"] >= history["ts"].max() - config.recent_days * DAY
-        self.popularity = np.bincount(history.loc[recent, "item_idx"], weights=history.loc[
-            recent, "weight"], minlength=dataset.n_items).astype(float).tolist()  # fmt: skip
+        self.popularity = recent_popularity(dataset, config.recent_days).astype(float).tolist()
         self.applied = 0
         self._labels: Labels | None = None
         self._lock = threading.RLock()
@@ -196,6 +196,20 @@ class Engine:
             self.users.changed.add(row)
             self.popularity[item] += 1.0
 
+    def fused(self, rows: np.ndarray, ranker: np.ndarray, retriever: np.ndarray) -> np.ndarray:
+        """The run's fusion of the ranker and retriever scores of catalogue ``rows``."""
+        weights = self._evidence_weights(rows)
+        return fuse(ranker[None], retriever[None], self.run.mode, self.run.alpha,
+                    None if weights is None else weights[None])[0]  # fmt: skip
+
+    def _evidence_weights(self, rows: np.ndarray) -> np.ndarray | None:
+        """The fusion's evidence weights of catalogue rows (None: the binary fusion)."""
+        if self.run.blend.kappa == 0:
+            return None
+        trained = rows < self.trained_items
+        evidence = np.where(trained, self.evidence[np.where(trained, rows, 0)], 0.0)
+        return self.run.blend.of(evidence)
+
     def _known_item(self, item: str) -> int:
         row = self.catalogue.row_of.get(item)
         if row is None:
@@ -232,7 +246,7 @@ class Engine:
             retriever = self.catalogue.retriever.array[candidates] @ views[0]
             context = self.run.ranker.contexts_of([np.array(seen)])[0]
             ranker = self.catalogue.ranker.array[candidates] @ context
-            fused = fuse(ranker[None], retriever[None], self.run.mode, self.run.alpha)[0]
+            fused = self.fused(np.asarray(candidates), ranker, retriever)
             order = _top(fused, k)
             items = [self._entry(candidates[j], float(fused[j]), ranker[j], retriever[j],
                                  "two_tower") for j in order]  # fmt: skip
@@ -318,7 +332,8 @@ class Engine:
             "user": user, "item": item, "source": listing.source,
             "rank": ranked.index(item) + 1 if item in ranked else None, "of": len(ranked),
             "scores": next((e for e in listing.items if e["item"] == item), None),
-            "mode": self.run.mode, "alpha": self.run.alpha,
+            "mode": self.run.mode, "alpha": self.run.alpha, "kappa": self.run.blend.kappa,
+            "evidence_weight": _weight_or_one(self._evidence_weights(np.array([row]))),
             "nearest_warm_items": [{"item": self.catalogue.ids[j],
                                     "similarity": float(content[j] @ content[row])}
                                    for j in nearest],
@@ -353,7 +368,12 @@ class Engine:
                 "example_users": examples,
                 "users": len(self.users.ids), "index_size": int(self.catalogue.index.ntotal),
                 "applied_writes": self.applied, "top_m": self.top_m,
-                "mode": self.run.mode, "alpha": self.run.alpha}  # fmt: skip
+                "mode": self.run.mode, "alpha": self.run.alpha,
+                "kappa": self.run.blend.kappa}  # fmt: skip
+
+
+def _weight_or_one(weights: np.ndarray | None) -> float:
+    return 1.0 if weights is None else float(weights[0])
 
 
 def _records(items: pd.DataFrame) -> list[dict[str, Any]]:

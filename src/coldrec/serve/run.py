@@ -9,14 +9,14 @@ files in its metrics file; it is served as well.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coldrec._util.io import read_json
 from coldrec.config import validate
 from coldrec.data.dataset import Dataset
 from coldrec.errors import DataError
-from coldrec.rank.fusion import FusedRanker, FusionMode
+from coldrec.rank.fusion import EvidenceBlend, FusedRanker, FusionMode
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.retrieval.retrieve import RetrieveConfig
 from coldrec.retrieval.two_tower import TwoTower
@@ -39,6 +39,8 @@ class RunArtifacts:
     """Candidates retrieved per user (the run's ``retrieve.top_m``)."""
     labels: LabelFiles
     """The pseudo labels the ranker trained with (none for E0-like runs)."""
+    blend: EvidenceBlend = field(default_factory=EvidenceBlend)
+    """The fusion's evidence blend."""
 
 
 def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
@@ -54,8 +56,9 @@ def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
         model = folder / "rank" / chosen / "model"
         data, retrieval = folder / "data", folder / "retrieve"
         named = _named_inputs(model.parent)
-        labels = LabelFiles(*(folder / "supervise" / f"{name}.parquet" if name in named
-                              else None for name in ("edges", "triplets")))  # fmt: skip
+        found = {name: folder / "supervise" / f"{name}.parquet" for name in ("edges", "triplets")
+                 if name in named}  # fmt: skip
+        labels = LabelFiles(found.get("edges"), found.get("triplets"))
     elif (folder / "model" / "model.json").is_file():
         inputs = _rank_inputs(folder)
         model, data, retrieval = folder / "model", inputs["dataset"], inputs["retrieval"]
@@ -70,7 +73,7 @@ def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
     assert isinstance(fused.retriever, TwoTower)
     settings = validate(RetrieveConfig, read_json(retrieval / "config.json"))
     return RunArtifacts(folder, dataset, fused.retriever, fused.ranker, fused.mode,
-                        fused.alpha, settings.top_m, labels)  # fmt: skip
+                        fused.alpha, settings.top_m, labels, fused.blend)  # fmt: skip
 
 
 def _named_inputs(folder: Path) -> dict[str, Path]:

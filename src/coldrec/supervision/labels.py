@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -43,6 +43,7 @@ __all__ = [
     "LabelFiles",
     "LabelRules",
     "Labels",
+    "cap_edges",
     "labels_from_rankings",
     "read_labels",
     "write_labels",
@@ -142,30 +143,76 @@ class Labels:
     @property
     def items(self) -> np.ndarray:
         """Every item id the labels mention."""
+        return np.unique(self._mentions())
+
+    def item_rows(self, n_items: int) -> np.ndarray:
+        """Per item id, the label rows naming it (an edge, each side of a triplet)."""
+        return np.bincount(self._mentions(), minlength=n_items)
+
+    def _mentions(self) -> np.ndarray:
         ids = [self.edges["item"], self.triplets["pos"], self.triplets["neg"]]
-        return np.unique(np.concatenate([c.to_numpy(np.int64) for c in ids]))
+        return np.concatenate([c.to_numpy(np.int64) for c in ids])
 
 
 @dataclass(frozen=True)
 class LabelFiles:
     """Where a ranker's pseudo labels are: ``edges.parquet`` (``L_sim``) and
-    ``triplets.parquet`` (``L_pair``); either may be absent."""
+    ``triplets.parquet`` (``L_pair``); either may be absent. ``validation``: the labels
+    made from the validation view's history only, which a ranker trained on that view
+    reads instead (none: it reads these, whose prompts saw what the view holds out).
+    ``edge_cap`` keeps at most that many edges per item when they are read (the
+    highest-weighted)."""
 
     edges: Path | None = None
     triplets: Path | None = None
+    validation: LabelFiles | None = None
+    edge_cap: int | None = None
 
     @classmethod
-    def of_run(cls, folder: Path, edges: bool = True, triplets: bool = True) -> LabelFiles:
-        """The label files of a ``coldrec supervise`` run folder."""
+    def of_run(
+        cls, folder: Path, edges: bool = True, triplets: bool = True, validation: bool = False
+    ) -> LabelFiles:
+        """The label files of a ``coldrec supervise`` run folder (with ``validation``,
+        its ``valid/`` labels for the validation view too)."""
+        view = cls.of_run(folder / "valid", edges, triplets) if validation else None
         return cls(folder / "edges.parquet" if edges else None,
-                   folder / "triplets.parquet" if triplets else None)  # fmt: skip
+                   folder / "triplets.parquet" if triplets else None, view)  # fmt: skip
+
+    def capped(self, cap: int | None) -> LabelFiles:
+        """The same files read with at most ``cap`` edges per item."""
+        view = self.validation.capped(cap) if self.validation is not None else None
+        return replace(self, edge_cap=cap, validation=view)
+
+    def paths(self) -> dict[str, Path]:
+        """The files, by name (``valid_edges`` … for the validation view's)."""
+        mine = {name: path for name, path in (("edges", self.edges),
+                                              ("triplets", self.triplets)) if path}  # fmt: skip
+        view = self.validation.paths() if self.validation is not None else {}
+        return {**mine, **{f"valid_{name}": path for name, path in view.items()}}
 
     def read(self, dataset: Dataset) -> Labels:
-        """The labels filtered against ``dataset`` (:func:`read_labels`)."""
-        return read_labels(dataset, self.edges, self.triplets)
+        """The labels filtered against ``dataset`` (:func:`read_labels`), edges capped;
+        the validation view's own labels when ``dataset`` is that view and they exist."""
+        if dataset.is_validation_view and self.validation is not None:
+            return self.validation.read(dataset)
+        labels = read_labels(dataset, self.edges, self.triplets)
+        if self.edge_cap is not None:
+            kept = cap_edges(labels.edges, self.edge_cap)
+            labels.dropped["edges_over_item_cap"] = len(labels.edges) - len(kept)
+            labels.edges = kept
+        return labels
 
     def __bool__(self) -> bool:
         return self.edges is not None or self.triplets is not None
+
+
+def cap_edges(edges: pd.DataFrame, cap: int) -> pd.DataFrame:
+    """At most ``cap`` edges per item: its highest-weighted (ties to the lower user id),
+    in their original order."""
+    order = edges.sort_values(["item", "weight", "user"], ascending=[True, False, True],
+                              kind="stable")  # fmt: skip
+    keep = order.groupby("item", sort=False).cumcount() < cap
+    return edges.loc[np.sort(order.index[keep.to_numpy()])].reset_index(drop=True)
 
 
 def read_labels(

@@ -12,7 +12,16 @@ The run folder gets:
   fallbacks used;
 - ``llm_calls.jsonl``: one line per LLM call (stage, cache status, tokens, latency);
 - ``summary.json``: users, label counts, per-stage requests, calls, cached calls,
-  fallbacks and their rate, tokens and seconds, and seconds per user.
+  fallbacks and their rate, tokens and seconds, seconds per user, and the labels'
+  quality (:func:`~coldrec.supervision.quality.label_quality`: precision and recall of
+  the edges against the users' held-out interactions, beside a random control);
+- ``valid/`` (with ``validation_view``, the default): the same for the retrieve run's
+  validation view, made from the view's history only (its candidates
+  ``valid_candidates.parquet`` and Two-Tower ``valid_model``), so that the ranker trained
+  on the view learns from labels whose prompts never saw what the view holds out. Its
+  quality is measured against those held-out (validation) interactions; the main
+  labels' against the test interactions, a diagnostic that no choice reads. Its LLM
+  cost is its own summary's (``validation_view`` in ``summary.json``).
 
 Eligible users are the retrieve run's users with at least ``min_history`` history
 interactions (the labels' own filter). ``users`` picks among them: ``all``; ``sample``
@@ -33,16 +42,20 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec._util.io import atomic_write, write_json_atomic
+from coldrec._util.io import atomic_write, read_json, write_json_atomic
 from coldrec._util.progress import progress_bar
+from coldrec.config import validate as validate_config
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.data.prepare import validation_view
 from coldrec.data.taxonomy import Taxonomy, TaxonomyConfig, build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig, load_vectors
-from coldrec.errors import DataError, LLMError, brief
+from coldrec.errors import ConfigError, DataError, LLMError, brief
 from coldrec.llm import LLM, LLMConfig
+from coldrec.retrieval.retrieve import RetrieveConfig
 from coldrec.supervision.catalogue import Catalogue, StagesConfig, UserRun
 from coldrec.supervision.labels import LabelRules, labels_from_rankings, write_labels
+from coldrec.supervision.quality import label_quality
 from coldrec.supervision.stages import keywords_in, run_stages, stages_for
 
 __all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
@@ -71,6 +84,9 @@ class SuperviseConfig(BaseModel):
     max_fallback_rate: float = Field(0.2, ge=0, le=1)
     """A stage that falls back for more of its requests than this is warned about (log,
     ``summary.json``, the experiment report's first lines)."""
+    validation_view: bool = True
+    """Also label the retrieve run's validation view, from its history only (``valid/``,
+    for the ranker trained there); needs a retrieve run with early stopping."""
 
 
 def eligible_users(config: SuperviseConfig, dataset: Dataset, candidates: Candidates) -> np.ndarray:
@@ -101,12 +117,52 @@ def run_supervision(
 ) -> dict[str, Any]:
     """Build the taxonomy (or read the ``taxonomy.json`` given), run the stages for the
     candidates of the ``coldrec retrieve`` run in ``retrieval``, write labels, trace and
-    summary into ``out``."""
-    start = time.perf_counter()
+    summary into ``out``; then the same for the validation view into ``out/valid``
+    (``validation_view``; it builds its own taxonomy)."""
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", config.model_dump(mode="json"))
     dataset = Dataset.load(dataset_path)
-    catalogue = _catalogue(config, dataset, retrieval, taxonomy, out)
+    view_inputs = _validation_inputs(retrieval) if config.validation_view else None
+    summary = _label_pass(config, dataset, retrieval / "candidates.parquet",
+                          retrieval / "model", taxonomy, out)  # fmt: skip
+    if view_inputs is not None:
+        share, candidates, vectors = view_inputs
+        view = validation_view(dataset, share)
+        (out / "valid").mkdir(exist_ok=True)
+        logger.info("labelling the validation view (its history only)")
+        summary["validation_view"] = _label_pass(config, view, candidates, vectors, None,
+                                                 out / "valid")  # fmt: skip
+        write_json_atomic(out / "valid" / "summary.json", summary["validation_view"])
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def _validation_inputs(retrieval: Path) -> tuple[float, Path, Path]:
+    """The validation view's share, candidates and Two-Tower folder of a retrieve run."""
+    candidates, vectors = retrieval / "valid_candidates.parquet", retrieval / "valid_model"
+    if not candidates.is_file() or not (vectors / "item_vectors.npy").is_file():
+        raise ConfigError(
+            f"{retrieval}: no validation view to label (valid_candidates.parquet and "
+            "valid_model/ come from a retrieve run with early stopping); rerun retrieve "
+            "or set validation_view=false (the validation ranker then trains on labels "
+            "made from the whole history)"
+        )
+    settings = validate_config(RetrieveConfig, read_json(retrieval / "config.json"))
+    return settings.model.valid_share, candidates, vectors
+
+
+def _label_pass(
+    config: SuperviseConfig,
+    dataset: Dataset,
+    candidates_path: Path,
+    vectors: Path,
+    taxonomy: Path | None,
+    out: Path,
+) -> dict[str, Any]:
+    """One labelling of ``dataset``'s users over the candidates and Two-Tower vectors
+    given: taxonomy, stages, labels, trace; returns the summary (not yet written)."""
+    start = time.perf_counter()
+    catalogue = _catalogue(config, dataset, candidates_path, vectors, taxonomy, out)
     users = eligible_users(config, dataset, catalogue.candidates)
     stages = stages_for(catalogue)
     log = out / "llm_calls.jsonl"
@@ -138,10 +194,10 @@ def run_supervision(
     stages_s = time.perf_counter() - start - setup_s
     summary.update(backend=backend, setup_s=round(setup_s, 2), stages_s=round(stages_s, 2),
                    seconds_per_user=round(stages_s / max(len(users), 1), 4),
+                   quality=label_quality(edges, dataset, config.seed),
                    warnings=_fallback_warnings(summary, config.max_fallback_rate))  # fmt: skip
     for warning in summary["warnings"]:
         logger.warning("%s", warning)
-    write_json_atomic(out / "summary.json", summary)
     return summary
 
 
@@ -171,16 +227,22 @@ def _fallback_warnings(summary: dict[str, Any], threshold: float) -> list[str]:
 
 
 def _catalogue(
-    config: SuperviseConfig, dataset: Dataset, retrieval: Path, taxonomy: Path | None, out: Path
+    config: SuperviseConfig,
+    dataset: Dataset,
+    candidates_path: Path,
+    vectors: Path,
+    taxonomy: Path | None,
+    out: Path,
 ) -> Catalogue:
-    """Candidates, Two-Tower vectors, the taxonomy (written to ``out``) and text vectors."""
-    candidates = Candidates.load(retrieval / "candidates.parquet")
+    """Candidates, Two-Tower vectors (of the saved model in ``vectors``), the taxonomy
+    (written to ``out``) and text vectors."""
+    candidates = Candidates.load(candidates_path)
     candidates.check(dataset.n_items)
-    tw_users, _ = load_vectors(retrieval / "model" / "user_vectors.npy")
-    tw_items, _ = load_vectors(retrieval / "model" / "item_vectors.npy")
+    tw_users, _ = load_vectors(vectors / "user_vectors.npy")
+    tw_items, _ = load_vectors(vectors / "item_vectors.npy")
     if tw_users.shape[0] != dataset.n_users or tw_items.shape[0] != dataset.n_items:
         raise DataError(
-            f"{retrieval}: Two-Tower vectors have {tw_users.shape[0]} users and "
+            f"{vectors}: Two-Tower vectors have {tw_users.shape[0]} users and "
             f"{tw_items.shape[0]} items, the dataset {dataset.n_users} and {dataset.n_items}"
         )
     if taxonomy is not None:

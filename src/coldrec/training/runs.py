@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,8 +29,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec._util.io import json_hash, write_json_atomic
+from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
-from coldrec.eval.protocol import KS
+from coldrec.eval.protocol import CANDIDATE_MS, KS, ColdUsers, Scorer, evaluate
 from coldrec.training.model import Trainable
 
 __all__ = ["RunConfig", "config_hash", "json_safe", "run_record", "seed_everything", "write_run"]
@@ -49,6 +51,9 @@ class RunConfig(BaseModel, ABC):
     """Cut-offs of every metric."""
     batch_size: int = Field(1024, gt=0)
     """Users scored at once."""
+    cold_users: ColdUsers = "popularity"
+    """Who ranks for test users without history: the documented fallback (recent
+    popularity, :mod:`coldrec.eval.protocol`) or the model itself."""
 
     @property
     def method(self) -> str:
@@ -61,6 +66,18 @@ class RunConfig(BaseModel, ABC):
     def generator(self) -> torch.Generator:
         """The generator every random draw of the run's training comes from."""
         return torch.Generator().manual_seed(self.seed)
+
+    def evaluate(
+        self,
+        model: Scorer,
+        dataset: Dataset,
+        candidates: Candidates | None = None,
+        candidate_ms: Sequence[int] = CANDIDATE_MS,
+    ) -> dict[str, Any]:
+        """:func:`~coldrec.eval.protocol.evaluate` with the run's cut-offs, batch size
+        and rule for users without history."""
+        return evaluate(model, dataset, self.ks, candidates, candidate_ms, self.batch_size,
+                        self.cold_users)  # fmt: skip
 
 
 def config_hash(config: BaseModel, dataset: Dataset) -> str:
