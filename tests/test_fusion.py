@@ -15,6 +15,7 @@ from coldrec.data import Dataset
 from coldrec.data.candidates import Candidates
 from coldrec.eval.protocol import Selection, evaluate
 from coldrec.rank.fusion import EvidenceBlend, FusedRanker, choose_fusion
+from coldrec.rank.run import pick_label_setting
 
 runner = CliRunner()
 
@@ -150,8 +151,12 @@ def test_label_weight_is_chosen_on_validation_and_its_training_reused(
     metrics = json.loads((tmp_path / "r" / "metrics-seed0.json").read_text())
     points = metrics["label_settings"]["validation"]
     assert [(p["weight"], p["edge_cap"]) for p in points] == [
-        (0.1, 1), (0.1, None), (3.0, 1), (3.0, None)]  # fmt: skip
-    best = max(points, key=lambda point: point["score"])
+        (0.0, None), (0.1, 1), (0.1, None), (3.0, 1), (3.0, None)]  # fmt: skip
+    floors = {s: points[0][s] * 0.98 for s in ("warm", "cold")}  # the guard, default 2%
+    assert metrics["label_settings"]["guard"] == pytest.approx({"tolerance": 0.02, **floors})
+    admitted = [p for p in points if all(p[s] >= floors[s] for s in floors)]
+    assert [p["admitted"] for p in points] == [p in admitted for p in points]
+    best = max(admitted, key=lambda point: point["score"])
     assert metrics["label_settings"]["chosen"] == {"weight": best["weight"],
                                                    "edge_cap": best["edge_cap"]}  # fmt: skip
     # the final model is the chosen weight's: its validation training, α and epochs
@@ -160,6 +165,22 @@ def test_label_weight_is_chosen_on_validation_and_its_training_reused(
     assert metrics["training"]["final"]["epochs_run"] == max(1, best["epochs"])
     result = runner.invoke(app, [*rank[:5], *rank[9:], "--out", str(tmp_path / "none")])
     assert result.exit_code == 2 and "give edges or triplets" in result.stderr
+
+
+def test_label_guard_admits_only_settings_no_worse_than_no_labels() -> None:
+    points = [
+        {"warm": 0.040, "cold": 0.050},  # no labels: floors 0.036 and 0.045 at 10%
+        {"warm": 0.030, "cold": 0.080},  # best mean, but warm below the floor
+        {"warm": 0.041, "cold": 0.046},  # admitted, mean 0.0435 < 0.045 of no labels
+        {"warm": 0.037, "cold": 0.055},
+    ]  # admitted, best admitted mean 0.046
+    best, guard = pick_label_setting(points, 0.1, Selection())
+    assert best == 3 and guard == pytest.approx({"tolerance": 0.1, "warm": 0.036, "cold": 0.045})
+    assert [p["admitted"] for p in points] == [True, False, True, True]
+    assert pick_label_setting(points[:3], 0.1, Selection())[0] == 0  # nothing better passes
+    assert pick_label_setting(points, None, Selection()) == (1, {})  # no guard: the mean
+    # maximising warm with cold >= 0.05 among admitted: only no labels and the last pass
+    assert pick_label_setting(points, 0.1, Selection(maximise="warm", floor=0.05))[0] == 0
 
 
 class Counting:

@@ -29,7 +29,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coldrec.config import default_kind
@@ -94,6 +93,10 @@ class RankConfig(RunConfig):
     edge_caps: tuple[Annotated[int, Field(gt=0)] | None, ...] = ()
     """Most pseudo edges per item to choose from on validation (the highest-weighted
     kept; ``null``: no cap); empty: no cap."""
+    label_guard: float | None = Field(0.02, ge=0, lt=1)
+    """With label settings to choose: a ranker without labels is trained on validation
+    too, and a setting is chosen only if its warm and cold validation Recall@20 are each
+    at least that ranker's less this share (else no labels); ``null``: no guard."""
     transfer_grid: TransferGrid | None = Field(default_factory=TransferGrid)
     """Transfer K and τ chosen on validation after the fit (with ``model.transfer``);
     ``null`` keeps the model's."""
@@ -194,35 +197,73 @@ def _choose_labels(
     candidates: Candidates,
 ) -> tuple[SequentialRecommender, dict[str, Any]]:
     """The model (trained on the validation ``view``) of the label setting (λ, edge
-    cap) whose fused validation ranking scores best at its best α and κ; the chosen
-    setting with every setting's figures. Every setting's model starts from the run's
-    seed, so they differ by the setting only."""
+    cap) whose fused validation ranking scores best at its best α and κ, among those
+    the guard admits; the chosen setting with every setting's figures. With
+    ``config.label_guard`` the ranker without labels (weight 0) is a setting too and sets
+    the guard's floors. Every setting's model starts from the run's seed, so they differ
+    by the setting only."""
+    settings = config.label_settings()
+    if config.label_guard is not None:
+        settings = [NO_LABELS, *settings]
+    trained = [_validated(config, setting, dataset, view, labels, negatives, candidates)
+               for setting in settings]  # fmt: skip
+    points = [point for _, point in trained]
+    best, guard = pick_label_setting(points, config.label_guard, config.selection)
+    result: dict[str, Any] = {"chosen": settings[best], "validation": points}
+    if guard:
+        result["guard"] = guard
+    return trained[best][0], result
+
+
+NO_LABELS: dict[str, Any] = {"weight": 0.0, "edge_cap": None}
+"""The label setting of the guard's ranker: trained without labels."""
+
+
+def pick_label_setting(
+    points: list[dict[str, Any]], guard: float | None, selection: Selection
+) -> tuple[int, dict[str, float]]:
+    """The index of the label setting chosen from its validation ``points`` (each with
+    ``warm`` and ``cold``; marked ``admitted`` here), and the guard's record. With a
+    ``guard``, ``points[0]`` is the ranker without labels, and a point is admitted only if
+    its warm and cold are each at least that one's less ``guard`` of it; the best
+    admitted point by ``selection`` wins (the first is always admitted)."""
+    floors = {}
+    if guard is not None:
+        floors = {segment: points[0][segment] * (1 - guard) for segment in ("warm", "cold")}
+    for point in points:  # a missing segment (NaN) bars nothing
+        point["admitted"] = all(not point[segment] < floor for segment, floor in floors.items())
+    best = max(range(len(points)), key=lambda i: (
+        points[i]["admitted"], selection.key(points[i]["warm"], points[i]["cold"])))  # fmt: skip
+    return best, ({"tolerance": guard, **floors} if guard is not None else {})
+
+
+def _validated(
+    config: RankConfig,
+    setting: dict[str, Any],
+    dataset: Dataset,
+    view: Dataset,
+    labels: LabelFiles,
+    negatives: Candidates | None,
+    candidates: Candidates,
+) -> tuple[SequentialRecommender, dict[str, Any]]:
+    """A ranker trained on the validation ``view`` with the label ``setting``, and its
+    validation figures at its best α and κ."""
+    weight = setting["weight"]
+    model_settings = config.model if weight is None else config.model.model_copy(
+        update={"lambda_sim": weight, "lambda_pair": weight})  # fmt: skip
+    setting_labels = LabelFiles() if setting == NO_LABELS else labels.capped(setting["edge_cap"])
+    model = SequentialRecommender(model_settings, setting_labels, negatives)
+    model.validate(dataset, view, generator=config.generator())
+    assert model.validation_model is not None and model.training_log.validation is not None
     alphas = config.alphas if config.alpha is None else (config.alpha,)
-    best: tuple[SequentialRecommender, dict[str, Any]] | None = None
-    best_key: tuple[bool, float] = (False, -np.inf)
-    points = []
-    for setting in config.label_settings():
-        weight = setting["weight"]
-        settings = config.model if weight is None else config.model.model_copy(
-            update={"lambda_sim": weight, "lambda_pair": weight})  # fmt: skip
-        model = SequentialRecommender(settings, labels.capped(setting["edge_cap"]), negatives)
-        model.validate(dataset, view, generator=config.generator())
-        assert model.validation_model is not None and model.training_log.validation is not None
-        sweep = choose_fusion(model.validation_model, view, candidates, alphas, config.kappas,
-                              config.label_share, config.selection)  # fmt: skip
-        top = max(sweep.curve, key=lambda p: config.selection.key(p["warm"], p["cold"]))
-        key = config.selection.key(top["warm"], top["cold"])
-        epochs = model.training_log.validation.best_epoch
-        points.append({**setting, "alpha": sweep.alpha, "kappa": sweep.blend.kappa,
-                       "warm": top["warm"], "cold": top["cold"], "score": top["score"],
-                       "epochs": epochs})  # fmt: skip
-        log.info("labels %s: validation score %.4f (alpha %g, kappa %g)", setting,
-                 top["score"], sweep.alpha, sweep.blend.kappa)  # fmt: skip
-        if best is None or key > best_key:
-            best, best_key = (model, setting), key
-    assert best is not None
-    model, chosen = best
-    return model, {"chosen": chosen, "validation": points}
+    sweep = choose_fusion(model.validation_model, view, candidates, alphas, config.kappas,
+                          config.label_share, config.selection)  # fmt: skip
+    top = max(sweep.curve, key=lambda p: config.selection.key(p["warm"], p["cold"]))
+    log.info("labels %s: validation score %.4f (alpha %g, kappa %g)", setting,
+             top["score"], sweep.alpha, sweep.blend.kappa)  # fmt: skip
+    return model, {**setting, "alpha": sweep.alpha, "kappa": sweep.blend.kappa,
+                   "warm": top["warm"], "cold": top["cold"], "score": top["score"],
+                   "epochs": model.training_log.validation.best_epoch}  # fmt: skip
 
 
 def _choose_transfer(
