@@ -138,3 +138,24 @@ def test_tag_command_prints_the_vocabulary_and_refuses_a_bad_vocabulary(
     result = runner.invoke(app, [*base, "--out", str(tmp_path / "u"), "--vocabulary", str(bad)])
     assert result.exit_code == 3 and "field 'tags' must be a non-empty list" in result.stderr
     assert not (tmp_path / "u").exists()  # refused before anything was written
+
+
+def test_stars_evaluates_with_the_tags_and_other_models_refuse_them(
+    dataset_folder: Path, tmp_path: Path
+) -> None:
+    tagged = run_tagging(config(tmp_path, {"kind": "embedding"}, vocabulary_size=8),
+                         dataset_folder, tmp_path / "t")  # fmt: skip
+    assert tagged["items_with_tags"] > 0
+    tags = str(tmp_path / "t" / "tags.parquet")
+    args = ["evaluate", "--dataset", str(dataset_folder), "--tags", tags,
+            "--set", "model.dim=32", "--set", "model.training.epochs=2",
+            "--set", "model.n_negatives=10"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--model", "stars", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "s" / "metrics-seed0.json").read_text())
+    assert metrics["inputs"]["tags"].endswith("tags.parquet")
+    saved = json.loads((tmp_path / "s" / "model" / "model.json").read_text())
+    assert saved["config"]["kind"] == "stars"
+    result = runner.invoke(app, ["evaluate", "--dataset", str(dataset_folder), "--tags", tags,
+                                 "--out", str(tmp_path / "p")])  # fmt: skip
+    assert result.exit_code == 2 and "tags are read by the stars model only" in result.stderr

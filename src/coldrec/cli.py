@@ -192,6 +192,9 @@ def evaluate_command(
     model: ModelKind | None = typer.Option(None, "--model", help="Default: popularity."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
     name: str | None = typer.Option(None, "--name", help="Method name in reports."),
+    tags: Path | None = typer.Option(
+        None, "--tags", help="stars: the items' tags (coldrec tag's tags.parquet)."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override any setting: --set model.alpha=0.7."
@@ -200,7 +203,7 @@ def evaluate_command(
     """Fit a model on a Dataset's history and evaluate it on the test split (full ranking)."""
     kind = {"kind": model.value} if model is not None else None
     layers = _layers(config, overrides, model=kind, seed=seed, name=name)
-    result = run_evaluation(validate(EvaluateConfig, layers), dataset, out)
+    result = run_evaluation(validate(EvaluateConfig, layers), dataset, out, tags)
     _print_metrics(result)
 
 
