@@ -4,7 +4,7 @@ popularity prior, subclass-aware negatives, calendar context and two user vector
 
 - **Item token** ``v_i = [e_i + Δ_i ; g_attr(t_i)]``: the text part is coldrec's delta
   item vector (:class:`~coldrec.rank.items.DeltaItems`, ``map(c_i) + Δ_i`` with the
-  MiniLM vector ``c_i``; ``map`` frozen PCA by default), the tag part a linear map of
+  MiniLM vector ``c_i``, through a trained linear map), the tag part a linear map of
   the item's multi-hot attribute tags. ``delta: null`` gives ID vectors instead ("no
   text vectors": an item never trained keeps a zero ID part, so it is scored by its tags
   alone); without tags the text part takes the whole width. Δ is frozen for the first
@@ -81,8 +81,10 @@ class StarsConfig(SequentialConfig):
     kind: Literal["stars"] = "stars"
     n_layers: int = Field(2, gt=0)
     n_heads: int = Field(1, gt=0)
-    delta: DeltaConfig | None = Field(default_factory=lambda: DeltaConfig(map="pca"))
-    """The text part of the item token; ``null``: ID vectors (the "no text" ablation)."""
+    delta: DeltaConfig | None = Field(default_factory=DeltaConfig)
+    """The text part of the item token (a trained linear map: on Beauty the frozen PCA
+    map left it a third of the tag part's norm, warm Recall@20 0.026 against 0.037);
+    ``null``: ID vectors (the "no text" ablation)."""
     tag_dim: int = Field(16, gt=0)
     """Width of the tag part of the item token (with tags)."""
     context: bool = True
