@@ -21,6 +21,7 @@ from coldrec.rank.items import DeltaConfig
 from coldrec.rank.network import SequentialConfig
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.sequential import SequentialRecommender
+from coldrec.rank.stars import StarsConfig, StarsRecommender
 from coldrec.rank.transfer import TransferConfig
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
 from coldrec.training.loop import TrainingConfig
@@ -70,6 +71,9 @@ SEQUENTIAL: dict[str, SequentialConfig] = {
                                  training=LEARN, delta=DeltaConfig(max_norm=None)),
 }  # fmt: skip
 TWO_TOWER = TwoTowerConfig(dim=16, early_stopping=False, training=LEARN)
+STARS = StarsConfig(dim=32, n_negatives=10, dropout=0.0, early_stopping=False, training=LEARN,
+                    delta=None, subclass_negatives=0)  # fmt: skip
+"""ID vectors: the cycle's 20 items are too few for the PCA map of the text vectors."""
 
 
 def hit_rate_at_1(model: object, dataset: Dataset, candidates: Candidates | None = None) -> float:
@@ -81,6 +85,13 @@ def hit_rate_at_1(model: object, dataset: Dataset, candidates: Candidates | None
 def test_a_sequential_ranker_learns_the_next_item_of_a_cycle(kind: str, cycle: Dataset) -> None:
     model = SequentialRecommender(SEQUENTIAL[kind]).fit(cycle, generator=seeded())
     assert hit_rate_at_1(model, cycle) == 1.0  # every user's next item ranked first
+
+
+@pytest.mark.parametrize("scoring", ["next", "general", "round_robin"])
+def test_stars_learns_the_next_item_of_a_cycle(scoring: str, cycle: Dataset) -> None:
+    config = STARS.model_copy(update={"scoring": scoring})
+    model = StarsRecommender(config).fit(cycle, generator=seeded())
+    assert hit_rate_at_1(model, cycle) == 1.0
 
 
 def test_two_tower_ranks_the_unseen_item_of_the_users_group_first(groups: Dataset) -> None:
@@ -109,10 +120,11 @@ def models(cycle: Dataset) -> dict[str, TrainedModel]:
         update={"training": quick, "delta": DeltaConfig(map="pca"), "dim": 8,
                 "transfer": TransferConfig(k=3)}))  # fmt: skip
     built["two_tower"] = TwoTower(TWO_TOWER.model_copy(update={"training": quick}))
+    built["stars"] = StarsRecommender(STARS.model_copy(update={"training": quick}))
     return built
 
 
-@pytest.mark.parametrize("kind", [*SEQUENTIAL, "sasrec_pca_transfer", "two_tower"])
+@pytest.mark.parametrize("kind", [*SEQUENTIAL, "sasrec_pca_transfer", "two_tower", "stars"])
 def test_save_then_load_scores_exactly_the_same(kind: str, cycle: Dataset, tmp_path: Path) -> None:
     model = models(cycle)[kind].fit(cycle, generator=seeded())
     folder = model.save(tmp_path / kind)

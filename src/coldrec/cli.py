@@ -37,6 +37,7 @@ from coldrec.serve.engine import ServeConfig
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import SuperviseConfig, run_supervision
+from coldrec.supervision.tags import TagConfig, run_tagging
 
 app = typer.Typer(
     help="coldrec: strict item cold-start recommendation with LLM weak supervision.",
@@ -191,6 +192,9 @@ def evaluate_command(
     model: ModelKind | None = typer.Option(None, "--model", help="Default: popularity."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
     name: str | None = typer.Option(None, "--name", help="Method name in reports."),
+    tags: Path | None = typer.Option(
+        None, "--tags", help="stars: the items' tags (coldrec tag's tags.parquet)."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override any setting: --set model.alpha=0.7."
@@ -199,7 +203,7 @@ def evaluate_command(
     """Fit a model on a Dataset's history and evaluate it on the test split (full ranking)."""
     kind = {"kind": model.value} if model is not None else None
     layers = _layers(config, overrides, model=kind, seed=seed, name=name)
-    result = run_evaluation(validate(EvaluateConfig, layers), dataset, out)
+    result = run_evaluation(validate(EvaluateConfig, layers), dataset, out, tags)
     _print_metrics(result)
 
 
@@ -282,6 +286,30 @@ def supervise_command(
     settings = validate(SuperviseConfig, layers)
     summary = run_supervision(settings, dataset, candidates, out, taxonomy)
     _print_supervision(summary)
+
+
+@app.command("tag")
+@user_errors
+def tag_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Folder: vocabulary, tags.parquet, summary."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
+    model: str | None = typer.Option(None, "--model", help="openai: the model name."),
+    items: int | None = typer.Option(None, "--items", help="Tag a sample of this many items."),
+    vocabulary: Path | None = typer.Option(
+        None, "--vocabulary", help="A vocabulary.json to tag with instead of proposing one."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override: --set max_tags=3."),
+) -> None:
+    """Propose an attribute-tag vocabulary with the LLM and tag the items from it (STARS)."""
+    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
+    chosen_backend = {k: v for k, v in chosen.items() if v}
+    layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
+                     items=items)  # fmt: skip
+    summary = run_tagging(validate(TagConfig, layers), dataset, out, vocabulary)
+    _print_tagging(summary)
 
 
 @llm_app.command("check")
@@ -413,6 +441,19 @@ def _print_supervision(summary: dict[str, Any], title: str = "supervise") -> Non
     console.print(quality_line(summary["quality"]))
     if "validation_view" in summary:
         _print_supervision(summary["validation_view"], "validation view, its history only")
+
+
+def _print_tagging(summary: dict[str, Any]) -> None:
+    backend = summary["backend"]
+    table = Table(title=f"tag ({backend['identity']}, {backend['note']})")
+    for column in ("tag", "items"):
+        table.add_column(column, justify="left" if column == "tag" else "right")
+    for tag, count in list(summary["frequency"].items())[:15]:
+        table.add_row(tag, f"{count:,}")
+    console.print(table)
+    console.print(f"{summary['items']:,} items, {summary['items_with_tags']:,} with tags, "
+                  f"{summary['tags_per_item']:.2f} tags per item, vocabulary of "
+                  f"{summary['vocabulary']} ({len(summary['unused_tags'])} unused)")  # fmt: skip
 
 
 def _print_stats(stats: dict[str, Any]) -> None:

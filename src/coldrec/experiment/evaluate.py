@@ -20,11 +20,14 @@ from coldrec.baselines.content import ItemKNNContentConfig
 from coldrec.baselines.popularity import PopularityConfig
 from coldrec.config import kinds
 from coldrec.data.dataset import Dataset
+from coldrec.errors import ConfigError
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.sequential import SequentialRecommender
+from coldrec.rank.stars import StarsConfig, StarsRecommender
 from coldrec.retrieval.two_tower import TwoTowerConfig
+from coldrec.supervision.tags import read_tags
 from coldrec.training.model import Trainable
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
 
@@ -40,7 +43,8 @@ ModelConfig = Annotated[
     | TwoTowerConfig
     | SASRecConfig
     | GRU4RecConfig
-    | BERT4RecConfig,
+    | BERT4RecConfig
+    | StarsConfig,
     Field(discriminator="kind"),
 ]
 """Any model config; ``kind`` selects the model."""
@@ -57,13 +61,22 @@ class EvaluateConfig(RunConfig):
         return self.model.kind
 
 
-def run_evaluation(config: EvaluateConfig, dataset_path: Path, out: Path) -> dict[str, Any]:
+def run_evaluation(
+    config: EvaluateConfig, dataset_path: Path, out: Path, tags: Path | None = None
+) -> dict[str, Any]:
     """Fit ``config.model`` on the Dataset in ``dataset_path`` and evaluate it; write the
-    run folder (a trained model kept in ``out/model``) and return the metrics."""
+    run folder (a trained model kept in ``out/model``) and return the metrics. ``tags``:
+    the items' attribute tags (``coldrec tag``'s ``tags.parquet``; ``stars`` only)."""
     seed_everything(config.seed)
     dataset = Dataset.load(dataset_path)
     start = time.perf_counter()
     model = config.model.build()
+    inputs: dict[str, Path] = {"dataset": dataset_path}
+    if tags is not None:
+        if not isinstance(model, StarsRecommender):
+            raise ConfigError(f"tags are read by the stars model only, not {config.model.kind}")
+        model.tags, _ = read_tags(tags, dataset)
+        inputs["tags"] = tags
     if isinstance(model, Trainable):
         model.fit(dataset, generator=config.generator())
     else:
@@ -73,7 +86,7 @@ def run_evaluation(config: EvaluateConfig, dataset_path: Path, out: Path) -> dic
     done = time.perf_counter()
     if isinstance(model, Trainable):
         model.save(out / "model")
-    result = run_record(config, dataset, {"dataset": dataset_path}, metrics, model,
+    result = run_record(config, dataset, inputs, metrics, model,
                         fit_s=fitted - start, evaluate_s=done - fitted)  # fmt: skip
     if isinstance(model, SequentialRecommender) and model.transfer is not None:
         result["transfer"] = model.transfer.summary()

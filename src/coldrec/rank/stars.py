@@ -1,0 +1,578 @@
+"""STARS (Chen, Zhu & Li, "Semantic Tokens with Augmented Representations for
+Recommendation at Scale"): a causal transformer over content-built item tokens, with a
+popularity prior, subclass-aware negatives, calendar context and two user vectors.
+
+- **Item token** ``v_i = [e_i + Δ_i ; g_attr(t_i)]``: the text part is coldrec's delta
+  item vector (:class:`~coldrec.rank.items.DeltaItems`, ``map(c_i) + Δ_i`` with the
+  MiniLM vector ``c_i``, through a trained linear map), the tag part a linear map of
+  the item's multi-hot attribute tags. ``delta: null`` gives ID vectors instead ("no
+  text vectors": an item never trained keeps a zero ID part, so it is scored by its tags
+  alone); without tags the text part takes the whole width. Δ is frozen for the first
+  ``delta_frozen_epochs`` epochs, then trained at ``delta_lr_scale`` of the learning
+  rate. Cold items keep ``Δ = 0`` or take their warm neighbours' by the transfer.
+- **Context** (``context``): day of week, week of year (and hour, when the data have
+  times within the day) of each interaction, its engagement (rating bucket) and the days
+  since the previous interaction (bucketed) are added to its token, with the position.
+  The **context offset** ``o_t = W_ctx·e_time(t)`` of a time ``t`` is added to the user
+  vectors: in training ``t`` is the target's own time, in scoring the request time (in
+  evaluation the user's first test interaction), so serving shifts with the calendar
+  without retraining.
+- **[USER] token and dual vectors** (``user_token``): a learned token appended after the
+  history. The network is causal, so the token reads the whole history while no item
+  position reads it (a prepended token would see only itself); ``h_next`` is the last
+  item position's output, ``h_gen`` the token's, each through its own head into the item
+  space. ``scoring``: ``next`` (NI), ``general`` (GI) or ``round_robin`` (RR: the two
+  lists interleaved without repeats, :func:`~coldrec.rank.interleave.round_robin`).
+- **Objective**: sampled softmax over logits ``z_k = u·e_k + b_k`` with the fixed prior
+  ``b_k = −γ log π_k`` (:func:`~coldrec.rank.prior.popularity_prior`; kept at scoring,
+  so cold items get the largest prior), every position's next item against the
+  sequence's uniform negatives and ``subclass_negatives`` of its own from the target's
+  taxonomy leaf (:class:`~coldrec.rank.negatives.SubclassSampler`); ``h_gen`` scores the
+  sequence's last target the same way. Optional ``λ_neg·L_neg`` (logistic loss pushing
+  negatives' logits down) and ``λ_aux·L_aux`` (in-batch InfoNCE between a user's
+  ``h_gen`` and last ``h_next``). AdamW with linear warm-up and cosine decay over
+  ``training.epochs``, gradient clipping.
+
+Not yet: static user features in the [USER] token (the Datasets carry none yet),
+pseudo labels (``L_sim``/``L_pair``), candidates re-ranking through ``coldrec rank``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Self
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.data.taxonomy import build_taxonomy
+from coldrec.encode import TextEncoder
+from coldrec.errors import ConfigError
+from coldrec.eval.protocol import selection_score
+from coldrec.rank.batching import length_batches, target_weights
+from coldrec.rank.interleave import round_robin
+from coldrec.rank.items import INIT_STD, DeltaConfig, DeltaItems, IdItems
+from coldrec.rank.negatives import SubclassSampler, UniformSampler
+from coldrec.rank.network import SequentialConfig
+from coldrec.rank.prior import popularity_prior
+from coldrec.rank.sequential import SequentialRecommender
+from coldrec.supervision.labels import LabelFiles
+from coldrec.training.saving import Saved
+from coldrec.training.scores import scores_at
+
+__all__ = ["Side", "StarsConfig", "StarsNet", "StarsRecommender"]
+
+DAY = 86_400
+RECENCY_BUCKETS = 12
+"""Days since the previous interaction: 0, 1, 2–3, 4–7, … (log2), the last open-ended."""
+SIDE = ("day", "week", "hour", "engagement", "recency")
+"""The per-interaction context columns (each 0 = padding or unknown)."""
+SIZES = {"day": 7, "week": 53, "hour": 24, "engagement": 6, "recency": RECENCY_BUCKETS}
+
+
+class StarsConfig(SequentialConfig):
+    """STARS settings (module doc); every component can be switched off for ablation."""
+
+    kind: Literal["stars"] = "stars"
+    n_layers: int = Field(2, gt=0)
+    n_heads: int = Field(1, gt=0)
+    delta: DeltaConfig | None = Field(default_factory=DeltaConfig)
+    """The text part of the item token (a trained linear map: on Beauty the frozen PCA
+    map left it a third of the tag part's norm, warm Recall@20 0.026 against 0.037);
+    ``null``: ID vectors (the "no text" ablation)."""
+    tag_dim: int = Field(16, gt=0)
+    """Width of the tag part of the item token (with tags)."""
+    context: bool = True
+    """Calendar, engagement and recency embeddings and the context offset."""
+    user_token: bool = True
+    """The [USER] token and its vector ``h_gen``; without it one vector (``h_next``)."""
+    scoring: Literal["next", "general", "round_robin"] = "next"
+    round_robin_depth: int = Field(100, gt=0)
+    """Items each user's round-robin list holds (the rest score NaN)."""
+    gamma: float = Field(0.0, ge=0)
+    """Strength of the popularity prior (0: plain softmax)."""
+    prior_smoothing: float = Field(1.0, gt=0)
+    subclass_negatives: int = Field(20, ge=0)
+    """Negatives per target drawn from its taxonomy leaf (besides ``n_negatives``
+    uniform ones per sequence); 0: uniform only."""
+    lambda_neg: float = Field(0.0, ge=0)
+    lambda_aux: float = Field(0.0, ge=0)
+    aux_temperature: float = Field(0.1, gt=0)
+    warmup_share: float = Field(0.05, ge=0, lt=1)
+    """Share of the scheduled steps (``training.epochs``) spent warming up."""
+    clip_norm: float | None = Field(1.0, gt=0)
+    delta_frozen_epochs: int = Field(2, ge=0)
+    delta_lr_scale: float = Field(0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _two_vectors_need_the_token(self) -> Self:
+        if self.scoring != "next" and not self.user_token:
+            raise ValueError(f"scoring {self.scoring!r} needs user_token")
+        if self.loss != "sampled":
+            raise ValueError("stars trains with the sampled softmax (loss: sampled)")
+        return self
+
+    def network(  # type: ignore[override]  # not a SequenceNet: it reads context too
+        self,
+        n_items: int,
+        content: np.ndarray | None = None,
+        tags: np.ndarray | None = None,
+        hours: bool = False,
+        known: np.ndarray | None = None,
+    ) -> StarsNet:
+        """A fresh network (``tags``: items × vocabulary; ``hours``: whether the data
+        have times within the day; ``known``: the items with training interactions)."""
+        return StarsNet(n_items, self, content, tags, hours, known)
+
+    def build(self) -> StarsRecommender:
+        return StarsRecommender(self)
+
+
+class StarsNet(nn.Module):
+    """Item tokens, context embeddings, a causal transformer, the [USER] token and the
+    two heads (module doc). Item ids are shifted by one (0 = padding)."""
+
+    tags: torch.Tensor
+    prior: torch.Tensor
+
+    def __init__(
+        self,
+        n_items: int,
+        config: StarsConfig,
+        content: np.ndarray | None,
+        tags: np.ndarray | None,
+        hours: bool,
+        known: np.ndarray | None,
+    ) -> None:
+        super().__init__()
+        self.n_items, self.dim, self.config, self.hours = n_items, config.dim, config, hours
+        tag_dim = config.tag_dim if tags is not None else 0
+        if tag_dim >= config.dim:
+            raise ConfigError(f"tag_dim ({tag_dim}) must be below dim ({config.dim})")
+        text_dim = config.dim - tag_dim
+        self.items: IdItems | DeltaItems
+        if config.delta is None:
+            self.items = IdItems(n_items + 1, text_dim)
+        elif content is None or len(content) != n_items:
+            raise ValueError("delta item vectors need one content vector per item")
+        else:
+            self.items = DeltaItems(content, text_dim, 0, config.delta)
+        table = np.zeros((n_items + 1, 0 if tags is None else tags.shape[1]), np.float32)
+        if tags is not None:
+            table[1:] = tags
+        self.register_buffer("tags", torch.as_tensor(table))
+        self.attr = nn.Linear(table.shape[1], tag_dim, bias=False) if tag_dim else None
+        self.register_buffer("prior", torch.zeros(n_items))
+        self.positions = nn.Embedding(config.max_len + 1, config.dim)
+        self.side = None
+        if config.context:
+            self.side = nn.ModuleDict({name: nn.Embedding(size + 1, config.dim, padding_idx=0)
+                                       for name, size in SIZES.items()})  # fmt: skip
+        self.offset = nn.Linear(config.dim, config.dim, bias=False) if config.context else None
+        self.user = nn.Parameter(torch.zeros(config.dim)) if config.user_token else None
+        self.dropout = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(config.dim, config.n_heads, config.dim, config.dropout,
+                                           batch_first=True, norm_first=True)  # fmt: skip
+        self.blocks = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.dim)
+        self.next_head = nn.Linear(config.dim, config.dim)
+        self.gen_head = nn.Linear(config.dim, config.dim) if config.user_token else None
+        self._reset(known)
+
+    def _reset(self, known: np.ndarray | None) -> None:
+        tables: list[nn.Embedding] = [self.positions]
+        if self.side is not None:
+            tables += [table for table in self.side.values() if isinstance(table, nn.Embedding)]
+        for table in tables:
+            nn.init.normal_(table.weight, std=INIT_STD)
+            if table.padding_idx is not None:
+                with torch.no_grad():
+                    table.weight[table.padding_idx].zero_()
+        if self.user is not None:
+            nn.init.normal_(self.user, std=INIT_STD)
+        self.items.reset()
+        if isinstance(self.items, IdItems) and known is not None:
+            with torch.no_grad():  # an item never trained is scored by its tags alone
+                self.items.weight[1:][~torch.as_tensor(known)] = 0.0
+
+    def table(self) -> torch.Tensor:
+        """The token of every row (padding, then the catalogue)."""
+        text = self.items.weight[: self.n_items + 1]
+        if self.attr is None:
+            return text
+        return torch.cat([text, self.attr(self.tags)], dim=1)
+
+    def item_vectors(self) -> torch.Tensor:
+        """Output vectors of the catalogue's items, in Dataset item order."""
+        return self.table()[1:]
+
+    def encode(self, sequences: torch.Tensor, side: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden states of the item positions and, with the [USER] token, of the token
+        (one more column at the end): batch × (length [+ 1]) × dim."""
+        x = self.table()[sequences] * math.sqrt(self.dim)
+        if self.side is not None:
+            for name in SIDE:  # a fixed order: the sums are then the same bits
+                if name != "hour" or self.hours:
+                    x = x + self.side[name](side[name])
+        real = sequences > 0
+        if self.user is not None:
+            x = torch.cat([x, self.user.expand(len(x), 1, -1)], dim=1)
+            real = torch.cat([real, real.new_ones(len(x), 1)], dim=1)
+        length = x.shape[1]
+        x = x + self.positions.weight[-length:]
+        hidden = self.blocks(self.dropout(x), mask=_causal_mask(real, self.config.n_heads))
+        return self.norm(hidden)
+
+    def user_vectors(
+        self, hidden: torch.Tensor, when: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``h_next`` at every item position (batch × length × dim) and ``h_gen`` (batch
+        × dim, or None), each with the context offset of ``when`` (per position for
+        ``h_next``, the last for ``h_gen``) added."""
+        items = hidden[:, :-1] if self.user is not None else hidden
+        h_next = self.next_head(items)
+        h_gen = self.gen_head(hidden[:, -1]) if self.gen_head is not None else None
+        if self.offset is not None and when is not None:
+            offset = self.context_offset(when)
+            h_next = h_next + (offset if offset.dim() == 3 else offset[:, None])
+            if h_gen is not None:
+                h_gen = h_gen + (offset[:, -1] if offset.dim() == 3 else offset)
+        return h_next, h_gen
+
+    def context_offset(self, when: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``o_t = W_ctx·e_time(t)`` of calendar ids (``day``, ``week``, ``hour``)."""
+        assert self.side is not None and self.offset is not None
+        time = sum(self.side[name](when[name]) for name in ("day", "week", "hour")
+                   if name != "hour" or self.hours)  # fmt: skip
+        return self.offset(time)
+
+    def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``u·e_k + b_k`` of each user row with each item (shifted ids) of its row."""
+        vectors = self.table()[items]
+        return torch.einsum("...d,...kd->...k", users, vectors) + self._bias(items)
+
+    def _bias(self, shifted: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.prior.new_zeros(1), self.prior])[shifted]
+
+
+def _causal_mask(real: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """True where attention is forbidden: later positions and padding (a position may
+    always see itself, so no row is fully masked)."""
+    length = real.shape[1]
+    later = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+    itself = torch.eye(length, dtype=torch.bool)
+    forbidden = (later[None] | ~real[:, None, :]) & ~itself[None]
+    return forbidden.repeat_interleave(n_heads, dim=0)
+
+
+class Side:
+    """The context columns of interactions (:data:`SIDE`), as padded tensors aligned
+    with item sequences, and the calendar of request times."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.calendar = not dataset.meta.get("order_only", False)
+        times = dataset.interactions["ts"].to_numpy(np.int64)
+        self.hours = self.calendar and bool((times % DAY != 0).any())
+
+    def calendar_ids(self, ts: np.ndarray) -> dict[str, np.ndarray]:
+        """``day``, ``week``, ``hour`` ids (1-based; 0 without a calendar) of times."""
+        ts = np.asarray(ts, dtype=np.int64)
+        if not self.calendar:
+            return {name: np.zeros(len(ts), np.int64) for name in ("day", "week", "hour")}
+        days = ts // DAY
+        dates = days.astype("datetime64[D]")
+        day_of_year = (dates - dates.astype("datetime64[Y]")).astype(np.int64)
+        hours = (ts % DAY) // 3600 + 1 if self.hours else np.zeros(len(ts), np.int64)
+        return {"day": (days + 3) % 7 + 1,  # 1970-01-01 was a Thursday; Monday = 1
+                "week": np.minimum(day_of_year // 7, 52) + 1, "hour": hours}  # fmt: skip
+
+    def columns(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Every context column of interaction ``rows`` (one user's, in time order)."""
+        ts = rows["ts"].to_numpy(np.int64)
+        rating = rows["rating"].to_numpy(np.float64)
+        engagement = np.where(np.isfinite(rating), np.clip(np.round(rating), 0, 5), -1) + 1
+        gaps = np.diff(ts, prepend=ts[:1]) // DAY if self.calendar else np.zeros(len(ts))
+        recency = np.minimum(np.ceil(np.log2(np.maximum(gaps, 0) + 1)), RECENCY_BUCKETS - 1)
+        return {**self.calendar_ids(ts), "engagement": engagement.astype(np.int64),
+                "recency": recency.astype(np.int64) + 1}  # fmt: skip
+
+
+def _user_rows(dataset: Dataset, splits: tuple[str, ...]) -> list[pd.DataFrame]:
+    """Each user's interactions in ``splits``, in time order."""
+    rows = dataset.interactions.loc[dataset.interactions["split"].isin(splits)]
+    groups = dict(tuple(rows.groupby("user_idx", sort=False)))
+    empty = rows.iloc[:0]
+    return [groups.get(u, empty) for u in range(dataset.n_users)]
+
+
+def _padded(values: list[np.ndarray], length: int) -> torch.Tensor:
+    """The last ``length`` values of each row, left-padded with 0."""
+    out = torch.zeros(len(values), length, dtype=torch.long)
+    for row, value in enumerate(values):
+        tail = value[-length:]
+        if len(tail):
+            out[row, length - len(tail) :] = torch.as_tensor(tail)
+    return out
+
+
+class StarsRecommender(SequentialRecommender):
+    """STARS over the full catalogue, a :class:`~coldrec.training.model.Trainable`.
+
+    ``tags``: the items' multi-hot attribute tags (items × vocabulary; from ``coldrec
+    tag``), none for the "no tags" ablation. Saved, it keeps the network (tags and prior
+    included), the history with its context columns and the request times.
+    """
+
+    config: StarsConfig
+
+    def __init__(self, config: StarsConfig, tags: np.ndarray | None = None) -> None:
+        super().__init__(config, LabelFiles(), None)
+        self.tags = tags
+        self.net: StarsNet | None = None  # type: ignore[assignment]
+        self.side: dict[str, torch.Tensor] = {}
+        """The context columns of :attr:`history`, aligned with it."""
+        self.request: dict[str, torch.Tensor] = {}
+        """Calendar ids of each user's request time (first test interaction, else the
+        last history one)."""
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        if self.net is None:
+            raise ConfigError("fit the model before scoring")
+        rows = torch.as_tensor(users)
+        when = {name: values[rows] for name, values in self.request.items()}
+        with torch.no_grad():
+            h_next, h_gen = self.vectors(self.history[rows], self._side(rows), when)
+            table = self.net.item_vectors()
+            prior = self.net.prior
+            if self.config.scoring == "next" or h_gen is None:
+                return scores_at((h_next @ table.T + prior).numpy(), items)
+            general = (h_gen @ table.T + prior).numpy()
+            if self.config.scoring == "general":
+                return scores_at(general, items)
+            return scores_at(self._interleaved((h_next @ table.T + prior).numpy(), general,
+                                               users), items)  # fmt: skip
+
+    def vectors(
+        self,
+        history: torch.Tensor,
+        side: dict[str, torch.Tensor],
+        when: dict[str, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``h_next`` (of the last position) and ``h_gen`` of padded histories, with the
+        context offset of the calendar ids ``when`` (none: no offset)."""
+        assert self.net is not None
+        self.net.eval()
+        h_next, h_gen = self.net.user_vectors(self.net.encode(history, side), when)
+        return h_next[:, -1], h_gen
+
+    def _interleaved(self, first: np.ndarray, second: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """Scores whose order is the round-robin list of the two score matrices (history
+        items left out first), descending from the list's length; NaN past it."""
+        depth = min(self.config.round_robin_depth, first.shape[1])
+        seen = self.history[torch.as_tensor(users)].numpy() - 1
+        lists = []
+        for scores in (first, second):
+            masked = scores.copy()
+            rows = np.repeat(np.arange(len(users)), seen.shape[1])
+            keep = seen.ravel() >= 0
+            masked[rows[keep], seen.ravel()[keep]] = -np.inf
+            lists.append(np.argsort(-masked, axis=1, kind="stable")[:, :depth])
+        merged = round_robin(lists[0], lists[1], depth)
+        out = np.full(first.shape, np.nan, dtype=np.float32)
+        ranks = np.arange(depth, 0, -1, dtype=np.float32)
+        for row, items in enumerate(merged):
+            taken = items >= 0
+            out[row, items[taken]] = ranks[: taken.sum()]
+        return out
+
+    def _side(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: values[rows] for name, values in self.side.items()}
+
+    def contexts_of(self, sequences: list[np.ndarray]) -> np.ndarray:
+        raise ConfigError("stars scores users from their stored history and its context "
+                          "columns; serving new histories is not built yet")  # fmt: skip
+
+    def new_item_vectors(self, content: np.ndarray) -> np.ndarray:
+        raise ConfigError("stars needs an item's tags as well as its text: adding items "
+                          "after training is not built yet")  # fmt: skip
+
+    def _start(self, dataset: Dataset, generator: torch.Generator) -> StarsTrainer:  # type: ignore[override]
+        if self.tags is not None and len(self.tags) != dataset.n_items:
+            raise ConfigError(f"tags must have one row per item ({dataset.n_items}), got "
+                              f"{len(self.tags)}")  # fmt: skip
+        side = Side(dataset)
+        rows = _user_rows(dataset, HISTORY_SPLITS)
+        sequences = [r["item_idx"].to_numpy(np.int64) for r in rows]
+        columns = [side.columns(r) for r in rows]
+        length = self.config.max_len
+        self.history = _padded([s + 1 for s in sequences], length)
+        self.side = {name: _padded([c[name] for c in columns], length) for name in SIDE}
+        self.request = self._request_times(dataset, side, rows)
+        counts = np.bincount(np.concatenate(sequences), minlength=dataset.n_items)
+        self.item_interactions = torch.as_tensor(counts)
+        self.item_label_rows = torch.zeros_like(self.item_interactions)
+        self.trained_items = self.item_interactions > 0
+        content = None
+        if self.config.delta is not None:
+            content = TextEncoder(self.config.delta.encoder).encode(dataset.item_text)
+        self.net = self.config.network(dataset.n_items, content, self.tags, side.hours,
+                                       known=counts > 0)  # fmt: skip
+        prior = popularity_prior(counts, self.config.gamma, self.config.prior_smoothing)
+        self.net.prior.copy_(torch.as_tensor(prior))
+        self._fitted_residuals = None
+        return StarsTrainer(self, dataset, sequences, columns, counts > 0, generator)
+
+    @staticmethod
+    def _request_times(
+        dataset: Dataset, side: Side, history: list[pd.DataFrame]
+    ) -> dict[str, torch.Tensor]:
+        test = dataset.split("test").drop_duplicates("user_idx")
+        ts = np.array([r["ts"].iloc[-1] if len(r) else 0 for r in history], dtype=np.int64)
+        ts[test["user_idx"].to_numpy()] = test["ts"].to_numpy(np.int64)
+        return {name: torch.as_tensor(ids) for name, ids in side.calendar_ids(ts).items()}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None
+        net = {f"net.{name}": value for name, value in self.net.state_dict().items()}
+        side = {f"side.{name}": value for name, value in self.side.items()}
+        request = {f"request.{name}": value for name, value in self.request.items()}
+        return {**net, **side, **request, "history": self.history,
+                "trained_items": self.trained_items,
+                "item_interactions": self.item_interactions,
+                "item_label_rows": self.item_label_rows}  # fmt: skip
+
+    def _restore(self, tensors: dict[str, torch.Tensor], saved: Saved) -> None:
+        content = tensors.get("net.items.content")
+        tags = tensors["net.tags"][1:].numpy()
+        self.tags = tags if tags.shape[1] else None
+        hours = bool(saved.fields.get("hours", False))
+        vectors = None if content is None else content.numpy()
+        self.net = self.config.network(len(saved.item_ids), vectors, self.tags, hours)
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net.eval()
+        self.side = {k[5:]: v for k, v in tensors.items() if k.startswith("side.")}
+        self.request = {k[8:]: v for k, v in tensors.items() if k.startswith("request.")}
+        self.history, self.trained_items = tensors["history"], tensors["trained_items"]
+        self.item_interactions = tensors["item_interactions"]
+        self.item_label_rows = tensors["item_label_rows"]
+
+    def _extra(self) -> dict[str, Any]:
+        hours = {"hours": self.net.hours} if self.net is not None else {}
+        return {**super()._extra(), **hours}
+
+
+class StarsTrainer:
+    """One training of a STARS network on one Dataset's history (module doc)."""
+
+    def __init__(
+        self,
+        model: StarsRecommender,
+        dataset: Dataset,
+        sequences: list[np.ndarray],
+        columns: list[dict[str, np.ndarray]],
+        in_history: np.ndarray,
+        generator: torch.Generator,
+    ) -> None:
+        assert model.net is not None
+        self.model, self.net, self.dataset = model, model.net, dataset
+        self.config, self.generator = model.config, generator
+        length = self.config.max_len + 1
+        usable = [u for u, s in enumerate(sequences) if len(s) >= 2]
+        self.items = _padded([sequences[u] + 1 for u in usable], length)
+        self.side = {name: _padded([columns[u][name] for u in usable], length) for name in SIDE}
+        self.lengths = torch.as_tensor([min(len(sequences[u]), length) for u in usable])
+        pool = np.flatnonzero(in_history)
+        self.uniform = UniformSampler(torch.as_tensor(pool))
+        self.subclass = None
+        if self.config.subclass_negatives:
+            leaves = build_taxonomy(dataset).item_leaf
+            self.subclass = SubclassSampler(leaves, pool, share=1.0)
+        self.optimiser = self._optimiser()
+        options = self.config.training
+        steps = options.epochs * math.ceil(len(usable) / options.batch_size)
+        warmup = max(1, round(self.config.warmup_share * steps))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimiser, lambda step: _warmup_cosine(step, warmup, steps)
+        )
+
+    def _optimiser(self) -> torch.optim.Optimizer:
+        options = self.config.training
+        delta = [self.net.items.delta] if isinstance(self.net.items, DeltaItems) else []
+        rest = [p for p in self.net.parameters() if all(p is not d for d in delta)]
+        groups: list[dict[str, Any]] = [{"params": rest}]
+        if delta:
+            groups.append({"params": delta, "lr": options.lr * self.config.delta_lr_scale})
+        return torch.optim.AdamW(groups, lr=options.lr, weight_decay=options.weight_decay)
+
+    def train_epoch(self, epoch: int) -> float:
+        if isinstance(self.net.items, DeltaItems):
+            self.net.items.delta.requires_grad_(epoch > self.config.delta_frozen_epochs)
+        batches = length_batches(self.lengths, self.config.training.batch_size, self.generator)
+        weights = target_weights([self.items[rows, :-1] for rows in batches])  # inputs > 0
+        total = 0.0
+        for rows, weight in zip(batches, weights, strict=True):
+            loss = self.batch_loss(rows, weight)
+            self.optimiser.zero_grad()
+            loss.backward()
+            if self.config.clip_norm is not None:
+                nn.utils.clip_grad_norm_(self.net.parameters(), self.config.clip_norm)
+            self.optimiser.step()
+            self.schedule.step()
+            total += loss.item()
+        return total / len(batches)
+
+    def batch_loss(self, rows: torch.Tensor, weight: float) -> torch.Tensor:
+        """``weight·L_main`` (next items and, with the token, the last target from
+        ``h_gen``) plus the optional ``L_neg`` and ``L_aux`` of one batch."""
+        config, net = self.config, self.net
+        width = min(self.items.shape[1], int((self.items[rows] > 0).sum(dim=1).max()) + 1)
+        items = self.items[rows, -width:]
+        side = {name: values[rows, -width:] for name, values in self.side.items()}
+        inputs, targets = items[:, :-1], torch.where(items[:, :-1] > 0, items[:, 1:], 0)
+        target_side = {name: values[:, 1:] for name, values in side.items()}
+        hidden = self.net.encode(inputs, {name: values[:, :-1] for name, values in side.items()})
+        h_next, h_gen = net.user_vectors(hidden, target_side)
+        shared = self.uniform.sample(rows, config.n_negatives, self.generator) + 1
+        real = targets > 0
+        positives = targets[real]
+        candidates = shared[:, None, :].expand(-1, targets.shape[1], -1)[real]
+        if self.subclass is not None:
+            own = self.subclass.sample_for(positives - 1, config.subclass_negatives,
+                                           self.generator) + 1  # fmt: skip
+            candidates = torch.cat([candidates, own], dim=1)
+        users = h_next[real]
+        logits = net.logits(users, torch.cat([positives[:, None], candidates], dim=1))
+        loss = weight * F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+        if h_gen is not None:
+            last = targets[:, -1]
+            gen_logits = net.logits(h_gen, torch.cat([last[:, None], shared], dim=1))
+            loss = loss + F.cross_entropy(gen_logits, torch.zeros(len(last), dtype=torch.long))
+            if config.lambda_aux:
+                loss = loss + config.lambda_aux * _info_nce(h_gen, h_next[:, -1],
+                                                            config.aux_temperature)  # fmt: skip
+        if config.lambda_neg:
+            loss = loss + config.lambda_neg * F.softplus(logits[:, 1:]).mean()
+        return loss
+
+    def validation_score(self) -> float:
+        return selection_score(self.model, self.dataset)
+
+
+def _warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """The learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay
+    to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """In-batch InfoNCE: row ``i`` of ``a`` should match row ``i`` of ``b``."""
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
+    return F.cross_entropy(logits, torch.arange(len(a)))
