@@ -31,11 +31,12 @@ def target_weights(targets: list[torch.Tensor]) -> list[float]:
     return [count / mean for count in counts]
 
 
-def padded_sequences(sequences: list[np.ndarray], length: int) -> torch.Tensor:
-    """The last ``length`` items of each sequence, shifted by one and left-padded with 0."""
+def padded_sequences(sequences: list[np.ndarray], length: int, shift: int = 1) -> torch.Tensor:
+    """The last ``length`` values of each sequence, plus ``shift`` (item ids move up by
+    one, so 0 is padding; columns already 1-based keep 0), left-padded with 0."""
     out = torch.zeros(len(sequences), length, dtype=torch.long)
     for row, items in enumerate(sequences):
         tail = items[-length:]
         if len(tail):
-            out[row, length - len(tail) :] = torch.as_tensor(tail + 1)
+            out[row, length - len(tail) :] = torch.as_tensor(tail + shift)
     return out

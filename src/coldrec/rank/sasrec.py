@@ -19,7 +19,7 @@ from coldrec.rank.items import INIT_STD
 from coldrec.rank.network import SequenceNet, SequentialConfig
 from coldrec.rank.sequential import SequentialRecommender
 
-__all__ = ["SASRecConfig", "SASRecNet"]
+__all__ = ["SASRecConfig", "SASRecNet", "attention_mask"]
 
 
 class SASRecConfig(SequentialConfig):
@@ -72,11 +72,15 @@ class SASRecNet(SequenceNet):
         return self.norm(hidden)
 
     def _attention_mask(self, sequences: torch.Tensor) -> torch.Tensor:
-        """True where attention is forbidden: padding and, if causal, later positions (a
-        padded position may see itself, so no row is fully masked)."""
-        length = sequences.shape[1]
-        later = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
-        padding = (sequences == 0)[:, None, :]
-        itself = torch.eye(length, dtype=torch.bool)
-        forbidden = ((later[None] & self.causal) | padding) & ~itself[None]
-        return forbidden.repeat_interleave(self.n_heads, dim=0)
+        return attention_mask(sequences > 0, self.n_heads, self.causal)
+
+
+def attention_mask(real: torch.Tensor, n_heads: int, causal: bool = True) -> torch.Tensor:
+    """True where attention is forbidden: positions that are not ``real`` (padding) and,
+    if ``causal``, later positions (a position may always see itself, so no row is fully
+    masked); one mask per head."""
+    length = real.shape[1]
+    later = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+    itself = torch.eye(length, dtype=torch.bool)
+    forbidden = ((later[None] & causal) | ~real[:, None, :]) & ~itself[None]
+    return forbidden.repeat_interleave(n_heads, dim=0)

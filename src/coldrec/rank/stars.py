@@ -54,12 +54,13 @@ from coldrec.data.taxonomy import build_taxonomy
 from coldrec.encode import TextEncoder
 from coldrec.errors import ConfigError
 from coldrec.eval.protocol import selection_score
-from coldrec.rank.batching import length_batches, target_weights
+from coldrec.rank.batching import length_batches, padded_sequences, target_weights
 from coldrec.rank.interleave import round_robin
 from coldrec.rank.items import INIT_STD, DeltaConfig, DeltaItems, IdItems
 from coldrec.rank.negatives import SubclassSampler, UniformSampler
 from coldrec.rank.network import SequentialConfig
 from coldrec.rank.prior import popularity_prior
+from coldrec.rank.sasrec import attention_mask
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.supervision.labels import LabelFiles
 from coldrec.training.saving import Saved
@@ -225,7 +226,7 @@ class StarsNet(nn.Module):
             real = torch.cat([real, real.new_ones(len(x), 1)], dim=1)
         length = x.shape[1]
         x = x + self.positions.weight[-length:]
-        hidden = self.blocks(self.dropout(x), mask=_causal_mask(real, self.config.n_heads))
+        hidden = self.blocks(self.dropout(x), mask=attention_mask(real, self.config.n_heads))
         return self.norm(hidden)
 
     def user_vectors(
@@ -258,16 +259,6 @@ class StarsNet(nn.Module):
 
     def _bias(self, shifted: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.prior.new_zeros(1), self.prior])[shifted]
-
-
-def _causal_mask(real: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """True where attention is forbidden: later positions and padding (a position may
-    always see itself, so no row is fully masked)."""
-    length = real.shape[1]
-    later = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
-    itself = torch.eye(length, dtype=torch.bool)
-    forbidden = (later[None] | ~real[:, None, :]) & ~itself[None]
-    return forbidden.repeat_interleave(n_heads, dim=0)
 
 
 class Side:
@@ -308,16 +299,6 @@ def _user_rows(dataset: Dataset, splits: tuple[str, ...]) -> list[pd.DataFrame]:
     groups = dict(tuple(rows.groupby("user_idx", sort=False)))
     empty = rows.iloc[:0]
     return [groups.get(u, empty) for u in range(dataset.n_users)]
-
-
-def _padded(values: list[np.ndarray], length: int) -> torch.Tensor:
-    """The last ``length`` values of each row, left-padded with 0."""
-    out = torch.zeros(len(values), length, dtype=torch.long)
-    for row, value in enumerate(values):
-        tail = value[-length:]
-        if len(tail):
-            out[row, length - len(tail) :] = torch.as_tensor(tail)
-    return out
 
 
 class StarsRecommender(SequentialRecommender):
@@ -410,8 +391,9 @@ class StarsRecommender(SequentialRecommender):
         sequences = [r["item_idx"].to_numpy(np.int64) for r in rows]
         columns = [side.columns(r) for r in rows]
         length = self.config.max_len
-        self.history = _padded([s + 1 for s in sequences], length)
-        self.side = {name: _padded([c[name] for c in columns], length) for name in SIDE}
+        self.history = padded_sequences(sequences, length)
+        self.side = {name: padded_sequences([c[name] for c in columns], length, shift=0)
+                     for name in SIDE}  # fmt: skip
         self.request = self._request_times(dataset, side, rows)
         counts = np.bincount(np.concatenate(sequences), minlength=dataset.n_items)
         self.item_interactions = torch.as_tensor(counts)
@@ -483,8 +465,9 @@ class StarsTrainer:
         self.config, self.generator = model.config, generator
         length = self.config.max_len + 1
         usable = [u for u, s in enumerate(sequences) if len(s) >= 2]
-        self.items = _padded([sequences[u] + 1 for u in usable], length)
-        self.side = {name: _padded([columns[u][name] for u in usable], length) for name in SIDE}
+        self.items = padded_sequences([sequences[u] for u in usable], length)
+        self.side = {name: padded_sequences([columns[u][name] for u in usable], length, shift=0)
+                     for name in SIDE}  # fmt: skip
         self.lengths = torch.as_tensor([min(len(sequences[u]), length) for u in usable])
         pool = np.flatnonzero(in_history)
         self.uniform = UniformSampler(torch.as_tensor(pool))
