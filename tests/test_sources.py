@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from coldrec.data import Dataset
 from coldrec.data.frames import INTERACTION_COLUMNS, ITEM_COLUMNS, Frames
+from coldrec.data.prepare import PrepareConfig, prepare
 from coldrec.data.sources import (
     Amazon2014Source,
     Amazon2018Source,
@@ -199,6 +201,35 @@ def test_recbole_atomic_files(tmp_path: Path) -> None:
     toy = frames.items.iloc[0]
     assert toy["title"] == "Toy Story"
     assert toy["categories"] == [["Animation"], ["Children's"], ["Comedy"]]
+
+
+def test_recbole_user_features_become_codes_of_the_dataset(tmp_path: Path) -> None:
+    pairs = [("1", "10"), ("2", "10"), ("3", "11"), ("4", "11"), ("1", "11"), ("2", "11")]
+    rows = [f"{user}\t{item}\t{ts}" for ts, (user, item) in enumerate(pairs)]
+    inter = write(tmp_path / "ml.inter", ["user_id:token\titem_id:token\ttimestamp:float", *rows])
+    item = write(tmp_path / "ml.item", ["item_id:token\ttitle:token_seq", "10\tA", "11\tB"])
+    users = write(tmp_path / "ml.user", [
+        "user_id:token\tage:token\tgender:token\tzip_code:token",
+        "1\t20\tM\tA11", "2\t30\tF\tB22", "3\t40\t\tC33", "9\t50\tF\tD99",
+    ])  # fmt: skip
+    source = RecBoleSource(interactions=inter, items=item, users=users,
+                           user_numeric_buckets=2, max_user_feature_values=3)  # fmt: skip
+    frames = source.load()
+    # ages 20, 30, 40, 50 in two quantile buckets; 4 zip codes are more than 3 values
+    assert frames.users is not None
+    assert frames.users["age"].tolist() == ["20-30", "20-30", "40-50", "40-50"]
+    assert "zip_code" not in frames.users
+    assert frames.warnings == ["user field 'zip_code' has 4 distinct values (more than 3): "
+                               "left out as a feature"]  # fmt: skip
+
+    dataset = prepare(frames, PrepareConfig(split="global-time", train_share=0.5))
+    # users 1..4; user 3 has no gender, user 4 no row at all (unknown = 0); F < M
+    codes = [[1, 2], [1, 1], [2, 0], [0, 0]]
+    assert dataset.user_feature_names == ["age", "gender"]
+    assert dataset.user_features().tolist() == codes
+    assert dataset.meta["filtering"]["users_without_features"] == 1
+    dataset.save(tmp_path / "data")
+    assert Dataset.load(tmp_path / "data").user_features().tolist() == codes
 
 
 def test_recbole_without_timestamp_is_order_only(tmp_path: Path) -> None:

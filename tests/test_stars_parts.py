@@ -3,10 +3,12 @@ two lists, and the model's scoring (cold items, context offset, modes, saving)."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -152,3 +154,32 @@ def test_stars_settings_that_cannot_work_are_refused() -> None:
         StarsConfig(scoring="general", user_token=False)
     with pytest.raises(ValueError, match="sampled"):
         StarsConfig(loss="full")
+
+
+def test_static_user_features_enter_the_user_token_only(
+    small_dataset: Dataset, tmp_path: Path
+) -> None:
+    groups = np.array(["young", "old", None] * 100, dtype=object)[: small_dataset.n_users]
+    users = small_dataset.users.assign(**{"feature.age": pd.array(groups, dtype="string")})
+    dataset = dataclasses.replace(small_dataset, users=users)
+    config = StarsConfig(dim=16, n_negatives=5, training={"epochs": 1, "eval_every": 1})
+    model = StarsRecommender(config).fit(dataset, generator=torch.Generator().manual_seed(0))
+    assert model.user_codes[:3, 0].tolist() == [2, 1, 0]  # old < young; None is unknown
+    rows = torch.arange(6)
+    history, side = model.history[rows], model._side(rows)
+    swapped = model.user_codes[rows].clone()
+    swapped[:, 0] = torch.tensor([1, 2, 1, 1, 2, 1])
+    with torch.no_grad():
+        next_a, gen_a = model.vectors(history, side, None, model.user_codes[rows])
+        next_b, gen_b = model.vectors(history, side, None, swapped)
+    assert gen_a is not None and gen_b is not None
+    assert torch.equal(next_a, next_b)  # item positions never read the token
+    changed = (model.user_codes[rows, 0] != swapped[:, 0]).numpy()
+    assert not torch.allclose(gen_a[changed], gen_b[changed])
+    assert torch.allclose(gen_a[~changed], gen_b[~changed])
+    model.save(tmp_path / "model")
+    loaded = StarsRecommender.load(tmp_path / "model")
+    assert torch.equal(loaded.user_codes, model.user_codes)
+    without = StarsRecommender(config.model_copy(update={"user_features": False}))
+    without.fit(dataset, generator=torch.Generator().manual_seed(0))
+    assert without.user_codes.shape == (dataset.n_users, 0)

@@ -131,6 +131,9 @@ def data_prepare(
     items: Path | None = typer.Option(
         None, "--items", "--meta", help="Item file: meta_X.json.gz, X.item.json, X.item, CSV."
     ),
+    users: Path | None = typer.Option(
+        None, "--users", help="Static user features: X.user (recbole source only)."
+    ),
     split: SplitName | None = typer.Option(
         None, "--split", help="Default: global-time, or loo for order-only data."
     ),
@@ -150,7 +153,7 @@ def data_prepare(
     flags: dict[str, Any] = {"source": {}, "prepare": {}}
     if source is not None:
         flags["source"]["kind"] = source.value
-    for key, path in (("interactions", interactions), ("items", items)):
+    for key, path in (("interactions", interactions), ("items", items), ("users", users)):
         if path is not None:
             flags["source"][key] = str(path)
     for key, value in (("split", split and split.value), ("valid_share", valid_share)):

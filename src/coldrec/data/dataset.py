@@ -6,7 +6,8 @@ On disk a Dataset is a folder::
                           (rows in time order; ties keep the source order)
     items.parquet         row i is item_idx i: item, cold, title, categories, brand,
                           price, description, text
-    users.parquet         row u is user_idx u: user, cold
+    users.parquet         row u is user_idx u: user, cold, and ``feature.<name>`` per
+                          static user feature the source has (nullable strings)
     meta.json             every count a reader checks (see :meth:`Dataset.count_stats`),
                           the split, the source files and their SHA-256, what was dropped
 
@@ -29,7 +30,7 @@ from scipy import sparse
 from coldrec._util.io import atomic_dir, json_hash, read_json, write_json_atomic
 from coldrec.errors import ConfigError, DataError
 
-__all__ = ["HISTORY_SPLITS", "STATS_KEYS", "Dataset"]
+__all__ = ["HISTORY_SPLITS", "STATS_KEYS", "USER_FEATURE_PREFIX", "Dataset"]
 
 HISTORY_SPLITS = ("train", "valid")
 """The splits a model learns from and the protocol masks: everything before test."""
@@ -46,6 +47,8 @@ STATS_KEYS = (
     "valid_cold_items",
     "order_only",
 )
+USER_FEATURE_PREFIX = "feature."
+"""Prefix of the static user feature columns of ``users.parquet``."""
 _FILES = ("interactions", "items", "users")
 _COLUMNS = {
     "interactions": ["user", "item", "ts", "rating", "weight", "split", "user_idx", "item_idx"],
@@ -80,6 +83,23 @@ class Dataset:
     def cold_users(self) -> np.ndarray:
         """User ids that occur in test and never before it."""
         return np.flatnonzero(self.users["cold"].to_numpy())
+
+    @property
+    def user_feature_names(self) -> list[str]:
+        """The static user features the data have (none for most sources)."""
+        prefix = USER_FEATURE_PREFIX
+        return [c[len(prefix) :] for c in self.users.columns if c.startswith(prefix)]
+
+    def user_features(self) -> np.ndarray:
+        """``n_users × features`` codes of the static user features: 1, 2, … for the
+        values in sorted order, 0 for unknown."""
+        codes = np.zeros((self.n_users, len(self.user_feature_names)), dtype=np.int64)
+        for column, name in enumerate(self.user_feature_names):
+            values = self.users[USER_FEATURE_PREFIX + name]
+            vocabulary = np.sort(values.dropna().unique().astype(str))
+            known = values.notna().to_numpy()
+            codes[known, column] = np.searchsorted(vocabulary, values[known].astype(str)) + 1
+        return codes
 
     @property
     def is_validation_view(self) -> bool:

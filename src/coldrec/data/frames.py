@@ -15,6 +15,10 @@ rating    Float64 (nullable)   explicit rating; missing means "no rating given"
 ``description`` (nullable strings), ``price`` (nullable Float64) and ``categories``
 (a list of category paths, each a list of names from the root; empty when unknown).
 
+``users`` (optional) — static user features: a ``user`` column and one nullable string
+column per feature (:func:`make_user_features`), e.g. MovieLens' age bucket, gender and
+occupation.
+
 Preparation (:mod:`coldrec.data.prepare`) adds ``weight`` and ``split``.
 """
 
@@ -44,6 +48,7 @@ __all__ = [
     "iter_lines",
     "make_interactions",
     "make_items",
+    "make_user_features",
     "number_problem",
     "parse_price",
     "text_problem",
@@ -105,6 +110,8 @@ class Frames:
     skipped: SkippedLines = field(default_factory=SkippedLines)
     warnings: list[str] = field(default_factory=list)
     """What the source noticed but did not refuse (kept in the Dataset's ``meta.json``)."""
+    users: pd.DataFrame | None = None
+    """Static user features (:func:`make_user_features`), if the source has them."""
 
     def where(self) -> str:
         """The input files (by name), or the source kind, for messages."""
@@ -118,6 +125,8 @@ class Frames:
             missing = [c for c in columns if c not in frame.columns]
             if missing:
                 raise DataError(f"{self.source}: {name} frame lacks column(s) {missing}")
+        if self.users is not None and "user" not in self.users.columns:
+            raise DataError(f"{self.source}: users frame lacks the column 'user'")
         why = f" ({self.skipped.summary()})" if self.skipped.total else ""
         if self.interactions.empty:
             where = ", ".join(str(f) for f in self.files) or self.source
@@ -267,3 +276,52 @@ def make_items(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame["price"] = frame["price"].astype("Float64")
     frame["categories"] = [[p for p in paths if p] for paths in frame["categories"]]
     return frame
+
+
+def make_user_features(
+    users: Sequence[str],
+    fields: Mapping[str, Sequence[str | None]],
+    numeric_buckets: int,
+    max_values: int,
+    warnings: list[str],
+) -> pd.DataFrame:
+    """The canonical users frame: one string column per feature of ``fields`` (values per
+    user of ``users``; empty or None: unknown).
+
+    A field whose known values are all numbers (an age) is cut into ``numeric_buckets``
+    quantile buckets, named by their ranges (``"18-24"``); a categorical field with more
+    than ``max_values`` distinct values (a zip code) identifies users rather than
+    describing them and is left out, with a line in ``warnings``.
+    """
+    frame = pd.DataFrame({"user": pd.array([str(u) for u in users], dtype="string")})
+    if frame["user"].duplicated().any():
+        repeated = frame.loc[frame["user"].duplicated(), "user"].tolist()
+        raise DataError(f"users repeat: {brief(repeated, 200)}")
+    for name, raw in fields.items():
+        values = pd.Series([v.strip() if v and v.strip() else None for v in raw], dtype=object)
+        numbers = pd.to_numeric(values, errors="coerce")
+        known = values.notna()
+        if known.any() and numbers[known].notna().all():
+            frame[name] = _buckets(numbers, numeric_buckets)
+        elif values[known].nunique() > max_values:
+            warnings.append(f"user field {name!r} has {values[known].nunique()} distinct "
+                            f"values (more than {max_values}): left out as a feature")  # fmt: skip
+            continue
+        else:
+            frame[name] = pd.array(values, dtype="string")
+    return frame
+
+
+def _buckets(numbers: pd.Series, n: int) -> pd.Series:
+    """Quantile buckets of ``numbers`` named ``"low-high"`` (by the values inside)."""
+    known = numbers.dropna()
+    bucket = pd.qcut(known, q=n, labels=False, duplicates="drop")
+    ranges = known.groupby(bucket).agg(["min", "max"])
+    names = {b: f"{_number_text(r['min'])}-{_number_text(r['max'])}" for b, r in ranges.iterrows()}
+    out = pd.Series(pd.NA, index=numbers.index, dtype="string")
+    out[known.index] = bucket.map(names).astype("string")
+    return out
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

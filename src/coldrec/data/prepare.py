@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coldrec import __version__
 from coldrec._util.io import file_sha256
-from coldrec.data.dataset import Dataset
+from coldrec.data.dataset import USER_FEATURE_PREFIX, Dataset
 from coldrec.data.frames import Frames
 from coldrec.data.sources import SourceConfig, SyntheticSource
 from coldrec.errors import DataError
@@ -121,6 +121,7 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     )
     _require_train_and_test(interactions["split"], kind, config, frames.where())
     interactions, items, users = _index(interactions, items, counts, config.cold_max_count)
+    users = _with_user_features(users, frames.users, counts)
     meta = _meta(frames, config, kind, interactions, items, users, counts)
     meta["split_reason"] = reason
     meta["warnings"] = [*frames.warnings, *_thin_data(meta, interactions)]
@@ -340,6 +341,19 @@ def _index(
     users.insert(1, "cold", cold_flags(interactions, "user_idx", len(users)))
     items.insert(1, "cold", cold_flags(interactions, "item_idx", len(items), cold_max_count))
     return interactions, items, users
+
+
+def _with_user_features(
+    users: pd.DataFrame, features: pd.DataFrame | None, counts: dict[str, int]
+) -> pd.DataFrame:
+    """``users`` with the source's feature columns (:attr:`Dataset.user_feature_names`;
+    a user the feature file lacks gets unknown values, counted)."""
+    if features is None:
+        return users
+    columns = {c: f"{USER_FEATURE_PREFIX}{c}" for c in features.columns if c != "user"}
+    merged = users.merge(features.rename(columns=columns), on="user", how="left")
+    counts["users_without_features"] = int((~users["user"].isin(features["user"])).sum())
+    return merged
 
 
 def cold_flags(interactions: pd.DataFrame, key: str, n: int, max_count: int = 0) -> np.ndarray:

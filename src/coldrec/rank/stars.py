@@ -18,11 +18,14 @@ popularity prior, subclass-aware negatives, calendar context and two user vector
   evaluation the user's first test interaction), so serving shifts with the calendar
   without retraining.
 - **[USER] token and dual vectors** (``user_token``): a learned token appended after the
-  history. The network is causal, so the token reads the whole history while no item
-  position reads it (a prepended token would see only itself); ``h_next`` is the last
-  item position's output, ``h_gen`` the token's, each through its own head into the item
-  space. ``scoring``: ``next`` (NI), ``general`` (GI) or ``round_robin`` (RR: the two
-  lists interleaved without repeats, :func:`~coldrec.rank.interleave.round_robin`).
+  history, plus the embeddings of the user's static features when the data have them
+  (:meth:`~coldrec.data.dataset.Dataset.user_features`: MovieLens' age bucket, gender,
+  occupation; ``user_features: false`` leaves them out). The network is causal, so the
+  token reads the whole history while no item position reads it (a prepended token
+  would see only itself); ``h_next`` is the last item position's output, ``h_gen`` the
+  token's, each through its own head into the item space. ``scoring``: ``next`` (NI),
+  ``general`` (GI) or ``round_robin`` (RR: the two lists interleaved without repeats,
+  :func:`~coldrec.rank.interleave.round_robin`).
 - **Objective**: sampled softmax over logits ``z_k = u·e_k + b_k`` with the fixed prior
   ``b_k = −γ log π_k`` (:func:`~coldrec.rank.prior.popularity_prior`; kept at scoring,
   so cold items get the largest prior), every position's next item against the
@@ -33,8 +36,7 @@ popularity prior, subclass-aware negatives, calendar context and two user vector
   ``h_gen`` and last ``h_next``). AdamW with linear warm-up and cosine decay over
   ``training.epochs``, gradient clipping.
 
-Not yet: static user features in the [USER] token (the Datasets carry none yet),
-pseudo labels (``L_sim``/``L_pair``), candidates re-ranking through ``coldrec rank``.
+Not yet: pseudo labels (``L_sim``/``L_pair``), candidates re-ranking through ``coldrec rank``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ class StarsConfig(SequentialConfig):
     """Calendar, engagement and recency embeddings and the context offset."""
     user_token: bool = True
     """The [USER] token and its vector ``h_gen``; without it one vector (``h_next``)."""
+    user_features: bool = True
+    """Add the embeddings of the user's static features (if the data have any) to the
+    [USER] token."""
     scoring: Literal["next", "general", "round_robin"] = "next"
     round_robin_depth: int = Field(100, gt=0)
     """Items each user's round-robin list holds (the rest score NaN)."""
@@ -125,10 +130,12 @@ class StarsConfig(SequentialConfig):
         tags: np.ndarray | None = None,
         hours: bool = False,
         known: np.ndarray | None = None,
+        feature_sizes: tuple[int, ...] = (),
     ) -> StarsNet:
         """A fresh network (``tags``: items × vocabulary; ``hours``: whether the data
-        have times within the day; ``known``: the items with training interactions)."""
-        return StarsNet(n_items, self, content, tags, hours, known)
+        have times within the day; ``known``: the items with training interactions;
+        ``feature_sizes``: the number of values of each static user feature)."""
+        return StarsNet(n_items, self, content, tags, hours, known, feature_sizes)
 
     def build(self) -> StarsRecommender:
         return StarsRecommender(self)
@@ -149,6 +156,7 @@ class StarsNet(nn.Module):
         tags: np.ndarray | None,
         hours: bool,
         known: np.ndarray | None,
+        feature_sizes: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.n_items, self.dim, self.config, self.hours = n_items, config.dim, config, hours
@@ -176,6 +184,9 @@ class StarsNet(nn.Module):
                                        for name, size in SIZES.items()})  # fmt: skip
         self.offset = nn.Linear(config.dim, config.dim, bias=False) if config.context else None
         self.user = nn.Parameter(torch.zeros(config.dim)) if config.user_token else None
+        self.feature_sizes = feature_sizes if self.user is not None else ()
+        self.features = nn.ModuleList([nn.Embedding(size + 1, config.dim, padding_idx=0)
+                                       for size in self.feature_sizes])  # fmt: skip
         self.dropout = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(config.dim, config.n_heads, config.dim, config.dropout,
                                            batch_first=True, norm_first=True)  # fmt: skip
@@ -186,7 +197,7 @@ class StarsNet(nn.Module):
         self._reset(known)
 
     def _reset(self, known: np.ndarray | None) -> None:
-        tables: list[nn.Embedding] = [self.positions]
+        tables: list[nn.Embedding] = [self.positions, *self.features]  # type: ignore[list-item]
         if self.side is not None:
             tables += [table for table in self.side.values() if isinstance(table, nn.Embedding)]
         for table in tables:
@@ -212,9 +223,15 @@ class StarsNet(nn.Module):
         """Output vectors of the catalogue's items, in Dataset item order."""
         return self.table()[1:]
 
-    def encode(self, sequences: torch.Tensor, side: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(
+        self,
+        sequences: torch.Tensor,
+        side: dict[str, torch.Tensor],
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Hidden states of the item positions and, with the [USER] token, of the token
-        (one more column at the end): batch × (length [+ 1]) × dim."""
+        (one more column at the end): batch × (length [+ 1]) × dim. ``features``: the
+        users' static feature codes (batch × features; 0 = unknown)."""
         x = self.table()[sequences] * math.sqrt(self.dim)
         if self.side is not None:
             for name in SIDE:  # a fixed order: the sums are then the same bits
@@ -222,7 +239,11 @@ class StarsNet(nn.Module):
                     x = x + self.side[name](side[name])
         real = sequences > 0
         if self.user is not None:
-            x = torch.cat([x, self.user.expand(len(x), 1, -1)], dim=1)
+            token = self.user.expand(len(x), -1)
+            if self.feature_sizes and features is not None:
+                token = token + sum(table(features[:, column])
+                                    for column, table in enumerate(self.features))  # fmt: skip
+            x = torch.cat([x, token[:, None]], dim=1)
             real = torch.cat([real, real.new_ones(len(x), 1)], dim=1)
         length = x.shape[1]
         x = x + self.positions.weight[-length:]
@@ -320,6 +341,8 @@ class StarsRecommender(SequentialRecommender):
         self.request: dict[str, torch.Tensor] = {}
         """Calendar ids of each user's request time (first test interaction, else the
         last history one)."""
+        self.user_codes = torch.zeros(0, 0, dtype=torch.long)
+        """Each user's static feature codes (users × features; none without features)."""
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if self.net is None:
@@ -327,7 +350,8 @@ class StarsRecommender(SequentialRecommender):
         rows = torch.as_tensor(users)
         when = {name: values[rows] for name, values in self.request.items()}
         with torch.no_grad():
-            h_next, h_gen = self.vectors(self.history[rows], self._side(rows), when)
+            h_next, h_gen = self.vectors(self.history[rows], self._side(rows), when,
+                                         self._codes(rows))  # fmt: skip
             table = self.net.item_vectors()
             prior = self.net.prior
             if self.config.scoring == "next" or h_gen is None:
@@ -343,12 +367,14 @@ class StarsRecommender(SequentialRecommender):
         history: torch.Tensor,
         side: dict[str, torch.Tensor],
         when: dict[str, torch.Tensor] | None,
+        features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``h_next`` (of the last position) and ``h_gen`` of padded histories, with the
-        context offset of the calendar ids ``when`` (none: no offset)."""
+        context offset of the calendar ids ``when`` (none: no offset) and the users'
+        static ``features`` in the [USER] token."""
         assert self.net is not None
         self.net.eval()
-        h_next, h_gen = self.net.user_vectors(self.net.encode(history, side), when)
+        h_next, h_gen = self.net.user_vectors(self.net.encode(history, side, features), when)
         return h_next[:, -1], h_gen
 
     def _interleaved(self, first: np.ndarray, second: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -374,6 +400,9 @@ class StarsRecommender(SequentialRecommender):
     def _side(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: values[rows] for name, values in self.side.items()}
 
+    def _codes(self, rows: torch.Tensor) -> torch.Tensor | None:
+        return self.user_codes[rows] if self.user_codes.shape[1] else None
+
     def contexts_of(self, sequences: list[np.ndarray]) -> np.ndarray:
         raise ConfigError("stars scores users from their stored history and its context "
                           "columns; serving new histories is not built yet")  # fmt: skip
@@ -395,6 +424,9 @@ class StarsRecommender(SequentialRecommender):
         self.side = {name: padded_sequences([c[name] for c in columns], length, shift=0)
                      for name in SIDE}  # fmt: skip
         self.request = self._request_times(dataset, side, rows)
+        use = self.config.user_token and self.config.user_features
+        self.user_codes = torch.as_tensor(dataset.user_features() if use else
+                                          np.zeros((dataset.n_users, 0), np.int64))  # fmt: skip
         counts = np.bincount(np.concatenate(sequences), minlength=dataset.n_items)
         self.item_interactions = torch.as_tensor(counts)
         self.item_label_rows = torch.zeros_like(self.item_interactions)
@@ -403,11 +435,15 @@ class StarsRecommender(SequentialRecommender):
         if self.config.delta is not None:
             content = TextEncoder(self.config.delta.encoder).encode(dataset.item_text)
         self.net = self.config.network(dataset.n_items, content, self.tags, side.hours,
-                                       known=counts > 0)  # fmt: skip
+                                       known=counts > 0, feature_sizes=self._sizes())  # fmt: skip
         prior = popularity_prior(counts, self.config.gamma, self.config.prior_smoothing)
         self.net.prior.copy_(torch.as_tensor(prior))
         self._fitted_residuals = None
         return StarsTrainer(self, dataset, sequences, columns, counts > 0, generator)
+
+    def _sizes(self) -> tuple[int, ...]:
+        """The number of values of each static user feature (its largest code)."""
+        return tuple(int(column.max()) for column in self.user_codes.T)
 
     @staticmethod
     def _request_times(
@@ -424,6 +460,7 @@ class StarsRecommender(SequentialRecommender):
         side = {f"side.{name}": value for name, value in self.side.items()}
         request = {f"request.{name}": value for name, value in self.request.items()}
         return {**net, **side, **request, "history": self.history,
+                "user_codes": self.user_codes,
                 "trained_items": self.trained_items,
                 "item_interactions": self.item_interactions,
                 "item_label_rows": self.item_label_rows}  # fmt: skip
@@ -434,7 +471,9 @@ class StarsRecommender(SequentialRecommender):
         self.tags = tags if tags.shape[1] else None
         hours = bool(saved.fields.get("hours", False))
         vectors = None if content is None else content.numpy()
-        self.net = self.config.network(len(saved.item_ids), vectors, self.tags, hours)
+        self.user_codes = tensors["user_codes"]
+        self.net = self.config.network(len(saved.item_ids), vectors, self.tags, hours,
+                                       feature_sizes=self._sizes())  # fmt: skip
         self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net.eval()
         self.side = {k[5:]: v for k, v in tensors.items() if k.startswith("side.")}
@@ -469,6 +508,7 @@ class StarsTrainer:
         self.side = {name: padded_sequences([columns[u][name] for u in usable], length, shift=0)
                      for name in SIDE}  # fmt: skip
         self.lengths = torch.as_tensor([min(len(sequences[u]), length) for u in usable])
+        self.codes = model._codes(torch.as_tensor(usable, dtype=torch.long))
         pool = np.flatnonzero(in_history)
         self.uniform = UniformSampler(torch.as_tensor(pool))
         self.subclass = None
@@ -518,7 +558,8 @@ class StarsTrainer:
         side = {name: values[rows, -width:] for name, values in self.side.items()}
         inputs, targets = items[:, :-1], torch.where(items[:, :-1] > 0, items[:, 1:], 0)
         target_side = {name: values[:, 1:] for name, values in side.items()}
-        hidden = self.net.encode(inputs, {name: values[:, :-1] for name, values in side.items()})
+        hidden = self.net.encode(inputs, {name: values[:, :-1] for name, values in side.items()},
+                                 None if self.codes is None else self.codes[rows])  # fmt: skip
         h_next, h_gen = net.user_vectors(hidden, target_side)
         shared = self.uniform.sample(rows, config.n_negatives, self.generator) + 1
         real = targets > 0

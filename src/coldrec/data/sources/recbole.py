@@ -5,7 +5,9 @@ Types are ``token``, ``token_seq`` (space-separated tokens), ``float`` and
 are optional (without a timestamp the file order becomes ``ts`` and the data are marked
 order-only). The item title is the first of :data:`TITLE_FIELDS` present unless named;
 a category field holds labels (``class`` in MovieLens: each genre becomes a one-level
-category path).
+category path). An optional ``X.user`` file gives static user features
+(:func:`~coldrec.data.frames.make_user_features`: numeric fields such as MovieLens' age
+become quantile buckets; identifying fields such as a zip code are left out, said).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
 
 from coldrec._util.io import require_file
 from coldrec.data.frames import (
@@ -22,6 +27,7 @@ from coldrec.data.frames import (
     iter_lines,
     make_interactions,
     make_items,
+    make_user_features,
     number_problem,
 )
 from coldrec.data.sources._base import SourceBase
@@ -51,6 +57,14 @@ class RecBoleSource(SourceBase):
     """Defaults to the first of ``title, movie_title, item_name, name`` present."""
     category_field: str | None = None
     """Defaults to the first of ``categories, category, class, genre, genres`` present."""
+    users: Path | None = None
+    """``X.user`` (optional): static user features, one row per user."""
+    user_fields: list[str] | None = None
+    """The feature fields of ``users`` (default: every field but the user's id)."""
+    user_numeric_buckets: int = Field(5, ge=1)
+    """Quantile buckets of a numeric user field."""
+    max_user_feature_values: int = Field(64, ge=1)
+    """A categorical user field with more distinct values is left out."""
 
     def load(self) -> Frames:
         inter_path = require_file(self.interactions, "interactions")
@@ -71,14 +85,30 @@ class RecBoleSource(SourceBase):
             items.append(row[self.item_field])
             times.append(int(ts))
             ratings.append(rating)
+        warnings: list[str] = []
+        user_path = require_file(self.users, "users") if self.users is not None else None
         return Frames(
             interactions=make_interactions(users, items, times, ratings),
             items=make_items(self._item_records(item_path, skipped)),
             source=self.kind,
             order_only=order_only,
-            files=(inter_path, item_path),
+            files=(inter_path, item_path) + ((user_path,) if user_path else ()),
             skipped=skipped,
+            warnings=warnings,
+            users=self._user_features(user_path, skipped, warnings) if user_path else None,
         )
+
+    def _user_features(
+        self, path: Path, skipped: SkippedLines, warnings: list[str]
+    ) -> pd.DataFrame:
+        header, rows = _read_atomic(path, skipped)
+        fields = self.user_fields or [f for f in header if f != self.user_field]
+        _require_fields(path, header, (self.user_field, *fields))
+        records = [row for _, row in rows]
+        return make_user_features([row[self.user_field] for row in records],
+                                  {f: [row[f] for row in records] for f in fields},
+                                  self.user_numeric_buckets, self.max_user_feature_values,
+                                  warnings)  # fmt: skip
 
     def _item_records(self, path: Path, skipped: SkippedLines) -> list[dict[str, Any]]:
         header, rows = _read_atomic(path, skipped)
