@@ -308,7 +308,7 @@ def make_user_features(
                             f"values (more than {max_values}): left out as a feature")  # fmt: skip
             continue
         else:
-            frame[name] = pd.array(values, dtype="string")
+            frame[name] = values.astype("string")
     return frame
 
 

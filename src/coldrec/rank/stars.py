@@ -197,7 +197,7 @@ class StarsNet(nn.Module):
         self._reset(known)
 
     def _reset(self, known: np.ndarray | None) -> None:
-        tables: list[nn.Embedding] = [self.positions, *self.features]  # type: ignore[list-item]
+        tables: list[nn.Embedding] = [self.positions, *self.features]
         if self.side is not None:
             tables += [table for table in self.side.values() if isinstance(table, nn.Embedding)]
         for table in tables:
