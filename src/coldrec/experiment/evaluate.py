@@ -75,7 +75,7 @@ def run_evaluation(
     if tags is not None:
         if not isinstance(model, StarsRecommender):
             raise ConfigError(f"tags are read by the stars model only, not {config.model.kind}")
-        model.tags, _ = read_tags(tags, dataset)
+        model.tags, model.vocabulary = read_tags(tags, dataset)
         inputs["tags"] = tags
     if isinstance(model, Trainable):
         model.fit(dataset, generator=config.generator())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["popularity_prior"]
+__all__ = ["popularity_prior", "unseen_prior"]
 
 
 def popularity_prior(counts: np.ndarray, gamma: float, smoothing: float = 1.0) -> np.ndarray:
@@ -23,3 +23,10 @@ def popularity_prior(counts: np.ndarray, gamma: float, smoothing: float = 1.0) -
         raise ValueError("interaction counts cannot be negative")
     share = (counts + smoothing) / (counts.sum() + smoothing * len(counts))
     return (-gamma * np.log(share)).astype(np.float32)
+
+
+def unseen_prior(counts: np.ndarray, gamma: float, smoothing: float = 1.0) -> float:
+    """The prior :func:`popularity_prior` gives an item without interactions, for an item
+    added after training (the catalogue's size and counts unchanged)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return float(-gamma * np.log(smoothing / (counts.sum() + smoothing * len(counts))))

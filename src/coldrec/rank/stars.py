@@ -54,14 +54,14 @@ from torch import nn
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.data.taxonomy import build_taxonomy
 from coldrec.encode import TextEncoder
-from coldrec.errors import ConfigError
+from coldrec.errors import ConfigError, DataError
 from coldrec.eval.protocol import selection_score
 from coldrec.rank.batching import length_batches, padded_sequences, target_weights
 from coldrec.rank.interleave import round_robin
 from coldrec.rank.items import INIT_STD, DeltaConfig, DeltaItems, IdItems
 from coldrec.rank.negatives import SubclassSampler, UniformSampler
 from coldrec.rank.network import SequentialConfig
-from coldrec.rank.prior import popularity_prior
+from coldrec.rank.prior import popularity_prior, unseen_prior
 from coldrec.rank.sasrec import attention_mask
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.supervision.labels import LabelFiles
@@ -314,6 +314,11 @@ class Side:
                 "recency": recency.astype(np.int64) + 1}  # fmt: skip
 
 
+def _calendar(side: Side, at: int) -> dict[str, torch.Tensor]:
+    """The calendar ids of one time, as a batch of one."""
+    return {name: torch.as_tensor(ids) for name, ids in side.calendar_ids(np.array([at])).items()}
+
+
 def _user_rows(dataset: Dataset, splits: tuple[str, ...]) -> list[pd.DataFrame]:
     """Each user's interactions in ``splits``, in time order."""
     rows = dataset.interactions.loc[dataset.interactions["split"].isin(splits)]
@@ -343,6 +348,8 @@ class StarsRecommender(SequentialRecommender):
         last history one)."""
         self.user_codes = torch.zeros(0, 0, dtype=torch.long)
         """Each user's static feature codes (users × features; none without features)."""
+        self.vocabulary: list[str] = []
+        """The tag of each column of :attr:`tags` (new items are tagged from it)."""
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if self.net is None:
@@ -403,13 +410,82 @@ class StarsRecommender(SequentialRecommender):
     def _codes(self, rows: torch.Tensor) -> torch.Tensor | None:
         return self.user_codes[rows] if self.user_codes.shape[1] else None
 
-    def contexts_of(self, sequences: list[np.ndarray]) -> np.ndarray:
-        raise ConfigError("stars scores users from their stored history and its context "
-                          "columns; serving new histories is not built yet")  # fmt: skip
+    def history_vectors(
+        self, items: np.ndarray, ts: np.ndarray | None, side: Side, at: int, user: int | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``h_next`` and ``h_gen`` (None without the token) of one history at time ``at``
+        (Unix seconds: its context offset): ``items`` Dataset item ids oldest first (items
+        added after training have no token and are left out), ``ts`` their times (None:
+        their context unknown), ``user`` a trained user's row (its static features)."""
+        items = np.asarray(items, dtype=np.int64)
+        known = items < len(self.item_interactions)
+        rows = pd.DataFrame({"ts": np.zeros(int(known.sum()), np.int64) if ts is None else
+                             np.asarray(ts, dtype=np.int64)[known], "rating": np.nan})  # fmt: skip
+        columns = side.columns(rows)
+        if ts is None:
+            columns = {name: np.zeros_like(values) for name, values in columns.items()}
+        length = self.config.max_len
+        history = padded_sequences([items[known]], length)
+        context = {name: padded_sequences([values], length, shift=0)
+                   for name, values in columns.items()}  # fmt: skip
+        codes = self._codes(torch.as_tensor([user])) if user is not None else None
+        if codes is None and self.user_codes.shape[1]:
+            codes = torch.zeros(1, self.user_codes.shape[1], dtype=torch.long)
+        with torch.no_grad():
+            h_next, h_gen = self.vectors(history, context, _calendar(side, at), codes)
+        return h_next[0].numpy(), None if h_gen is None else h_gen[0].numpy()
 
-    def new_item_vectors(self, content: np.ndarray) -> np.ndarray:
-        raise ConfigError("stars needs an item's tags as well as its text: adding items "
-                          "after training is not built yet")  # fmt: skip
+    def stored_vectors(
+        self, user: int, side: Side, at: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``h_next`` and ``h_gen`` of a trained user's stored history (with its context
+        columns, as :meth:`score` reads it) at time ``at``."""
+        rows = torch.as_tensor([user])
+        with torch.no_grad():
+            h_next, h_gen = self.vectors(self.history[rows], self._side(rows),
+                                         _calendar(side, at), self._codes(rows))  # fmt: skip
+        return h_next[0].numpy(), None if h_gen is None else h_gen[0].numpy()
+
+    def tag_rows(self, tags: list[list[str]]) -> np.ndarray:
+        """Multi-hot rows of tag lists over :attr:`vocabulary` (a tag outside it is a
+        DataError naming it)."""
+        column = {tag: j for j, tag in enumerate(self.vocabulary)}
+        out = np.zeros((len(tags), len(self.vocabulary)), dtype=np.float32)
+        for row, names in enumerate(tags):
+            unknown = [name for name in names if name not in column]
+            if unknown:
+                raise DataError(f"tag(s) {unknown} are not in the model's vocabulary "
+                                f"({len(self.vocabulary)} tags)")  # fmt: skip
+            out[row, [column[name] for name in names]] = 1.0
+        return out
+
+    def new_item_vectors(self, content: np.ndarray, tags: np.ndarray | None = None) -> np.ndarray:
+        """Tokens of items added after training: the text part ``map(c) + Δ`` (Δ by the
+        transfer, none without one; zero for an ID model, whose untrained rows are zero)
+        and the tag part of ``tags`` (multi-hot rows over :attr:`vocabulary`; none: no
+        tags)."""
+        if self.net is None:
+            raise ConfigError("fit the model before scoring")
+        if isinstance(self.net.items, DeltaItems):
+            text = super().new_item_vectors(content)
+        else:
+            text = np.zeros((len(content), self.net.items.weight.shape[1]), dtype=np.float32)
+        if self.net.attr is None:
+            return text
+        hot = np.zeros((len(content), self.net.tags.shape[1]), np.float32) if tags is None else tags
+        with torch.no_grad():
+            tag_part = self.net.attr(torch.as_tensor(hot, dtype=torch.float32)).numpy()
+        return np.concatenate([text, tag_part], axis=1)
+
+    def item_priors(self) -> np.ndarray:
+        """The prior ``b_k`` of every trained item (zeros with γ = 0)."""
+        assert self.net is not None
+        return self.net.prior.numpy().copy()
+
+    def new_item_prior(self) -> float:
+        """The prior of an item added after training: that of an item never seen."""
+        return unseen_prior(self.item_interactions.numpy(), self.config.gamma,
+                            self.config.prior_smoothing)  # fmt: skip
 
     def _start(self, dataset: Dataset, generator: torch.Generator) -> StarsTrainer:  # type: ignore[override]
         if self.tags is not None and len(self.tags) != dataset.n_items:
@@ -472,6 +548,7 @@ class StarsRecommender(SequentialRecommender):
         hours = bool(saved.fields.get("hours", False))
         vectors = None if content is None else content.numpy()
         self.user_codes = tensors["user_codes"]
+        self.vocabulary = list(saved.fields.get("vocabulary", []))
         self.net = self.config.network(len(saved.item_ids), vectors, self.tags, hours,
                                        feature_sizes=self._sizes())  # fmt: skip
         self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
@@ -484,7 +561,7 @@ class StarsRecommender(SequentialRecommender):
 
     def _extra(self) -> dict[str, Any]:
         hours = {"hours": self.net.hours} if self.net is not None else {}
-        return {**super()._extra(), **hours}
+        return {**super()._extra(), **hours, "vocabulary": self.vocabulary}
 
 
 class StarsTrainer:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -38,8 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coldrec import __version__
 from coldrec.errors import DataError
 from coldrec.serve.catalogue import Filters
-from coldrec.serve.engine import Engine, ServeConfig
-from coldrec.serve.run import load_run
+from coldrec.serve.engine import BaseEngine, Engine, ServeConfig
+from coldrec.serve.run import StarsRun, load_run
+from coldrec.serve.stars import StarsEngine
 from coldrec.serve.store import WriteLog
 
 __all__ = ["create_app", "from_environment", "open_engine", "serve"]
@@ -77,6 +78,10 @@ class RecommendIn(_Strict):
     filters: FiltersIn = Field(default_factory=FiltersIn)
     exclude_seen: bool = True
     """Leave out the items of the history."""
+    at: int | None = Field(None, ge=0, lt=10**12)
+    """The request time, Unix seconds (default now): STARS's context offset."""
+    mode: Literal["next", "general", "round_robin"] | None = None
+    """STARS runs: the user vector that ranks (default the server's)."""
 
 
 class ItemIn(_Strict):
@@ -90,6 +95,8 @@ class ItemIn(_Strict):
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
     available: bool = True
     """False keeps the item out of every result (out of stock)."""
+    tags: list[Name] = Field(default_factory=list, max_length=50)
+    """Attribute tags from the model's vocabulary (STARS runs read them into the token)."""
 
     @field_validator("categories")
     @classmethod
@@ -107,7 +114,7 @@ class EventIn(_Strict):
     ts: int | None = Field(None, ge=0, lt=10**12)
 
 
-def create_app(engine: Engine, api_key: str | None = None, max_body: int = 1 << 20) -> FastAPI:
+def create_app(engine: BaseEngine, api_key: str | None = None, max_body: int = 1 << 20) -> FastAPI:
     """The service over ``engine``; ``api_key`` protects the write endpoints."""
     app = FastAPI(title="coldrec", version=__version__,
                   description="Recommendations that take a new item at once.")  # fmt: skip
@@ -137,7 +144,8 @@ def create_app(engine: Engine, api_key: str | None = None, max_body: int = 1 << 
     def recommend(body: RecommendIn) -> dict[str, Any]:
         filters = Filters(body.filters.category, body.filters.brand, body.filters.min_price,
                           body.filters.max_price, tuple(body.filters.exclude))  # fmt: skip
-        found = engine.recommend(body.user_id, body.history, body.k, filters, body.exclude_seen)
+        found = engine.recommend(body.user_id, body.history, body.k, filters, body.exclude_seen,
+                                 body.at, body.mode)  # fmt: skip
         return found.__dict__
 
     @app.post("/items", dependencies=[Depends(writer)])
@@ -274,11 +282,12 @@ class _Metrics:
         return "\n".join(lines) + "\n"
 
 
-def open_engine(run_dir: Path, config: ServeConfig) -> Engine:
-    """The engine of the run in ``run_dir``, its writes kept in ``run_dir/serve/``."""
-    return Engine(
-        load_run(run_dir, config.seed), config, WriteLog(run_dir / "serve" / "writes.sqlite")
-    )
+def open_engine(run_dir: Path, config: ServeConfig) -> BaseEngine:
+    """The engine of the run in ``run_dir`` (a STARS run's or the fused one), its writes
+    kept in ``run_dir/serve/``."""
+    run = load_run(run_dir, config.seed)
+    log = WriteLog(run_dir / "serve" / "writes.sqlite")
+    return StarsEngine(run, config, log) if isinstance(run, StarsRun) else Engine(run, config, log)
 
 
 def from_environment() -> FastAPI:

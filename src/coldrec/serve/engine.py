@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,20 +33,21 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from coldrec.data.dataset import HISTORY_SPLITS
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.data.prepare import item_text
-from coldrec.encode import TextEncoder
+from coldrec.encode import TextEncoder, TextEncoderConfig
 from coldrec.encode.vectors import l2_normalised
 from coldrec.errors import DataError
 from coldrec.eval.fallback import COLD_USER_DAYS, recent_popularity
 from coldrec.rank.fusion import fuse
+from coldrec.rank.sequential import SequentialRecommender
 from coldrec.retrieval.index import IndexConfig
 from coldrec.serve.catalogue import Catalogue, Filters
 from coldrec.serve.run import RunArtifacts
 from coldrec.serve.store import WriteLog
 from coldrec.supervision.labels import Labels
 
-__all__ = ["Engine", "Recommendation", "ServeConfig"]
+__all__ = ["BaseEngine", "Engine", "Recommendation", "ServeConfig"]
 
 
 class ServeConfig(BaseModel):
@@ -64,6 +66,9 @@ class ServeConfig(BaseModel):
     through ``POST /items``, as in a shop."""
     recent_days: float = Field(COLD_USER_DAYS, gt=0)
     """The fallback's window of popularity."""
+    mode: Literal["next", "general", "round_robin"] | None = None
+    """STARS runs: the user vector that ranks (``h_next``, ``h_gen`` or their
+    round-robin lists); default the model's own ``scoring``. A request may name another."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class _Users:
 
     ids: list[str]
     histories: list[list[int]]
+    times: list[list[int]]
+    """The time of each history item (Unix seconds, or the position for order-only data)."""
     trained: int
     """Users ``0..trained-1`` were in the run's training data (their ID vectors count)."""
     changed: set[int] = field(default_factory=set)
@@ -100,18 +107,31 @@ class _Users:
             self.row_of[user] = len(self.ids)
             self.ids.append(user)
             self.histories.append([])
+            self.times.append([])
         return self.row_of[user]
 
 
-class Engine:
-    """A run being served (see the module doc). Thread-safe: requests take a lock around
-    what they read and write."""
+class BaseEngine:
+    """What every served model shares (see the module doc): the catalogue and its index,
+    users and their histories, the durable writes, filters, the popularity fallback and
+    the lookups. A subclass gives the vectors (:meth:`_item_vectors`), the ranking of a
+    user with a history (:meth:`_ranked`) and its part of explanations and health.
+    Thread-safe: requests take a lock around what they read and write."""
 
-    def __init__(self, run: RunArtifacts, config: ServeConfig, log: WriteLog) -> None:
-        self.run, self.config, self.log = run, config, log
-        self.top_m = config.top_m or run.top_m
-        dataset = run.dataset
-        self.encoder = TextEncoder(run.retriever.config.encoder)
+    def __init__(
+        self,
+        dataset: Dataset,
+        config: ServeConfig,
+        log: WriteLog,
+        encoder: TextEncoderConfig,
+        vectors: tuple[np.ndarray, np.ndarray],
+        top_m: int,
+    ) -> None:
+        """``vectors``: the index (retriever) and ranker vectors of the Dataset's items;
+        ``top_m``: the candidate depth unless the config sets one."""
+        self.dataset, self.config, self.log = dataset, config, log
+        self.top_m = config.top_m or top_m
+        self.encoder = TextEncoder(encoder)
         self.encoder.load()  # so that the first new item does not wait for the model
         history = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
         counts = np.bincount(history["item_idx"], minlength=dataset.n_items)
@@ -119,27 +139,59 @@ class Engine:
         self.catalogue = Catalogue(
             _records(dataset.items),
             self.encoder.encode(dataset.item_text, progress=False),
-            run.retriever.item_vectors,
-            run.ranker.item_table(),
+            *vectors,
             cold=counts == 0,
             index=config.index,
             served=served,
         )
         self.trained_items = len(counts)
-        self.evidence = run.ranker.evidence(run.blend.label_share)
-        """The evidence behind each trained item's ranker vector (new items have none)."""
-        self.users = _Users(dataset.users["user"].tolist(), [list(s) for s in
-                            dataset.sequences(*HISTORY_SPLITS)], dataset.n_users)  # fmt: skip
+        by_user = history.groupby("user_idx", sort=False)
+        items = dict(tuple(by_user["item_idx"]))
+        times = dict(tuple(by_user["ts"]))
+        empty = np.zeros(0, np.int64)
+        self.users = _Users(dataset.users["user"].tolist(),
+                            [items.get(u, empty).tolist() for u in range(dataset.n_users)],
+                            [times.get(u, empty).tolist() for u in range(dataset.n_users)],
+                            dataset.n_users)  # fmt: skip
         self.popularity = recent_popularity(dataset, config.recent_days).astype(float).tolist()
         self.applied = 0
-        self._labels: Labels | None = None
         self._lock = threading.RLock()
         self.catch_up()
+
+    # --- what a model gives -----------------------------------------------------------
+
+    def _item_vectors(
+        self, records: list[dict[str, Any]], content: np.ndarray, rows: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Index and ranker vectors of written items (``rows``: their catalogue rows, -1
+        for new ones)."""
+        raise NotImplementedError
+
+    def _ranked(
+        self, row: int | None, seen: list[int], allowed: np.ndarray, given: bool, k: int,
+        at: int, mode: str | None,
+    ) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+        """The top ``k`` entries of a user with a history and the number of candidates
+        (``row``: the user's, None for an anonymous one; ``given``: the history came with
+        the request; ``at``: the request time; ``mode``: the request's user vector)."""
+        raise NotImplementedError
+
+    def _check_items(self, records: list[dict[str, Any]]) -> None:
+        """Refuse items the model could not apply (before they enter the log)."""
+
+    def _explained(self, user: str, row: int) -> dict[str, Any]:
+        """The model's part of an explanation of catalogue ``row`` for ``user``."""
+        raise NotImplementedError
+
+    def _described(self) -> dict[str, Any]:
+        """The model's part of :meth:`health`."""
+        raise NotImplementedError
 
     # --- writes ---------------------------------------------------------------------
 
     def add_items(self, records: list[dict[str, Any]]) -> int:
         """Durably record new or changed items, then apply them; the log position."""
+        self._check_items(records)
         seq = self.log.append("item", records)
         self.catch_up()
         return seq
@@ -171,16 +223,7 @@ class Engine:
         texts = [item_text(r.get("title"), r.get("categories") or []) for r in records]
         content = self.encoder.encode(texts, progress=False)
         rows = [self.catalogue.row_of.get(r["item"], -1) for r in records]
-        trained = np.array([0 <= row < self.trained_items and not self.catalogue.cold[row]
-                            for row in rows])  # fmt: skip
-        retriever = self.run.retriever.embed("items", content)
-        if trained.any():  # a trained item keeps its ID part
-            ids = np.array(rows)[trained]
-            retriever[trained] = self.run.retriever.embed("items", content[trained], ids)
-        ranker = self.run.ranker.new_item_vectors(content)
-        for k, row in enumerate(rows):
-            if row >= 0 and row < self.trained_items:  # its trained ranker vector stays
-                ranker[k] = self.catalogue.ranker.array[row]
+        retriever, ranker = self._item_vectors(records, content, rows)
         self.catalogue.upsert(records, content, retriever, ranker)
         self.popularity.extend([0.0] * (len(self.catalogue) - len(self.popularity)))
 
@@ -193,22 +236,9 @@ class Engine:
             row = self.users.row(event["user"])
             item = self.catalogue.row_of[event["item"]]
             self.users.histories[row].append(item)
+            self.users.times[row].append(int(event.get("ts") or 0))
             self.users.changed.add(row)
             self.popularity[item] += 1.0
-
-    def fused(self, rows: np.ndarray, ranker: np.ndarray, retriever: np.ndarray) -> np.ndarray:
-        """The run's fusion of the ranker and retriever scores of catalogue ``rows``."""
-        weights = self._evidence_weights(rows)
-        return fuse(ranker[None], retriever[None], self.run.mode, self.run.alpha,
-                    None if weights is None else weights[None])[0]  # fmt: skip
-
-    def _evidence_weights(self, rows: np.ndarray) -> np.ndarray | None:
-        """The fusion's evidence weights of catalogue rows (None: the binary fusion)."""
-        if self.run.blend.kappa == 0:
-            return None
-        trained = rows < self.trained_items
-        evidence = np.where(trained, self.evidence[np.where(trained, rows, 0)], 0.0)
-        return self.run.blend.of(evidence)
 
     def _known_item(self, item: str) -> int:
         row = self.catalogue.row_of.get(item)
@@ -225,8 +255,12 @@ class Engine:
         k: int = 20,
         filters: Filters | None = None,
         exclude_seen: bool = True,
+        at: int | None = None,
+        mode: str | None = None,
     ) -> Recommendation:
-        """The top ``k`` for a user id or a given history (see the module doc)."""
+        """The top ``k`` for a user id or a given history (see the module doc); ``at``:
+        the request time in Unix seconds (default now; STARS's context offset), ``mode``:
+        STARS's user vector for this request."""
         filters = filters or Filters()
         self.catch_up()
         with self._lock:
@@ -240,18 +274,10 @@ class Engine:
             if not seen:
                 why = "unknown user" if user is not None and row is None else "no history"
                 return self._popular(user, row is not None, allowed, k, why)
-            views = [self.user_vector(row if history is None else None, seen)]
-            candidates = _interleave([self.catalogue.search(v, self.top_m, allowed)
-                                      for v in views], self.top_m)  # fmt: skip
-            retriever = self.catalogue.retriever.array[candidates] @ views[0]
-            context = self.run.ranker.contexts_of([np.array(seen)])[0]
-            ranker = self.catalogue.ranker.array[candidates] @ context
-            fused = self.fused(np.asarray(candidates), ranker, retriever)
-            order = _top(fused, k)
-            items = [self._entry(candidates[j], float(fused[j]), ranker[j], retriever[j],
-                                 "two_tower") for j in order]  # fmt: skip
-            return Recommendation(items, user, row is not None, len(seen), "ranked",
-                                  len(candidates))  # fmt: skip
+            when = int(time.time()) if at is None else at
+            items, candidates = self._ranked(row, seen, allowed, history is not None, k,
+                                             when, mode)  # fmt: skip
+            return Recommendation(items, user, row is not None, len(seen), "ranked", candidates)
 
     def _popular(
         self, user: str | None, known: bool, allowed: np.ndarray, k: int, why: str
@@ -261,25 +287,12 @@ class Engine:
         items = [self._entry(int(j), float(scores[j]), np.nan, np.nan, "popular") for j in order]
         return Recommendation(items, user, known, 0, "popular", 0, why)
 
-    def user_vector(self, row: int | None, seen: list[int]) -> np.ndarray:
-        """The user's Two-Tower vector: the run's own for a trained user whose history has
-        not grown, else from the content of their recent items (with their ID part when
-        the run trained one for them)."""
-        retriever = self.run.retriever
-        if row is not None and row < self.users.trained and row not in self.users.changed:
-            vector: np.ndarray = retriever.user_vectors[row]
-            return vector
-        recent = list(dict.fromkeys(reversed(seen)))[: retriever.config.last_n]
-        content = l2_normalised(self.catalogue.content.array[recent].astype(np.float64).sum(
-            axis=0, keepdims=True)).astype(np.float32)  # fmt: skip
-        ids = np.array([row]) if row is not None and row < self.users.trained else None
-        return retriever.embed("users", content, ids)[0]
-
     def _entry(
         self, row: int, score: float, ranker: float, retriever: float, source: str
     ) -> dict[str, Any]:
         """An item of a list: its record, score parts, whether it is cold or new, and the
-        source that proposed it (``two_tower``: the retriever's index; ``popular``)."""
+        source that proposed it (``two_tower`` or ``stars``: the model's index;
+        ``popular``)."""
         row = int(row)
         record = self.catalogue.records[row]
         return {
@@ -315,9 +328,8 @@ class Engine:
 
     def explain(self, user: str, item: str) -> dict[str, Any]:
         """Why ``item`` is (or is not) in ``user``'s list: its rank among the candidates
-        and its scores, the fusion, its nearest warm items by content, the warm items that
-        lent it their delta (runs with a residual transfer) and the user's pseudo labels
-        that name it (runs trained with labels)."""
+        and its scores, its nearest warm items by content, and what the model adds
+        (:meth:`_explained`)."""
         row = self._known_item(item)
         listing = self.recommend(user, k=self.top_m)
         ranked = [entry["item"] for entry in listing.items]
@@ -325,20 +337,115 @@ class Engine:
         warm = np.flatnonzero(~np.array(self.catalogue.cold))
         warm = warm[warm != row]
         nearest = warm[np.argsort(-(content[warm] @ content[row]), kind="stable")[:5]]
-        lent = self.run.ranker.lenders(content[row]) if self.catalogue.cold[row] else None
-        for lender in lent["items"] if lent else []:
-            lender["item"] = self.catalogue.ids[lender["item"]]
         return {
             "user": user, "item": item, "source": listing.source,
             "rank": ranked.index(item) + 1 if item in ranked else None, "of": len(ranked),
             "scores": next((e for e in listing.items if e["item"] == item), None),
-            "mode": self.run.mode, "alpha": self.run.alpha, "kappa": self.run.blend.kappa,
-            "evidence_weight": _weight_or_one(self._evidence_weights(np.array([row]))),
             "nearest_warm_items": [{"item": self.catalogue.ids[j],
                                     "similarity": float(content[j] @ content[row])}
                                    for j in nearest],
-            "delta_lenders": lent, "pseudo_labels": self._labels_naming(user, row),
+            **self._explained(user, row),
         }  # fmt: skip
+
+    def _lenders(self, ranker: SequentialRecommender, row: int) -> dict[str, Any] | None:
+        """The warm items that lent a cold or new item its delta (runs with a transfer)."""
+        lent = ranker.lenders(self.catalogue.content.array[row]) if self.catalogue.cold[
+            row] else None  # fmt: skip
+        for lender in lent["items"] if lent else []:
+            lender["item"] = self.catalogue.ids[lender["item"]]
+        return lent
+
+    def health(self) -> dict[str, Any]:
+        """Counts, the model's settings, and a few users with a history (for the page's
+        picker)."""
+        with_history = (u for u, h in zip(self.users.ids, self.users.histories, strict=True) if h)
+        examples = list(itertools.islice(with_history, 20))
+        return {"items": len(self.catalogue), "served": int(sum(self.catalogue.served)),
+                "example_users": examples,
+                "users": len(self.users.ids), "index_size": int(self.catalogue.index.ntotal),
+                "applied_writes": self.applied, "top_m": self.top_m,
+                **self._described()}  # fmt: skip
+
+
+class Engine(BaseEngine):
+    """A ``coldrec run`` being served: Two-Tower candidates, the fused sequential ranker
+    (see the module doc)."""
+
+    def __init__(self, run: RunArtifacts, config: ServeConfig, log: WriteLog) -> None:
+        self.run = run
+        self.evidence = run.ranker.evidence(run.blend.label_share)
+        """The evidence behind each trained item's ranker vector (new items have none)."""
+        self._labels: Labels | None = None
+        super().__init__(run.dataset, config, log, run.retriever.config.encoder,
+                         (run.retriever.item_vectors, run.ranker.item_table()),
+                         run.top_m)  # fmt: skip
+
+    def _item_vectors(
+        self, records: list[dict[str, Any]], content: np.ndarray, rows: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        trained = np.array([0 <= row < self.trained_items and not self.catalogue.cold[row]
+                            for row in rows])  # fmt: skip
+        retriever = self.run.retriever.embed("items", content)
+        if trained.any():  # a trained item keeps its ID part
+            ids = np.array(rows)[trained]
+            retriever[trained] = self.run.retriever.embed("items", content[trained], ids)
+        ranker = self.run.ranker.new_item_vectors(content)
+        for k, row in enumerate(rows):
+            if row >= 0 and row < self.trained_items:  # its trained ranker vector stays
+                ranker[k] = self.catalogue.ranker.array[row]
+        return retriever, ranker
+
+    def fused(self, rows: np.ndarray, ranker: np.ndarray, retriever: np.ndarray) -> np.ndarray:
+        """The run's fusion of the ranker and retriever scores of catalogue ``rows``."""
+        weights = self._evidence_weights(rows)
+        return fuse(ranker[None], retriever[None], self.run.mode, self.run.alpha,
+                    None if weights is None else weights[None])[0]  # fmt: skip
+
+    def _evidence_weights(self, rows: np.ndarray) -> np.ndarray | None:
+        """The fusion's evidence weights of catalogue rows (None: the binary fusion)."""
+        if self.run.blend.kappa == 0:
+            return None
+        trained = rows < self.trained_items
+        evidence = np.where(trained, self.evidence[np.where(trained, rows, 0)], 0.0)
+        return self.run.blend.of(evidence)
+
+    def _ranked(
+        self, row: int | None, seen: list[int], allowed: np.ndarray, given: bool, k: int,
+        at: int, mode: str | None,
+    ) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+        views = [self.user_vector(None if given else row, seen)]
+        candidates = _interleave([self.catalogue.search(v, self.top_m, allowed)
+                                  for v in views], self.top_m)  # fmt: skip
+        retriever = self.catalogue.retriever.array[candidates] @ views[0]
+        context = self.run.ranker.contexts_of([np.array(seen)])[0]
+        ranker = self.catalogue.ranker.array[candidates] @ context
+        fused = self.fused(np.asarray(candidates), ranker, retriever)
+        order = _top(fused, k)
+        items = [self._entry(candidates[j], float(fused[j]), ranker[j], retriever[j],
+                             "two_tower") for j in order]  # fmt: skip
+        return items, len(candidates)
+
+    def user_vector(self, row: int | None, seen: list[int]) -> np.ndarray:
+        """The user's Two-Tower vector: the run's own for a trained user whose history has
+        not grown, else from the content of their recent items (with their ID part when
+        the run trained one for them)."""
+        retriever = self.run.retriever
+        if row is not None and row < self.users.trained and row not in self.users.changed:
+            vector: np.ndarray = retriever.user_vectors[row]
+            return vector
+        recent = list(dict.fromkeys(reversed(seen)))[: retriever.config.last_n]
+        content = l2_normalised(self.catalogue.content.array[recent].astype(np.float64).sum(
+            axis=0, keepdims=True)).astype(np.float32)  # fmt: skip
+        ids = np.array([row]) if row is not None and row < self.users.trained else None
+        return retriever.embed("users", content, ids)[0]
+
+    def _explained(self, user: str, row: int) -> dict[str, Any]:
+        """The fusion, the evidence weight, the delta lenders of a cold or new item and
+        the user's pseudo labels that name it (runs trained with labels)."""
+        return {"mode": self.run.mode, "alpha": self.run.alpha, "kappa": self.run.blend.kappa,
+                "evidence_weight": _weight_or_one(self._evidence_weights(np.array([row]))),
+                "delta_lenders": self._lenders(self.run.ranker, row),
+                "pseudo_labels": self._labels_naming(user, row)}  # fmt: skip
 
     def _labels_naming(self, user: str, row: int) -> dict[str, list[dict[str, Any]]] | None:
         """The user's pseudo edges and triplets that name the item (None: no labels)."""
@@ -360,15 +467,8 @@ class Engine:
                          for t in triplets.to_dict("records")],
         }  # fmt: skip
 
-    def health(self) -> dict[str, Any]:
-        """Counts, the fusion, and a few users with a history (for the page's picker)."""
-        with_history = (u for u, h in zip(self.users.ids, self.users.histories, strict=True) if h)
-        examples = list(itertools.islice(with_history, 20))
-        return {"items": len(self.catalogue), "served": int(sum(self.catalogue.served)),
-                "example_users": examples,
-                "users": len(self.users.ids), "index_size": int(self.catalogue.index.ntotal),
-                "applied_writes": self.applied, "top_m": self.top_m,
-                "mode": self.run.mode, "alpha": self.run.alpha,
+    def _described(self) -> dict[str, Any]:
+        return {"model": "fused", "mode": self.run.mode, "alpha": self.run.alpha,
                 "kappa": self.run.blend.kappa}  # fmt: skip
 
 

@@ -4,7 +4,9 @@ A ``coldrec run`` folder holds ``data/`` (the Dataset), ``retrieve/`` (the saved
 and its settings: the candidate depth), ``rank/seed<N>/model`` (the fused ranker) and,
 when the ranker trained with pseudo labels, ``supervise/`` (their edges and triplets). A
 ``coldrec rank`` run folder holds ``model/`` and names its Dataset, retrieve run and label
-files in its metrics file; it is served as well.
+files in its metrics file; it is served as well. A ``coldrec evaluate --model stars``
+folder holds ``model/`` (STARS, which ranks the whole catalogue itself) and names its
+Dataset in its metrics file (:class:`StarsRun`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from coldrec.data.dataset import Dataset
 from coldrec.errors import DataError
 from coldrec.rank.fusion import EvidenceBlend, FusedRanker, FusionMode
 from coldrec.rank.sequential import SequentialRecommender
+from coldrec.rank.stars import StarsRecommender
 from coldrec.retrieval.retrieve import RetrieveConfig
 from coldrec.retrieval.two_tower import TwoTower
 from coldrec.supervision.labels import LabelFiles
 
-__all__ = ["RunArtifacts", "load_run"]
+__all__ = ["RunArtifacts", "StarsRun", "load_run"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,28 @@ class RunArtifacts:
     """The fusion's evidence blend."""
 
 
-def load_run(folder: Path, seed: int | None = None) -> RunArtifacts:
+@dataclass(frozen=True)
+class StarsRun:
+    """A ``coldrec evaluate --model stars`` run: its Dataset and the trained model."""
+
+    folder: Path
+    dataset: Dataset
+    model: StarsRecommender
+
+
+def load_run(folder: Path, seed: int | None = None) -> RunArtifacts | StarsRun:
     """The artifacts of the run in ``folder``: an experiment folder (the ranker of
-    ``seed``, default the first one there) or a ``coldrec rank`` run folder."""
+    ``seed``, default the first one there), a ``coldrec rank`` run folder, or a STARS
+    ``coldrec evaluate`` run folder."""
     folder = Path(folder)
+    sidecar = folder / "model" / "model.json"
+    if sidecar.is_file() and str(read_json(sidecar).get("class", "")).endswith(
+            ".StarsRecommender"):  # fmt: skip
+        inputs = _named_inputs(folder)
+        if "dataset" not in inputs:
+            raise DataError(f"{folder}: no metrics file naming the Dataset")
+        dataset = Dataset.load(inputs["dataset"])
+        return StarsRun(folder, dataset, StarsRecommender.load(folder / "model", dataset))
     if (folder / "experiment.json").is_file():
         seeds = sorted(p.name for p in (folder / "rank").glob("seed*")) if (
             folder / "rank").is_dir() else []  # fmt: skip
