@@ -228,11 +228,13 @@ class StarsNet(nn.Module):
         sequences: torch.Tensor,
         side: dict[str, torch.Tensor],
         features: torch.Tensor | None = None,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states of the item positions and, with the [USER] token, of the token
         (one more column at the end): batch × (length [+ 1]) × dim. ``features``: the
-        users' static feature codes (batch × features; 0 = unknown)."""
-        x = self.table()[sequences] * math.sqrt(self.dim)
+        users' static feature codes (batch × features; 0 = unknown); ``table``: the
+        tokens (:meth:`table`) when the caller has them already."""
+        x = (self.table() if table is None else table)[sequences] * math.sqrt(self.dim)
         if self.side is not None:
             for name in SIDE:  # a fixed order: the sums are then the same bits
                 if name != "hour" or self.hours:
@@ -273,9 +275,11 @@ class StarsNet(nn.Module):
                    if name != "hour" or self.hours)  # fmt: skip
         return self.offset(time)
 
-    def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, users: torch.Tensor, items: torch.Tensor, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``u·e_k + b_k`` of each user row with each item (shifted ids) of its row."""
-        vectors = self.table()[items]
+        vectors = (self.table() if table is None else table)[items]
         return torch.einsum("...d,...kd->...k", users, vectors) + self._bias(items)
 
     def _bias(self, shifted: torch.Tensor) -> torch.Tensor:
@@ -635,23 +639,27 @@ class StarsTrainer:
         side = {name: values[rows, -width:] for name, values in self.side.items()}
         inputs, targets = items[:, :-1], torch.where(items[:, :-1] > 0, items[:, 1:], 0)
         target_side = {name: values[:, 1:] for name, values in side.items()}
-        hidden = self.net.encode(inputs, {name: values[:, :-1] for name, values in side.items()},
-                                 None if self.codes is None else self.codes[rows])  # fmt: skip
+        table = net.table()  # once per batch: it maps every item's text and tags
+        hidden = net.encode(inputs, {name: values[:, :-1] for name, values in side.items()},
+                            None if self.codes is None else self.codes[rows], table)  # fmt: skip
         h_next, h_gen = net.user_vectors(hidden, target_side)
         shared = self.uniform.sample(rows, config.n_negatives, self.generator) + 1
         real = targets > 0
         positives = targets[real]
-        candidates = shared[:, None, :].expand(-1, targets.shape[1], -1)[real]
+        users = h_next[real]
+        # the sequence's shared negatives scored per sequence, not gathered per position
+        per_sequence = torch.einsum("bld,bnd->bln", h_next, table[shared])
+        parts = [net.logits(users, positives[:, None], table),
+                 (per_sequence + net._bias(shared)[:, None, :])[real]]  # fmt: skip
         if self.subclass is not None:
             own = self.subclass.sample_for(positives - 1, config.subclass_negatives,
                                            self.generator) + 1  # fmt: skip
-            candidates = torch.cat([candidates, own], dim=1)
-        users = h_next[real]
-        logits = net.logits(users, torch.cat([positives[:, None], candidates], dim=1))
+            parts.append(net.logits(users, own, table))
+        logits = torch.cat(parts, dim=1)
         loss = weight * F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
         if h_gen is not None:
             last = targets[:, -1]
-            gen_logits = net.logits(h_gen, torch.cat([last[:, None], shared], dim=1))
+            gen_logits = net.logits(h_gen, torch.cat([last[:, None], shared], dim=1), table)
             loss = loss + F.cross_entropy(gen_logits, torch.zeros(len(last), dtype=torch.long))
             if config.lambda_aux:
                 loss = loss + config.lambda_aux * _info_nce(h_gen, h_next[:, -1],
