@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from coldrec.data import Dataset
 from coldrec.errors import DataError
 from coldrec.experiment.evaluate import EvaluateConfig, run_evaluation
-from coldrec.rank.stars import Side
 from coldrec.serve.app import create_app, open_engine
 from coldrec.serve.engine import ServeConfig
 from coldrec.serve.run import StarsRun, load_run
@@ -82,7 +81,7 @@ def test_the_request_time_moves_the_user_vector_by_the_context_offset(
     net = engine.model.net
     assert net is not None
     monday, saturday = 1_700_438_400, 1_703_894_400  # 2023-11-20 and 2023-12-30
-    side = Side(engine.dataset)
+    side = engine.model.context
     h_monday, _ = engine.user_vectors(3, engine.users.histories[3], monday)
     h_saturday, _ = engine.user_vectors(3, engine.users.histories[3], saturday)
     with torch.no_grad():

@@ -109,10 +109,10 @@ class SequentialRecommender(TrainedModel):
         return (self.item_interactions.numpy()
                 + label_share * self.item_label_rows.numpy()).astype(np.float32)  # fmt: skip
 
-    def contexts_of(self, sequences: list[np.ndarray]) -> np.ndarray:
+    def contexts_of(self, sequences: list[np.ndarray], at: int | None = None) -> np.ndarray:
         """Context vectors of item sequences (Dataset item ids, oldest first), as
         :meth:`score` uses them; items the network has no row for (added after training)
-        are left out of a sequence."""
+        are left out of a sequence. ``at``: the request time, for models that read one."""
         if self.net is None:
             raise ConfigError("fit the model before scoring")
         known = [np.asarray(s, dtype=np.int64) for s in sequences]

@@ -290,10 +290,17 @@ class Side:
     """The context columns of interactions (:data:`SIDE`), as padded tensors aligned
     with item sequences, and the calendar of request times."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.calendar = not dataset.meta.get("order_only", False)
+    def __init__(self, calendar: bool, hours: bool) -> None:
+        self.calendar = calendar
+        """Whether times are dates (not positions of order-only data)."""
+        self.hours = calendar and hours
+        """Whether the times have hours (not all at midnight)."""
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> Side:
+        """The calendar of a Dataset's times."""
         times = dataset.interactions["ts"].to_numpy(np.int64)
-        self.hours = self.calendar and bool((times % DAY != 0).any())
+        return cls(not dataset.meta.get("order_only", False), bool((times % DAY != 0).any()))
 
     def calendar_ids(self, ts: np.ndarray) -> dict[str, np.ndarray]:
         """``day``, ``week``, ``hour`` ids (1-based; 0 without a calendar) of times."""
@@ -318,8 +325,15 @@ class Side:
                 "recency": recency.astype(np.int64) + 1}  # fmt: skip
 
 
-def _calendar(side: Side, at: int) -> dict[str, torch.Tensor]:
-    """The calendar ids of one time, as a batch of one."""
+def _with_prior(vectors: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """``[v ; b]`` rows, so that ``[h ; 1]·[v ; b] = h·v + b``."""
+    return np.concatenate([vectors, prior[:, None]], axis=1).astype(np.float32)
+
+
+def _calendar(side: Side, at: int | None) -> dict[str, torch.Tensor] | None:
+    """The calendar ids of one time, as a batch of one (None: none)."""
+    if at is None:
+        return None
     return {name: torch.as_tensor(ids) for name, ids in side.calendar_ids(np.array([at])).items()}
 
 
@@ -354,6 +368,8 @@ class StarsRecommender(SequentialRecommender):
         """Each user's static feature codes (users × features; none without features)."""
         self.vocabulary: list[str] = []
         """The tag of each column of :attr:`tags` (new items are tagged from it)."""
+        self.context = Side(calendar=True, hours=False)
+        """How the model reads times (set from the data it trains on)."""
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if self.net is None:
@@ -415,17 +431,18 @@ class StarsRecommender(SequentialRecommender):
         return self.user_codes[rows] if self.user_codes.shape[1] else None
 
     def history_vectors(
-        self, items: np.ndarray, ts: np.ndarray | None, side: Side, at: int, user: int | None
+        self, items: np.ndarray, ts: np.ndarray | None, at: int | None, user: int | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``h_next`` and ``h_gen`` (None without the token) of one history at time ``at``
-        (Unix seconds: its context offset): ``items`` Dataset item ids oldest first (items
+        (Unix seconds: its context offset; None: no offset): ``items`` Dataset item ids
+        oldest first (items
         added after training have no token and are left out), ``ts`` their times (None:
         their context unknown), ``user`` a trained user's row (its static features)."""
         items = np.asarray(items, dtype=np.int64)
         known = items < len(self.item_interactions)
         rows = pd.DataFrame({"ts": np.zeros(int(known.sum()), np.int64) if ts is None else
                              np.asarray(ts, dtype=np.int64)[known], "rating": np.nan})  # fmt: skip
-        columns = side.columns(rows)
+        columns = self.context.columns(rows)
         if ts is None:
             columns = {name: np.zeros_like(values) for name, values in columns.items()}
         length = self.config.max_len
@@ -436,18 +453,17 @@ class StarsRecommender(SequentialRecommender):
         if codes is None and self.user_codes.shape[1]:
             codes = torch.zeros(1, self.user_codes.shape[1], dtype=torch.long)
         with torch.no_grad():
-            h_next, h_gen = self.vectors(history, context, _calendar(side, at), codes)
+            h_next, h_gen = self.vectors(history, context, _calendar(self.context, at), codes)
         return h_next[0].numpy(), None if h_gen is None else h_gen[0].numpy()
 
-    def stored_vectors(
-        self, user: int, side: Side, at: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def stored_vectors(self, user: int, at: int | None) -> tuple[np.ndarray, np.ndarray | None]:
         """``h_next`` and ``h_gen`` of a trained user's stored history (with its context
         columns, as :meth:`score` reads it) at time ``at``."""
         rows = torch.as_tensor([user])
         with torch.no_grad():
-            h_next, h_gen = self.vectors(self.history[rows], self._side(rows),
-                                         _calendar(side, at), self._codes(rows))  # fmt: skip
+            when = _calendar(self.context, at)
+            h_next, h_gen = self.vectors(self.history[rows], self._side(rows), when,
+                                         self._codes(rows))  # fmt: skip
         return h_next[0].numpy(), None if h_gen is None else h_gen[0].numpy()
 
     def tag_rows(self, tags: list[list[str]]) -> np.ndarray:
@@ -463,39 +479,47 @@ class StarsRecommender(SequentialRecommender):
             out[row, [column[name] for name in names]] = 1.0
         return out
 
+    def item_table(self) -> np.ndarray:
+        """Every item's token with its prior as one more coordinate, ``[v_k ; b_k]``, so
+        that a query ``[h ; 1]`` (:meth:`contexts_of`) scores ``h·v_k + b_k``."""
+        if self.net is None:
+            raise ConfigError("fit the model before scoring")
+        with torch.no_grad():
+            return _with_prior(self.net.item_vectors().numpy(), self.net.prior.numpy())
+
+    def contexts_of(self, sequences: list[np.ndarray], at: int | None = None) -> np.ndarray:
+        """Queries ``[h_next ; 1]`` of item sequences (their context unknown) with the
+        context offset of time ``at`` (none: no offset), against :meth:`item_table`."""
+        queries = [np.append(self.history_vectors(items, None, at, None)[0], np.float32(1.0))
+                   for items in sequences]  # fmt: skip
+        return np.array(queries, dtype=np.float32)
+
     def new_item_vectors(self, content: np.ndarray, tags: np.ndarray | None = None) -> np.ndarray:
-        """Tokens of items added after training: the text part ``map(c) + Δ`` (Δ by the
-        transfer, none without one; zero for an ID model, whose untrained rows are zero)
-        and the tag part of ``tags`` (multi-hot rows over :attr:`vocabulary`; none: no
-        tags)."""
+        """``[v ; b]`` rows (:meth:`item_table`) of items added after training: the text
+        part ``map(c) + Δ`` (Δ by the transfer, none without one; zero for an ID model,
+        whose untrained rows are zero), the tag part of ``tags`` (multi-hot rows over
+        :attr:`vocabulary`; none: no tags) and the prior of an item never seen."""
         if self.net is None:
             raise ConfigError("fit the model before scoring")
         if isinstance(self.net.items, DeltaItems):
             text = super().new_item_vectors(content)
         else:
             text = np.zeros((len(content), self.net.items.weight.shape[1]), dtype=np.float32)
-        if self.net.attr is None:
-            return text
-        hot = np.zeros((len(content), self.net.tags.shape[1]), np.float32) if tags is None else tags
-        with torch.no_grad():
-            tag_part = self.net.attr(torch.as_tensor(hot, dtype=torch.float32)).numpy()
-        return np.concatenate([text, tag_part], axis=1)
-
-    def item_priors(self) -> np.ndarray:
-        """The prior ``b_k`` of every trained item (zeros with γ = 0)."""
-        assert self.net is not None
-        return self.net.prior.numpy().copy()
-
-    def new_item_prior(self) -> float:
-        """The prior of an item added after training: that of an item never seen."""
-        return unseen_prior(self.item_interactions.numpy(), self.config.gamma,
-                            self.config.prior_smoothing)  # fmt: skip
+        if self.net.attr is not None:
+            hot = np.zeros((len(content), self.net.tags.shape[1]), np.float32) if (
+                tags is None) else tags  # fmt: skip
+            with torch.no_grad():
+                tag_part = self.net.attr(torch.as_tensor(hot, dtype=torch.float32)).numpy()
+            text = np.concatenate([text, tag_part], axis=1)
+        prior = unseen_prior(self.item_interactions.numpy(), self.config.gamma,
+                             self.config.prior_smoothing)  # fmt: skip
+        return _with_prior(text, np.full(len(content), prior, dtype=np.float32))
 
     def _start(self, dataset: Dataset, generator: torch.Generator) -> StarsTrainer:  # type: ignore[override]
         if self.tags is not None and len(self.tags) != dataset.n_items:
             raise ConfigError(f"tags must have one row per item ({dataset.n_items}), got "
                               f"{len(self.tags)}")  # fmt: skip
-        side = Side(dataset)
+        side = self.context = Side.of(dataset)
         rows = _user_rows(dataset, HISTORY_SPLITS)
         sequences = [r["item_idx"].to_numpy(np.int64) for r in rows]
         columns = [side.columns(r) for r in rows]
@@ -550,6 +574,7 @@ class StarsRecommender(SequentialRecommender):
         tags = tensors["net.tags"][1:].numpy()
         self.tags = tags if tags.shape[1] else None
         hours = bool(saved.fields.get("hours", False))
+        self.context = Side(bool(saved.fields.get("calendar", True)), hours)
         vectors = None if content is None else content.numpy()
         self.user_codes = tensors["user_codes"]
         self.vocabulary = list(saved.fields.get("vocabulary", []))
@@ -565,7 +590,8 @@ class StarsRecommender(SequentialRecommender):
 
     def _extra(self) -> dict[str, Any]:
         hours = {"hours": self.net.hours} if self.net is not None else {}
-        return {**super()._extra(), **hours, "vocabulary": self.vocabulary}
+        return {**super()._extra(), **hours, "calendar": self.context.calendar,
+                "vocabulary": self.vocabulary}  # fmt: skip
 
 
 class StarsTrainer:

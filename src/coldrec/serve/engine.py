@@ -417,7 +417,7 @@ class Engine(BaseEngine):
         candidates = _interleave([self.catalogue.search(v, self.top_m, allowed)
                                   for v in views], self.top_m)  # fmt: skip
         retriever = self.catalogue.retriever.array[candidates] @ views[0]
-        context = self.run.ranker.contexts_of([np.array(seen)])[0]
+        context = self.run.ranker.contexts_of([np.array(seen)], at)[0]
         ranker = self.catalogue.ranker.array[candidates] @ context
         fused = self.fused(np.asarray(candidates), ranker, retriever)
         order = _top(fused, k)

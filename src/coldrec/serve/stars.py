@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from coldrec.encode import TextEncoderConfig
-from coldrec.rank.stars import Side
 from coldrec.serve.engine import BaseEngine, ServeConfig, _interleave
 from coldrec.serve.run import StarsRun
 from coldrec.serve.store import WriteLog
@@ -38,9 +37,8 @@ class StarsEngine(BaseEngine):
 
     def __init__(self, run: StarsRun, config: ServeConfig, log: WriteLog) -> None:
         self.run, self.model = run, run.model
-        self.side = Side(run.dataset)
         self.mode = config.mode or self.model.config.scoring
-        vectors = _with_prior(self.model.item_table(), self.model.item_priors())
+        vectors = self.model.item_table()
         delta = self.model.config.delta
         encoder = delta.encoder if delta is not None else TextEncoderConfig()
         super().__init__(run.dataset, config, log, encoder, (vectors, vectors),
@@ -53,8 +51,7 @@ class StarsEngine(BaseEngine):
         self, records: list[dict[str, Any]], content: np.ndarray, rows: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
         tags = self.model.tag_rows([list(r.get("tags") or []) for r in records])
-        prior = np.full(len(records), self.model.new_item_prior(), dtype=np.float32)
-        vectors = _with_prior(self.model.new_item_vectors(content, tags), prior)
+        vectors = self.model.new_item_vectors(content, tags)
         for k, row in enumerate(rows):
             if 0 <= row < self.trained_items:  # a Dataset item keeps its trained token
                 vectors[k] = self.catalogue.retriever.array[row]
@@ -87,10 +84,10 @@ class StarsEngine(BaseEngine):
         None for a given history)."""
         trained = row is not None and row < self.users.trained
         if row is not None and trained and row not in self.users.changed:
-            return self.model.stored_vectors(row, self.side, at)
+            return self.model.stored_vectors(row, at)
         times = self.users.times[row] if row is not None else None
         ts = np.asarray(times, dtype=np.int64) if times is not None else None
-        return self.model.history_vectors(np.asarray(seen, dtype=np.int64), ts, self.side, at,
+        return self.model.history_vectors(np.asarray(seen, dtype=np.int64), ts, at,
                                           row if trained else None)  # fmt: skip
 
     def _explained(self, user: str, row: int) -> dict[str, Any]:
@@ -102,8 +99,3 @@ class StarsEngine(BaseEngine):
 
     def _described(self) -> dict[str, Any]:
         return {"model": "stars", "mode": self.mode, "gamma": self.model.config.gamma}
-
-
-def _with_prior(vectors: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """``[v ; b]`` rows, so that ``[h ; 1]·[v ; b] = h·v + b``."""
-    return np.concatenate([vectors, prior[:, None]], axis=1).astype(np.float32)
