@@ -3,6 +3,7 @@ them only through the context offset, and a new item with tags is scored at once
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,16 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from coldrec.config import validate
 from coldrec.data import Dataset
-from coldrec.errors import DataError
+from coldrec.errors import ConfigError, DataError
+from coldrec.experiment.config import ExperimentConfig
 from coldrec.experiment.evaluate import EvaluateConfig, run_evaluation
+from coldrec.experiment.run import run_experiment
+from coldrec.rank.stars import StarsRecommender
 from coldrec.serve.app import create_app, open_engine
-from coldrec.serve.engine import ServeConfig
-from coldrec.serve.run import StarsRun, load_run
+from coldrec.serve.engine import Engine, ServeConfig
+from coldrec.serve.run import RunArtifacts, StarsRun, load_run
 from coldrec.serve.stars import StarsEngine
 from coldrec.serve.store import WriteLog
 
@@ -146,3 +151,35 @@ def test_the_http_service_of_a_stars_run_takes_mode_time_and_tags(stars_run: Pat
     top = lists["next"]["items"][0]["item"]
     explained = client.get("/explain", params={"user_id": user, "item_id": top}).json()
     assert explained["mode"] == "next" and explained["gamma"] == 0.5 and explained["of"] > 0
+
+
+def test_a_run_with_a_stars_ranker_tags_ranks_and_serves(tmp_path: Path) -> None:
+    settings = {
+        "name": "stars_tiny", "seeds": [0],
+        "data": {"source": {"kind": "synthetic", "n_users": 300, "n_items": 200, "seed": 5}},
+        "retrieve": {"top_m": 60, "model": {"dim": 16, "training": {"epochs": 2}}},
+        "tag": {"llm": {"backend": {"kind": "embedding"}}, "vocabulary_size": 12,
+                "threshold": 0.2},
+        "rank": {"model": {"kind": "stars", "dim": 32, "tag_dim": 8, "gamma": 0.3,
+                           "training": {"epochs": 2, "eval_every": 1}}},
+    }  # fmt: skip
+    out = tmp_path / "run"
+    records = run_experiment(validate(ExperimentConfig, settings), out)
+    assert [r["folder"] for r in records] == ["data", "retrieve", "tag", "rank/seed0", "report"]
+    metrics = json.loads((out / "rank" / "seed0" / "metrics-seed0.json").read_text())
+    assert metrics["inputs"]["tags"].endswith("tag/tags.parquet")
+    loaded = load_run(out)
+    assert isinstance(loaded, RunArtifacts) and isinstance(loaded.ranker, StarsRecommender)
+    assert loaded.ranker.tags is not None and len(loaded.ranker.vocabulary) == 12
+    engine = Engine(loaded, ServeConfig(), WriteLog(tmp_path / "w.db"))
+    user = next(u for u, h in zip(engine.users.ids, engine.users.histories, strict=True) if h)
+    found = engine.recommend(user, k=5, at=1_700_438_400)
+    assert found.source == "ranked" and len(found.items) == 5
+    engine.add_items([{"item": "new-1", "title": "something new"}])
+    assert engine.catalogue.ranker.array[engine.catalogue.row_of["new-1"]][-1] == pytest.approx(
+        loaded.ranker.item_table()[:, -1].max())  # the prior of an item never seen  # fmt: skip
+    with pytest.raises(ConfigError, match="read by the stars ranker only"):
+        validate(ExperimentConfig, {**settings, "rank": {}})
+    with pytest.raises(ConfigError, match="stars trains without pseudo labels"):
+        validate(ExperimentConfig, {**settings, "losses": ["sim"], "supervise": {
+            "llm": {"backend": {"kind": "embedding"}}}})  # fmt: skip

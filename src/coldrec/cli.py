@@ -243,6 +243,9 @@ def rank_command(
     valid_triplets: Path | None = typer.Option(
         None, "--valid-triplets", help="Triplets made from the validation view."
     ),
+    tags: Path | None = typer.Option(
+        None, "--tags", help="stars: the items' tags (coldrec tag's tags.parquet)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
     name: str | None = typer.Option(None, "--name", help="Method name in reports."),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
@@ -253,7 +256,7 @@ def rank_command(
     layers = _layers(config, overrides, seed=seed, name=name)
     view = LabelFiles(valid_edges, valid_triplets)
     labels = LabelFiles(edges, triplets, view if view else None)
-    result = run_ranking(validate(RankConfig, layers), dataset, candidates, out, labels)
+    result = run_ranking(validate(RankConfig, layers), dataset, candidates, out, labels, tags)
     _print_metrics(result)
 
 

@@ -21,8 +21,10 @@ from coldrec.data.prepare import DataConfig
 from coldrec.encode import TextEncoderConfig
 from coldrec.experiment.evaluate import EvaluateConfig
 from coldrec.rank.run import RankConfig
+from coldrec.rank.stars import StarsConfig
 from coldrec.retrieval.retrieve import RetrieveConfig
 from coldrec.supervision.run import SuperviseConfig
+from coldrec.supervision.tags import TagConfig
 
 __all__ = ["ExperimentConfig", "Loss"]
 
@@ -49,6 +51,8 @@ class ExperimentConfig(BaseModel):
     retrieve: RetrieveConfig = Field(default_factory=RetrieveConfig)
     supervise: SuperviseConfig | None = None
     """The LLM stages; ``None``: no labels (E0)."""
+    tag: TagConfig | None = None
+    """Attribute tags of the items (``coldrec tag``), read by a ``stars`` ranker."""
     losses: tuple[Loss, ...] = ()
     """Label losses of the ranker: ``sim`` (edges, ``L_sim``), ``pair`` (triplets)."""
     rank: RankConfig = Field(default_factory=RankConfig)
@@ -74,12 +78,21 @@ class ExperimentConfig(BaseModel):
         supervise = _plain(data.get("supervise"))
         if isinstance(supervise, dict):
             filled["supervise"] = {"encoder": encoder, **_seeded("supervise", supervise, seed)}
+        tag = _plain(data.get("tag"))
+        if isinstance(tag, dict):
+            filled["tag"] = {"encoder": encoder, **_seeded("tag", tag, seed)}
         return filled
 
     @model_validator(mode="after")
     def _losses_need_labels(self) -> Self:
         if self.losses and self.supervise is None:
             raise ValueError(f"losses {list(self.losses)} need a supervise node")
+        stars = isinstance(self.rank.model, StarsConfig)
+        if self.tag is not None and not stars:
+            raise ValueError(f"the tag node's tags are read by the stars ranker only, not "
+                             f"{self.rank.model.kind}")  # fmt: skip
+        if stars and self.losses:
+            raise ValueError("stars trains without pseudo labels: drop the losses")
         return self
 
     def rank_run(self, seed: int) -> RankConfig:

@@ -10,8 +10,11 @@ retrieve     Two-Tower + FAISS candidates, the      prepare
              saved Two-Tower (``retrieve/``)
 supervise    taxonomy, LLM stages → edges,          prepare, retrieve
              triplets (only with ``supervise``)
-rank         per seed: the ranker with the labels   prepare, retrieve, supervise
-             of ``losses``, fused, evaluated and
+tag          attribute tags of the items            prepare
+             (only with ``tag``; STARS reads them)
+rank         per seed: the ranker with the labels   prepare, retrieve, supervise,
+             of ``losses`` (or the tags), fused,    tag
+             evaluated and
              kept (``rank/seed<N>/``)
 baselines    per seed and baseline: ``evaluate``    prepare
              (``baselines/<name>/seed<N>/``)
@@ -57,12 +60,13 @@ from coldrec.retrieval.retrieve import run_retrieval
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import run_supervision, stages_markdown
+from coldrec.supervision.tags import run_tagging
 
 __all__ = ["STEPS", "Step", "plan", "run_experiment", "step_key"]
 
 log = logging.getLogger(__name__)
 
-STEPS = ("prepare", "retrieve", "supervise", "rank", "baselines", "report")
+STEPS = ("prepare", "retrieve", "supervise", "tag", "rank", "baselines", "report")
 
 
 class RankStep(BaseModel):
@@ -108,14 +112,21 @@ def plan(config: ExperimentConfig, out: Path) -> list[Step]:
         steps.append(Step("supervise", "supervise", config.supervise, ("data", "retrieve"),
                           "coldrec.supervision.run",
                           partial(run_supervision, config.supervise, data, retrieval)))  # fmt: skip
+    tags = None
+    if config.tag is not None:
+        tags = out / "tag" / "tags.parquet"
+        steps.append(Step("tag", "tag", config.tag, ("data",), "coldrec.supervision.tags",
+                          partial(run_tagging, config.tag, data)))  # fmt: skip
     view = config.supervise is not None and config.supervise.validation_view
     files = LabelFiles.of_run(labels, "sim" in config.losses, "pair" in config.losses, view)
-    reads = ("data", "retrieve", *(("supervise",) if config.losses else ()))
+    reads = ("data", "retrieve", *(("supervise",) if config.losses else ()),
+             *(("tag",) if tags else ()))  # fmt: skip
     for seed in config.seeds:
         rank = config.rank_run(seed)
         steps.append(Step("rank", f"rank/seed{seed}", RankStep(rank=rank, losses=config.losses),
                           reads, "coldrec.rank.run",
-                          partial(run_ranking, rank, data, retrieval, labels=files)))  # fmt: skip
+                          partial(run_ranking, rank, data, retrieval, labels=files,
+                                  tags=tags)))  # fmt: skip
         for name in config.baselines:
             base = config.baseline_run(name, seed)
             steps.append(Step("baselines", f"baselines/{name}/seed{seed}", base, ("data",),

@@ -48,7 +48,7 @@ from coldrec.errors import DataError
 from coldrec.eval.protocol import Scorer, Selection, evaluate
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.retrieval.two_tower import TwoTower
-from coldrec.training.saving import SIDECAR
+from coldrec.training.saving import SIDECAR, import_class
 from coldrec.training.scores import minmax
 
 __all__ = ["EvidenceBlend", "FusedRanker", "FusionChoice", "FusionMode", "choose_fusion", "fuse"]
@@ -134,8 +134,12 @@ class FusedRanker:
         ``fusion.json`` says, unless given. A retriever other than the one it was saved
         with is refused."""
         folder = Path(folder)
-        ranker = SequentialRecommender.load(folder, dataset)
-        fusion = read_json(folder / SIDECAR).get("fusion")
+        fields = read_json(folder / SIDECAR)
+        kind = import_class(str(fields.get("class")), folder / SIDECAR)
+        if not issubclass(kind, SequentialRecommender):
+            raise DataError(f"{folder / SIDECAR}: holds a {kind.__name__}, not a sequential ranker")
+        ranker = kind.load(folder, dataset)
+        fusion = fields.get("fusion")
         if not isinstance(fusion, dict):
             raise DataError(f"{folder / SIDECAR}: a ranker without fusion settings")
         if retriever is None:

@@ -48,13 +48,17 @@ from coldrec.rank.fusion import (
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.sequential import SequentialRecommender
+from coldrec.rank.stars import StarsConfig, StarsRecommender
 from coldrec.retrieval.two_tower import TwoTower
 from coldrec.supervision.labels import LabelFiles
+from coldrec.supervision.tags import read_tags
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
 
 __all__ = ["RankConfig", "RankerConfig", "TransferGrid", "run_ranking"]
 
-RankerConfig = Annotated[SASRecConfig | GRU4RecConfig | BERT4RecConfig, Field(discriminator="kind")]
+RankerConfig = Annotated[
+    SASRecConfig | GRU4RecConfig | BERT4RecConfig | StarsConfig, Field(discriminator="kind")
+]
 """Any sequential ranker's config; ``kind`` selects it."""
 
 log = logging.getLogger(__name__)
@@ -133,12 +137,18 @@ def run_ranking(
     retrieval: Path,
     out: Path,
     labels: LabelFiles | None = None,
+    tags: Path | None = None,
 ) -> dict[str, Any]:
-    """Fit the ranker on the Dataset in ``dataset_path`` (with ``labels``), fuse it with
-    the Two-Tower model of the ``coldrec retrieve`` run in ``retrieval`` over that run's
-    candidates, evaluate; write the run folder (the fused ranker in ``out/model``) and
-    return the metrics."""
+    """Fit the ranker on the Dataset in ``dataset_path`` (with ``labels``; STARS with the
+    items' ``tags``, ``coldrec tag``'s ``tags.parquet``), fuse it with the Two-Tower model
+    of the ``coldrec retrieve`` run in ``retrieval`` over that run's candidates, evaluate;
+    write the run folder (the fused ranker in ``out/model``) and return the metrics."""
     labels = labels or LabelFiles()
+    if tags is not None and not isinstance(config.model, StarsConfig):
+        raise ConfigError(f"tags are read by the stars ranker only, not {config.model.kind}")
+    if labels and isinstance(config.model, StarsConfig):
+        raise ConfigError("stars trains without pseudo labels (L_sim and L_pair are not built "
+                          "for it): drop the losses")  # fmt: skip
     if config.label_settings() and not labels:
         raise ConfigError("label_weights and edge_caps choose how labels train: give edges "
                           "or triplets")  # fmt: skip
@@ -159,7 +169,7 @@ def run_ranking(
                                               valid_candidates)  # fmt: skip
         model.fit(dataset)  # goes on with the chosen model's generator
     else:
-        model = SequentialRecommender(config.model, labels, negatives)
+        model = _ranker(config.model, labels, negatives, dataset, tags)
         model.fit(dataset, generator=config.generator())
     fitted = time.perf_counter()
     transfer = None
@@ -174,7 +184,8 @@ def run_ranking(
     fused = FusedRanker(model, retriever, config.mode, fusion.alpha, fusion.blend)
     metrics = config.evaluate(fused, dataset, candidates, config.candidate_ms)
     fused.save(out / "model")
-    inputs = {"dataset": dataset_path, "retrieval": retrieval, **labels.paths()}
+    inputs = {"dataset": dataset_path, "retrieval": retrieval, **labels.paths(),
+              **({"tags": tags} if tags is not None else {})}  # fmt: skip
     result = run_record(config, dataset, inputs, metrics, model, fit_s=fitted - start,
                         total_s=time.perf_counter() - start)  # fmt: skip
     result["fusion"] = {"mode": config.mode, "alpha": fusion.alpha if choose else config.alpha,
@@ -186,6 +197,22 @@ def run_ranking(
         result["transfer_choice"] = transfer
     write_run(out, config, result)
     return result
+
+
+def _ranker(
+    settings: RankerConfig,
+    labels: LabelFiles,
+    negatives: Candidates | None,
+    dataset: Dataset,
+    tags: Path | None,
+) -> SequentialRecommender:
+    """A fresh ranker of ``settings`` (STARS with the items' tags, if given)."""
+    if not isinstance(settings, StarsConfig):
+        return SequentialRecommender(settings, labels, negatives)
+    model = StarsRecommender(settings)
+    if tags is not None:
+        model.tags, model.vocabulary = read_tags(tags, dataset)
+    return model
 
 
 def _choose_labels(
