@@ -21,6 +21,7 @@ from coldrec.baselines.popularity import PopularityConfig
 from coldrec.config import kinds
 from coldrec.data.dataset import Dataset
 from coldrec.errors import ConfigError
+from coldrec.graph import LightGCNConfig, XSimGCLConfig
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
@@ -44,7 +45,9 @@ ModelConfig = Annotated[
     | SASRecConfig
     | GRU4RecConfig
     | BERT4RecConfig
-    | StarsConfig,
+    | StarsConfig
+    | LightGCNConfig
+    | XSimGCLConfig,
     Field(discriminator="kind"),
 ]
 """Any model config; ``kind`` selects the model."""

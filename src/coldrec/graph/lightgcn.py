@@ -1,0 +1,259 @@
+"""LightGCN (He et al., SIGIR 2020) and XSimGCL (Yu et al., TKDE 2023) over the user–item
+graph of the training history, on coldrec's trainer.
+
+- **Propagation**: ego embeddings ``E⁰`` (users, then items) are multiplied by the
+  normalised adjacency ``Â`` (:func:`~coldrec.graph.adjacency.normalised_adjacency`)
+  ``n_layers`` times. LightGCN's final embeddings are the mean of ``E⁰ … E^L``;
+  XSimGCL's the mean of ``E¹ … E^L``, each layer perturbed in training by
+  ``sign(E)·normalise(U(0, 1))·ε``.
+- **Loss**: BPR over (user, positive, uniform negative) triples of the history (a
+  negative is never one of the user's items), plus ``reg`` × the batch's squared ego
+  norms; XSimGCL adds ``lambda_cl`` × InfoNCE (temperature ``cl_temperature``) between
+  the final embeddings and those of layer ``cl_layer`` of the batch's users and items.
+- **Strict cold items** (no training edge) have no graph signal; coldrec's addition (the
+  papers do not treat them): their embedding is a ridge-regression map of their text
+  vector (MiniLM) fitted on the trained items' final embeddings after training, so every
+  item is scored; a new item added later gets the same map.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.encode import TextEncoder, TextEncoderConfig
+from coldrec.errors import ConfigError
+from coldrec.eval.protocol import selection_score
+from coldrec.graph.adjacency import normalised_adjacency
+from coldrec.training.loop import TrainedConfig, TrainingConfig
+from coldrec.training.model import TrainedModel
+from coldrec.training.saving import Saved
+from coldrec.training.scores import scores_at
+
+__all__ = ["GraphConfig", "GraphNet", "GraphRecommender", "LightGCNConfig", "XSimGCLConfig"]
+
+
+class GraphConfig(TrainedConfig):
+    """What LightGCN and XSimGCL share."""
+
+    dim: int = Field(64, gt=0)
+    n_layers: int = Field(3, gt=0)
+    reg: float = Field(1e-4, ge=0)
+    """Weight of the batch's squared ego-embedding norms (λ_reg)."""
+    encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    """The text vectors of the cold items' map."""
+    ridge: float = Field(1.0, gt=0)
+    """Ridge penalty of the text → embedding map of cold items."""
+    training: TrainingConfig = Field(
+        default_factory=lambda: TrainingConfig(epochs=300, batch_size=2048, lr=1e-3,
+                                               weight_decay=0.0, eval_every=5, patience=5)
+    )  # fmt: skip
+
+    def build(self) -> GraphRecommender:
+        return GraphRecommender(self)
+
+
+class LightGCNConfig(GraphConfig):
+    """LightGCN: the mean of the propagated layers, BPR."""
+
+    kind: Literal["lightgcn"] = "lightgcn"
+
+
+class XSimGCLConfig(GraphConfig):
+    """XSimGCL: noise-perturbed propagation and a cross-layer contrastive loss."""
+
+    kind: Literal["xsimgcl"] = "xsimgcl"
+    eps: float = Field(0.2, ge=0)
+    """Size of the propagation noise ε."""
+    lambda_cl: float = Field(0.2, ge=0)
+    cl_temperature: float = Field(0.2, gt=0)
+    cl_layer: int = Field(1, gt=0)
+    """The layer whose embeddings are contrasted with the final ones."""
+
+
+class GraphNet(nn.Module):
+    """Ego embeddings of the users, then the items, and their propagation."""
+
+    def __init__(self, n_users: int, n_items: int, config: GraphConfig) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.config = n_users, n_items, config
+        self.ego = nn.Embedding(n_users + n_items, config.dim)
+        nn.init.xavier_normal_(self.ego.weight)
+
+    def propagate(
+        self, adjacency: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final embeddings of every node and those of layer ``cl_layer`` (XSimGCL;
+        LightGCN: the final ones again). With ``generator`` (training), XSimGCL's layers
+        get their noise from it."""
+        config = self.config
+        xsim = config if isinstance(config, XSimGCLConfig) else None
+        layers = [] if xsim else [self.ego.weight]
+        current, contrasted = self.ego.weight, self.ego.weight
+        for depth in range(1, config.n_layers + 1):
+            current = adjacency @ current
+            if xsim is not None and generator is not None and xsim.eps > 0:
+                noise = torch.rand(current.shape, generator=generator)
+                current = current + torch.sign(current) * F.normalize(noise, dim=-1) * xsim.eps
+            layers.append(current)
+            if xsim is not None and depth == xsim.cl_layer:
+                contrasted = current
+        final = torch.stack(layers).mean(dim=0)
+        return final, final if xsim is None else contrasted
+
+
+class GraphRecommender(TrainedModel):
+    """LightGCN or XSimGCL (``config.kind``) over the full catalogue, a
+    :class:`~coldrec.training.model.Trainable`. After ``fit``, ``user_vectors`` and
+    ``item_vectors`` hold the final embeddings (cold items' from the text map) and
+    scores are their inner products; saved, it keeps them and the map."""
+
+    config: GraphConfig
+
+    def __init__(self, config: GraphConfig) -> None:
+        super().__init__(config)
+        self.net: GraphNet | None = None
+        self.user_vectors = torch.zeros(0, config.dim)
+        self.item_vectors = torch.zeros(0, config.dim)
+        self.text_map = torch.zeros(0, config.dim)
+        """``(text dim + 1) × dim``: a text vector (with a 1 for the bias) to an item
+        embedding, fitted on the trained items."""
+        self._adjacency: torch.Tensor | None = None
+        self._content: np.ndarray | None = None
+        self._linked = np.zeros(0, dtype=bool)
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        if not len(self.user_vectors):
+            raise ConfigError("fit the model before scoring")
+        full = self.user_vectors[torch.as_tensor(users)] @ self.item_vectors.T
+        return scores_at(full.numpy(), items)
+
+    def new_item_vectors(self, content: np.ndarray) -> np.ndarray:
+        """Embeddings of items without edges (added after training) from their text."""
+        rows = np.hstack([content, np.ones((len(content), 1), np.float32)])
+        return (torch.as_tensor(rows, dtype=torch.float32) @ self.text_map).numpy()
+
+    def _start(self, dataset: Dataset, generator: torch.Generator) -> _Trainer:
+        history = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
+        users = history["user_idx"].to_numpy(np.int64)
+        items = history["item_idx"].to_numpy(np.int64)
+        self._adjacency = normalised_adjacency(users, items, dataset.n_users, dataset.n_items)
+        self._linked = np.bincount(items, minlength=dataset.n_items) > 0
+        if self._content is None or len(self._content) != dataset.n_items:
+            self._content = TextEncoder(self.config.encoder).encode(dataset.item_text)
+        self.net = GraphNet(dataset.n_users, dataset.n_items, self.config)
+        return _Trainer(self, dataset, users, items, generator)
+
+    def _finish(self, dataset: Dataset) -> None:
+        self.export()
+        self._adjacency = None  # rebuilt by each training; not kept in copies
+
+    def export(self) -> None:
+        """Final embeddings of every user and item; cold items' from the text map fitted
+        (ridge) on the trained items."""
+        assert self.net is not None and self._adjacency is not None and self._content is not None
+        with torch.no_grad():
+            final, _ = self.net.propagate(self._adjacency)
+        users, items = final[: self.net.n_users], final[self.net.n_users :].clone()
+        content = np.hstack([self._content, np.ones((len(self._content), 1), np.float32)])
+        self.text_map = torch.as_tensor(_ridge(content[self._linked], items[self._linked].numpy(),
+                                               self.config.ridge))  # fmt: skip
+        cold = torch.as_tensor(~self._linked)
+        items[cold] = torch.as_tensor(content[~self._linked], dtype=torch.float32) @ self.text_map
+        self.user_vectors, self.item_vectors = users, items
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors,
+                "text_map": self.text_map}  # fmt: skip
+
+    def _restore(self, tensors: dict[str, torch.Tensor], saved: Saved) -> None:
+        self.user_vectors, self.item_vectors = tensors["user_vectors"], tensors["item_vectors"]
+        self.text_map = tensors["text_map"]
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    """``argmin_W ‖xW − y‖² + penalty·‖W‖²`` (float32)."""
+    x64 = x.astype(np.float64)
+    gram = x64.T @ x64 + penalty * np.eye(x.shape[1])
+    return np.linalg.solve(gram, x64.T @ y.astype(np.float64)).astype(np.float32)
+
+
+class _Trainer:
+    """One training of a graph model on one Dataset's history."""
+
+    def __init__(
+        self,
+        model: GraphRecommender,
+        dataset: Dataset,
+        users: np.ndarray,
+        items: np.ndarray,
+        generator: torch.Generator,
+    ) -> None:
+        assert model.net is not None and model._adjacency is not None
+        self.model, self.dataset, self.generator = model, dataset, generator
+        self.net: GraphNet = model.net
+        self.adjacency = model._adjacency
+        pairs = np.unique(users * dataset.n_items + items)
+        self.pairs = torch.as_tensor(pairs)
+        self.n_items = dataset.n_items
+        self.pool = torch.as_tensor(np.flatnonzero(model._linked))
+        options = model.config.training
+        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=options.lr,
+                                          weight_decay=options.weight_decay)  # fmt: skip
+
+    def train_epoch(self, epoch: int) -> float:
+        order = torch.randperm(len(self.pairs), generator=self.generator)
+        total = 0.0
+        for batch in order.split(self.model.config.training.batch_size):
+            loss = self.batch_loss(self.pairs[batch])
+            self.optimiser.zero_grad()
+            loss.backward()
+            self.optimiser.step()
+            total += loss.item() * len(batch)
+        return total / len(self.pairs)
+
+    def negatives(self, users: torch.Tensor) -> torch.Tensor:
+        """One uniform item of the trained ones per user, never one of the user's own."""
+        draw = self.pool[torch.randint(len(self.pool), users.shape, generator=self.generator)]
+        for _ in range(20):  # redraw collisions; a user owning nearly every item is rare
+            owned = torch.isin(users * self.n_items + draw, self.pairs)
+            if not owned.any():
+                break
+            redraw = torch.randint(len(self.pool), (int(owned.sum()),), generator=self.generator)
+            draw[owned] = self.pool[redraw]
+        return draw
+
+    def batch_loss(self, pairs: torch.Tensor) -> torch.Tensor:
+        """BPR + ``reg``·squared ego norms (+ XSimGCL's ``lambda_cl``·InfoNCE)."""
+        config, net = self.model.config, self.net
+        users, positives = pairs // self.n_items, pairs % self.n_items
+        negatives = self.negatives(users)
+        final, contrasted = net.propagate(self.adjacency, self.generator)
+        item_rows = net.n_users
+        u, i, j = final[users], final[item_rows + positives], final[item_rows + negatives]
+        bpr = -F.logsigmoid((u * i).sum(1) - (u * j).sum(1)).mean()
+        ego = net.ego.weight
+        reg = (ego[users].pow(2).sum() + ego[item_rows + positives].pow(2).sum()
+               + ego[item_rows + negatives].pow(2).sum()) / len(pairs)  # fmt: skip
+        loss = bpr + config.reg * reg
+        if isinstance(config, XSimGCLConfig) and config.lambda_cl:
+            nodes = [torch.unique(users), item_rows + torch.unique(positives)]
+            cl = sum(_info_nce(final[n], contrasted[n], config.cl_temperature) for n in nodes)
+            loss = loss + config.lambda_cl * cl
+        return loss
+
+    def validation_score(self) -> float:
+        self.model.export()
+        return selection_score(self.model, self.dataset)
+
+
+def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of row ``k`` of ``a`` against row ``k`` of ``b`` among all rows of ``b``."""
+    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
+    return F.cross_entropy(logits, torch.arange(len(a)))

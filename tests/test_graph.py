@@ -1,0 +1,102 @@
+"""Graph rankers: the normalised adjacency and LightGCN's propagation on a hand-worked toy
+graph, XSimGCL's noise, BPR negatives, the text map of cold items, learning, saving."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from coldrec.data import Dataset
+from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
+from coldrec.graph.adjacency import normalised_adjacency
+from coldrec.graph.lightgcn import GraphNet, _Trainer
+
+
+def test_the_adjacency_of_a_three_user_toy_graph_is_normalised_by_hand() -> None:
+    # users 0, 1, 2; items 0, 1: edges u0-i0, u1-i0, u1-i1, u2-i1 (u1-i0 given twice)
+    adjacency = normalised_adjacency(np.array([0, 1, 1, 1, 2]), np.array([0, 0, 0, 1, 1]), 3, 2)
+    dense = adjacency.to_dense().numpy()
+    # degrees: u0 1, u1 2, u2 1, i0 2, i1 2; entry = 1 / sqrt(d_u d_i)
+    expected = np.zeros((5, 5))
+    for u, i, value in [(0, 0, 1 / math.sqrt(2)), (1, 0, 1 / 2), (1, 1, 1 / 2),
+                        (2, 1, 1 / math.sqrt(2))]:  # fmt: skip
+        expected[u, 3 + i] = expected[3 + i, u] = value
+    assert dense == pytest.approx(expected)
+
+
+def test_lightgcn_averages_the_propagated_layers_and_xsimgcl_leaves_out_the_ego() -> None:
+    adjacency = normalised_adjacency(np.array([0, 1, 1, 2]), np.array([0, 0, 1, 1]), 3, 2)
+    a = adjacency.to_dense()
+    net = GraphNet(3, 2, LightGCNConfig(dim=4, n_layers=2))
+    e0 = net.ego.weight.detach()
+    final, _ = net.propagate(adjacency)
+    assert final.detach() == pytest.approx(((e0 + a @ e0 + a @ a @ e0) / 3).numpy(), abs=1e-6)
+    xsim = GraphNet(3, 2, XSimGCLConfig(dim=4, n_layers=2, cl_layer=1))
+    with torch.no_grad():
+        xsim.ego.weight.copy_(e0)
+    final, layer = xsim.propagate(adjacency)  # no generator: no noise
+    assert final.detach() == pytest.approx(((a @ e0 + a @ a @ e0) / 2).numpy(), abs=1e-6)
+    assert layer.detach() == pytest.approx((a @ e0).numpy(), abs=1e-6)
+    noisy, _ = xsim.propagate(adjacency, torch.Generator().manual_seed(0))
+    draws = torch.Generator().manual_seed(0)  # the same uniform draws, layer by layer
+    layers, current = [], e0
+    for _ in range(2):
+        current = a @ current
+        unit = torch.rand(current.shape, generator=draws)
+        current = current + torch.sign(current) * unit / unit.norm(dim=1, keepdim=True) * 0.2
+        layers.append(current)
+    assert noisy.detach() == pytest.approx(((layers[0] + layers[1]) / 2).numpy(), abs=1e-6)
+
+
+def test_negatives_are_never_the_users_own_items(small_dataset: Dataset) -> None:
+    model = GraphRecommender(LightGCNConfig(dim=8))
+    trainer = model._start(small_dataset, torch.Generator().manual_seed(0))
+    assert isinstance(trainer, _Trainer)
+    users = trainer.pairs // small_dataset.n_items
+    drawn = trainer.negatives(users)
+    assert not torch.isin(users * small_dataset.n_items + drawn, trainer.pairs).any()
+    assert model._linked[drawn.numpy()].all()  # only items with edges
+
+
+@pytest.fixture(scope="module")
+def lightgcn(small_dataset: Dataset) -> GraphRecommender:
+    config = LightGCNConfig(dim=16, training={"epochs": 30, "eval_every": 5, "lr": 0.01})
+    return GraphRecommender(config).fit(small_dataset, generator=torch.Generator().manual_seed(0))
+
+
+def test_cold_items_are_the_text_map_of_their_vectors(
+    lightgcn: GraphRecommender, small_dataset: Dataset
+) -> None:
+    cold = small_dataset.cold_items
+    assert len(cold) and not lightgcn._linked[cold].any()
+    content = lightgcn._content
+    assert content is not None
+    mapped = lightgcn.new_item_vectors(content[cold])
+    assert lightgcn.item_vectors[cold].numpy() == pytest.approx(mapped, abs=1e-5)
+    # the map is the ridge solution on the trained items: its normal equations hold
+    x = np.hstack([content, np.ones((len(content), 1))])[lightgcn._linked]
+    y = lightgcn.item_vectors[lightgcn._linked].numpy()
+    w = lightgcn.text_map.numpy()
+    residual = x.T @ (x @ w - y) + lightgcn.config.ridge * w
+    assert np.abs(residual).max() < 1e-3
+
+
+def test_lightgcn_ranks_held_out_items_above_chance(
+    lightgcn: GraphRecommender, small_dataset: Dataset
+) -> None:
+    from coldrec.eval.protocol import evaluate
+
+    warm = evaluate(lightgcn, small_dataset, ks=(20,))["segments"]["warm"]["recall@20"]
+    chance = 20 / small_dataset.n_items
+    assert warm > 2 * chance
+
+
+def test_a_saved_graph_model_scores_the_same(lightgcn: GraphRecommender, tmp_path: Path) -> None:
+    lightgcn.save(tmp_path / "model")
+    loaded = GraphRecommender.load(tmp_path / "model")
+    users = np.arange(10)
+    assert np.array_equal(loaded.score(users), lightgcn.score(users))
