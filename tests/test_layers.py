@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("training",),
     ("retrieval", "llm"),
     ("supervision",),
-    ("rank", "baselines"),
+    ("rank", "graph", "baselines"),
     ("experiment", "serve"),
     ("cli",),
 ]
