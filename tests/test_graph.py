@@ -14,6 +14,7 @@ from coldrec.data import Dataset
 from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
 from coldrec.graph.adjacency import normalised_adjacency
 from coldrec.graph.lightgcn import GraphNet, _Trainer
+from coldrec.graph.losses import adaptive_info_nce, labpr
 
 
 def test_the_adjacency_of_a_three_user_toy_graph_is_normalised_by_hand() -> None:
@@ -100,3 +101,31 @@ def test_a_saved_graph_model_scores_the_same(lightgcn: GraphRecommender, tmp_pat
     loaded = GraphRecommender.load(tmp_path / "model")
     users = np.arange(10)
     assert np.array_equal(loaded.score(users), lightgcn.score(users))
+
+
+def test_labpr_weighs_hard_negatives_on_a_hand_made_case() -> None:
+    positive = torch.tensor([2.0, 0.5])
+    negatives = torch.tensor([[1.0, 3.0], [0.0, 0.5]])
+    hard = torch.tensor([[True, False], [False, True]])
+
+    def term(d: float) -> float:  # −log σ(d)
+        return math.log(1 + math.exp(-d))
+
+    # weights 3 (hard) and 1: (3·t(1) + t(-1) + t(0.5) + 3·t(0)) / 8
+    expected = (3 * term(1.0) + term(-1.0) + term(0.5) + 3 * term(0.0)) / 8
+    assert labpr(positive, negatives, hard, 3.0).item() == pytest.approx(expected, rel=1e-6)
+    plain = (term(1.0) + term(-1.0) + term(0.5) + term(0.0)) / 4  # w_h = 1: plain BPR
+    assert labpr(positive, negatives, hard, 1.0).item() == pytest.approx(plain, rel=1e-6)
+
+
+def test_adaptive_info_nce_uses_each_temperature_and_the_hard_weight() -> None:
+    positive = torch.tensor([0.8])
+    negatives = torch.tensor([[0.5, 0.2]])
+    hard = torch.tensor([[True, False]])
+    # τ_p 0.5, τ_h 0.1 (weight 2), τ_e 0.2
+    top = math.exp(0.8 / 0.5)
+    expected = -math.log(top / (top + 2 * math.exp(0.5 / 0.1) + math.exp(0.2 / 0.2)))
+    got = adaptive_info_nce(positive, negatives, hard, 0.5, 0.1, 0.2, 2.0)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="tau_hard < tau_easy <= tau_positive"):
+        adaptive_info_nce(positive, negatives, hard, 0.5, 0.3, 0.2, 2.0)
