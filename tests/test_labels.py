@@ -13,11 +13,11 @@ from coldrec._util.sparse import item_lists
 from coldrec.data import Dataset, PrepareConfig, prepare
 from coldrec.data.candidates import Candidates
 from coldrec.errors import DataError
-from coldrec.rank.negatives import PoolSampler, UniformSampler
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.supervision.labels import LabelFiles, read_labels
 from coldrec.training.loop import TrainingConfig
+from coldrec.training.negatives import PoolSampler, UniformSampler
 from tests.helpers import frames_of
 
 

@@ -15,9 +15,9 @@ import torch
 from coldrec.data import Dataset
 from coldrec.rank.interleave import round_robin
 from coldrec.rank.items import DeltaItems
-from coldrec.rank.negatives import SubclassSampler
 from coldrec.rank.prior import popularity_prior
 from coldrec.rank.stars import StarsConfig, StarsRecommender
+from coldrec.training.negatives import SubclassSampler
 
 
 def test_prior_on_hand_counts() -> None:

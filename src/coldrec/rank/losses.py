@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from coldrec.rank.negatives import NegativeSampler
     from coldrec.rank.network import SequenceNet, SequentialConfig
     from coldrec.supervision.labels import Labels
+    from coldrec.training.negatives import NegativeSampler
 
 __all__ = [
     "LabelLosses",

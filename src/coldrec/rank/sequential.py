@@ -43,11 +43,11 @@ from coldrec.eval.protocol import selection_score
 from coldrec.rank.batching import length_batches, padded_sequences, target_weights
 from coldrec.rank.items import DeltaItems, IdItems
 from coldrec.rank.losses import LabelLosses, full_softmax_loss, sequence_softmax_loss
-from coldrec.rank.negatives import NegativeSampler, PoolSampler, UniformSampler
 from coldrec.rank.network import SequenceNet, SequentialConfig
 from coldrec.rank.transfer import Transfer, TransferConfig, knn_gate_transfer, lenders
 from coldrec.supervision.labels import LabelFiles, Labels
 from coldrec.training.model import TrainedModel
+from coldrec.training.negatives import NegativeSampler, PoolSampler, UniformSampler
 from coldrec.training.saving import Saved
 from coldrec.training.scores import scores_at
 

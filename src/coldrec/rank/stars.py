@@ -30,7 +30,7 @@ popularity prior, subclass-aware negatives, calendar context and two user vector
   ``b_k = −γ log π_k`` (:func:`~coldrec.rank.prior.popularity_prior`; kept at scoring,
   so cold items get the largest prior), every position's next item against the
   sequence's uniform negatives and ``subclass_negatives`` of its own from the target's
-  taxonomy leaf (:class:`~coldrec.rank.negatives.SubclassSampler`); ``h_gen`` scores the
+  taxonomy leaf (:class:`~coldrec.training.negatives.SubclassSampler`); ``h_gen`` scores the
   sequence's last target the same way. Optional ``λ_neg·L_neg`` (logistic loss pushing
   negatives' logits down) and ``λ_aux·L_aux`` (in-batch InfoNCE between a user's
   ``h_gen`` and last ``h_next``). AdamW with linear warm-up and cosine decay over
@@ -59,12 +59,12 @@ from coldrec.eval.protocol import selection_score
 from coldrec.rank.batching import length_batches, padded_sequences, target_weights
 from coldrec.rank.interleave import round_robin
 from coldrec.rank.items import INIT_STD, DeltaConfig, DeltaItems, IdItems
-from coldrec.rank.negatives import SubclassSampler, UniformSampler
 from coldrec.rank.network import SequentialConfig
 from coldrec.rank.prior import popularity_prior, unseen_prior
 from coldrec.rank.sasrec import attention_mask
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.supervision.labels import LabelFiles
+from coldrec.training.negatives import SubclassSampler, UniformSampler
 from coldrec.training.saving import Saved
 from coldrec.training.scores import scores_at
 
