@@ -13,8 +13,8 @@ import torch
 from coldrec.data import Dataset
 from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
 from coldrec.graph.adjacency import normalised_adjacency
-from coldrec.graph.lightgcn import GraphNet, _Trainer
-from coldrec.graph.losses import adaptive_info_nce, labpr
+from coldrec.graph.lightgcn import GraphNet, RankLevel, _dominant, _Trainer
+from coldrec.graph.losses import adaptive_info_nce, labpr, same_group
 
 
 def test_the_adjacency_of_a_three_user_toy_graph_is_normalised_by_hand() -> None:
@@ -57,9 +57,10 @@ def test_negatives_are_never_the_users_own_items(small_dataset: Dataset) -> None
     model = GraphRecommender(LightGCNConfig(dim=8))
     trainer = model._start(small_dataset, torch.Generator().manual_seed(0))
     assert isinstance(trainer, _Trainer)
-    users = trainer.pairs // small_dataset.n_items
-    drawn = trainer.negatives(users)
-    assert not torch.isin(users * small_dataset.n_items + drawn, trainer.pairs).any()
+    users, positives = trainer.pairs // small_dataset.n_items, trainer.pairs % small_dataset.n_items
+    drawn = trainer.negatives(users, positives)
+    assert drawn.shape == (len(users), 1)
+    assert not torch.isin(users[:, None] * small_dataset.n_items + drawn, trainer.pairs).any()
     assert model._linked[drawn.numpy()].all()  # only items with edges
 
 
@@ -129,3 +130,33 @@ def test_adaptive_info_nce_uses_each_temperature_and_the_hard_weight() -> None:
     assert got.item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="tau_hard < tau_easy <= tau_positive"):
         adaptive_info_nce(positive, negatives, hard, 0.5, 0.3, 0.2, 2.0)
+
+
+def test_hard_and_easy_negatives_split_by_group_on_a_hand_made_grouping() -> None:
+    anchors = torch.tensor([0, 1, -1])
+    others = torch.tensor([[0, 1], [1, 1], [-1, 0]])
+    assert same_group(anchors, others).tolist() == [[True, False], [True, True], [False, False]]
+    # users 0, 1, 2 with item groups: user 0 → 3, 3, 5 (3); user 1 → 5, 2 (tie: 2); user 2 none
+    users = np.array([0, 0, 0, 1, 1, 2])
+    groups = np.array([3, 3, 5, 5, 2, -1])
+    assert _dominant(users, groups, 4).tolist() == [3, 2, -1, -1]
+
+
+def test_the_rank_level_draws_hard_negatives_from_the_positives_group(
+    small_dataset: Dataset,
+) -> None:
+    level = RankLevel(n_negatives=4, hard_share=0.5)
+    model = GraphRecommender(XSimGCLConfig(dim=8, rank_level=level))
+    trainer = model._start(small_dataset, torch.Generator().manual_seed(0))
+    assert isinstance(trainer, _Trainer)
+    users, positives = trainer.pairs // small_dataset.n_items, trainer.pairs % small_dataset.n_items
+    drawn = trainer.negatives(users, positives)
+    assert drawn.shape == (len(users), 4)
+    assert not torch.isin(users[:, None] * small_dataset.n_items + drawn, trainer.pairs).any()
+    hard = same_group(trainer.item_group[positives], trainer.item_group[drawn])
+    # the first two from the leaf (unless it has no other item, or one was the user's own
+    # and was redrawn uniformly), the last two uniform
+    from_leaf, uniform = hard[:, :2].float().mean(), hard[:, 2:].float().mean()
+    assert from_leaf > 0.6 and from_leaf > 3 * uniform
+    loss = trainer.batch_loss(trainer.pairs[:256])
+    assert torch.isfinite(loss) and loss.requires_grad

@@ -10,6 +10,12 @@ graph of the training history, on coldrec's trainer.
   negative is never one of the user's items), plus ``reg`` × the batch's squared ego
   norms; XSimGCL adds ``lambda_cl`` × InfoNCE (temperature ``cl_temperature``) between
   the final embeddings and those of layer ``cl_layer`` of the batch's users and items.
+- **Rank-level activation** (LAGCL4Rec, ``rank_level``): items are grouped by their
+  taxonomy leaf and users by the most frequent leaf of their history (the stand-ins for
+  LLM-named groups); each positive gets ``n_negatives``, ``hard_share`` of them from its
+  own group (hard) and the rest uniform (easy unless in the group by chance); BPR becomes
+  LABPR (:func:`~coldrec.graph.losses.labpr`) and XSimGCL's InfoNCE the
+  adaptive-temperature one (:func:`~coldrec.graph.losses.in_batch_adaptive_info_nce`).
 - **Strict cold items** (no training edge) have no graph signal; coldrec's addition (the
   papers do not treat them): their embedding is a ridge-regression map of their text
   vector (MiniLM) fitted on the trained items' final embeddings after training, so every
@@ -23,20 +29,45 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.data.taxonomy import build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig
 from coldrec.errors import ConfigError
 from coldrec.eval.protocol import selection_score
 from coldrec.graph.adjacency import normalised_adjacency
+from coldrec.graph.losses import in_batch_adaptive_info_nce, labpr, same_group
 from coldrec.training.loop import TrainedConfig, TrainingConfig
 from coldrec.training.model import TrainedModel
+from coldrec.training.negatives import SubclassSampler
 from coldrec.training.saving import Saved
 from coldrec.training.scores import scores_at
 
 __all__ = ["GraphConfig", "GraphNet", "GraphRecommender", "LightGCNConfig", "XSimGCLConfig"]
+
+
+class RankLevel(BaseModel):
+    """LAGCL4Rec's rank-level activation (module doc)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_negatives: int = Field(4, gt=0)
+    """Negatives per positive."""
+    hard_share: float = Field(0.5, ge=0, le=1)
+    """Share of them drawn from the positive's group."""
+    w_hard: float = Field(2.0, gt=0)
+    """Weight of a hard negative's term (LABPR and InfoNCE)."""
+    tau_positive: float = Field(0.2, gt=0)
+    tau_easy: float = Field(0.2, gt=0)
+    tau_hard: float = Field(0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _temperatures_in_order(self) -> RankLevel:
+        if not self.tau_hard < self.tau_easy <= self.tau_positive:
+            raise ValueError("need tau_hard < tau_easy <= tau_positive")
+        return self
 
 
 class GraphConfig(TrainedConfig):
@@ -50,6 +81,8 @@ class GraphConfig(TrainedConfig):
     """The text vectors of the cold items' map."""
     ridge: float = Field(1.0, gt=0)
     """Ridge penalty of the text → embedding map of cold items."""
+    rank_level: RankLevel | None = None
+    """LAGCL4Rec's hard negatives by group (None: the plain backbone)."""
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(epochs=300, batch_size=2048, lr=1e-3,
                                                weight_decay=0.0, eval_every=5, patience=5)
@@ -203,6 +236,15 @@ class _Trainer:
         self.pairs = torch.as_tensor(pairs)
         self.n_items = dataset.n_items
         self.pool = torch.as_tensor(np.flatnonzero(model._linked))
+        self.level = model.config.rank_level
+        self.item_group = torch.zeros(dataset.n_items, dtype=torch.long)
+        self.user_group = torch.zeros(dataset.n_users, dtype=torch.long)
+        self.grouped: SubclassSampler | None = None
+        if self.level is not None:
+            leaves = build_taxonomy(dataset).item_leaf
+            self.item_group = torch.as_tensor(leaves, dtype=torch.long)
+            self.user_group = torch.as_tensor(_dominant(users, leaves[items], dataset.n_users))
+            self.grouped = SubclassSampler(leaves, self.pool.numpy(), self.level.hard_share)
         options = model.config.training
         self.optimiser = torch.optim.Adam(self.net.parameters(), lr=options.lr,
                                           weight_decay=options.weight_decay)  # fmt: skip
@@ -218,10 +260,18 @@ class _Trainer:
             total += loss.item() * len(batch)
         return total / len(self.pairs)
 
-    def negatives(self, users: torch.Tensor) -> torch.Tensor:
-        """One uniform item of the trained ones per user, never one of the user's own."""
-        draw = self.pool[torch.randint(len(self.pool), users.shape, generator=self.generator)]
-        for _ in range(20):  # redraw collisions; a user owning nearly every item is rare
+    def negatives(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Negatives of each (user, positive) pair among the trained items, never one of
+        the user's own: one uniform, or with the rank level ``n_negatives``, some from the
+        positive's group (batch × k)."""
+        if self.grouped is None:
+            draw = self.pool[torch.randint(len(self.pool), (len(users), 1),
+                                           generator=self.generator)]  # fmt: skip
+        else:
+            assert self.level is not None
+            draw = self.grouped.sample_for(positives, self.level.n_negatives, self.generator)
+        users = users[:, None].expand_as(draw)
+        for _ in range(20):  # redraw collisions uniformly (a user owning most items is rare)
             owned = torch.isin(users * self.n_items + draw, self.pairs)
             if not owned.any():
                 break
@@ -230,27 +280,62 @@ class _Trainer:
         return draw
 
     def batch_loss(self, pairs: torch.Tensor) -> torch.Tensor:
-        """BPR + ``reg``·squared ego norms (+ XSimGCL's ``lambda_cl``·InfoNCE)."""
-        config, net = self.model.config, self.net
+        """BPR or LABPR + ``reg``·squared ego norms (+ XSimGCL's ``lambda_cl``·InfoNCE,
+        adaptive with the rank level)."""
+        config, net, level = self.model.config, self.net, self.level
         users, positives = pairs // self.n_items, pairs % self.n_items
-        negatives = self.negatives(users)
+        negatives = self.negatives(users, positives)
         final, contrasted = net.propagate(self.adjacency, self.generator)
         item_rows = net.n_users
         u, i, j = final[users], final[item_rows + positives], final[item_rows + negatives]
-        bpr = -F.logsigmoid((u * i).sum(1) - (u * j).sum(1)).mean()
+        positive, negative = (u * i).sum(1), torch.einsum("bd,bkd->bk", u, j)
+        if level is None:
+            ranking = -F.logsigmoid(positive[:, None] - negative).mean()
+        else:
+            hard = same_group(self.item_group[positives], self.item_group[negatives])
+            ranking = labpr(positive, negative, hard, level.w_hard)
         ego = net.ego.weight
-        reg = (ego[users].pow(2).sum() + ego[item_rows + positives].pow(2).sum()
-               + ego[item_rows + negatives].pow(2).sum()) / len(pairs)  # fmt: skip
-        loss = bpr + config.reg * reg
+        # the negatives' norms count as one negative's, so k negatives keep reg's scale
+        squares = (ego[users].pow(2).sum() + ego[item_rows + positives].pow(2).sum()
+                   + ego[item_rows + negatives].pow(2).sum() / negatives.shape[1])  # fmt: skip
+        reg = squares / len(pairs)
+        loss = ranking + config.reg * reg
         if isinstance(config, XSimGCLConfig) and config.lambda_cl:
-            nodes = [torch.unique(users), item_rows + torch.unique(positives)]
-            cl = sum(_info_nce(final[n], contrasted[n], config.cl_temperature) for n in nodes)
-            loss = loss + config.lambda_cl * cl
+            users_in, items_in = torch.unique(users), torch.unique(positives)
+            nodes = [(users_in, self.user_group[users_in]),
+                     (item_rows + items_in, self.item_group[items_in])]  # fmt: skip
+            loss = loss + config.lambda_cl * sum(
+                self._contrast(final[n], contrasted[n], groups, config) for n, groups in nodes
+            )
         return loss
+
+    def _contrast(
+        self, a: torch.Tensor, b: torch.Tensor, groups: torch.Tensor, config: XSimGCLConfig
+    ) -> torch.Tensor:
+        level = self.level
+        if level is None:
+            return _info_nce(a, b, config.cl_temperature)
+        return in_batch_adaptive_info_nce(a, b, groups, level.tau_positive, level.tau_hard,
+                                          level.tau_easy, level.w_hard)  # fmt: skip
 
     def validation_score(self) -> float:
         self.model.export()
         return selection_score(self.model, self.dataset)
+
+
+def _dominant(users: np.ndarray, groups: np.ndarray, n_users: int) -> np.ndarray:
+    """Each user's most frequent group among ``groups`` (aligned with ``users``; -1:
+    none), the smaller id among ties; -1 for a user without a grouped item."""
+    keep = groups >= 0
+    out = np.full(n_users, -1, dtype=np.int64)
+    if not keep.any():
+        return out
+    frame = np.stack([users[keep], groups[keep]])
+    pairs, counts = np.unique(frame, axis=1, return_counts=True)
+    order = np.lexsort((pairs[1], -counts, pairs[0]))  # per user: most frequent, then smallest
+    first = np.unique(pairs[0][order], return_index=True)[1]
+    out[pairs[0][order][first]] = pairs[1][order][first]
+    return out
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -21,7 +21,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["adaptive_info_nce", "labpr"]
+__all__ = ["adaptive_info_nce", "in_batch_adaptive_info_nce", "labpr", "same_group"]
+
+
+def same_group(anchors: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """Hard-negative mask: ``others`` (batch × k group ids) in the group of their row's
+    anchor (``anchors``: batch group ids); a group id below 0 (no group) matches nothing."""
+    return (others == anchors[:, None]) & (anchors[:, None] >= 0)
 
 
 def labpr(
@@ -56,3 +62,23 @@ def adaptive_info_nce(
     log_weight = torch.where(hard, torch.log(torch.tensor(w_hard)), torch.tensor(0.0))
     logits = torch.cat([(positive / tau_positive)[:, None], scaled + log_weight], dim=1)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def in_batch_adaptive_info_nce(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    groups: torch.Tensor,
+    tau_positive: float,
+    tau_hard: float,
+    tau_easy: float,
+    w_hard: float,
+) -> torch.Tensor:
+    """:func:`adaptive_info_nce` of row ``k`` of ``a`` against row ``k`` of ``b`` (cosine),
+    the other rows of ``b`` its negatives, hard when in row ``k``'s group (``groups``)."""
+    similarity = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
+    n = len(a)
+    off = ~torch.eye(n, dtype=torch.bool)
+    negatives = similarity[off].view(n, n - 1)
+    others = groups[None, :].expand(n, n)[off].view(n, n - 1)
+    return adaptive_info_nce(similarity.diagonal(), negatives, same_group(groups, others),
+                             tau_positive, tau_hard, tau_easy, w_hard)  # fmt: skip
