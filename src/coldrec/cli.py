@@ -34,6 +34,7 @@ from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 from coldrec.serve.app import serve
 from coldrec.serve.engine import ServeConfig
+from coldrec.supervision.augment import AugmentConfig, run_augmentation
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import SuperviseConfig, run_supervision
@@ -198,6 +199,9 @@ def evaluate_command(
     tags: Path | None = typer.Option(
         None, "--tags", help="stars: the items' tags (coldrec tag's tags.parquet)."
     ),
+    augmented: Path | None = typer.Option(
+        None, "--augmented", help="lightgcn, xsimgcl: a coldrec augment folder."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override any setting: --set model.alpha=0.7."
@@ -206,7 +210,7 @@ def evaluate_command(
     """Fit a model on a Dataset's history and evaluate it on the test split (full ranking)."""
     kind = {"kind": model.value} if model is not None else None
     layers = _layers(config, overrides, model=kind, seed=seed, name=name)
-    result = run_evaluation(validate(EvaluateConfig, layers), dataset, out, tags)
+    result = run_evaluation(validate(EvaluateConfig, layers), dataset, out, tags, augmented)
     _print_metrics(result)
 
 
@@ -316,6 +320,33 @@ def tag_command(
                      items=items)  # fmt: skip
     summary = run_tagging(validate(TagConfig, layers), dataset, out, vocabulary)
     _print_tagging(summary)
+
+
+@app.command("augment")
+@user_errors
+def augment_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Folder: profiles, augmented.parquet, summary."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
+    model: str | None = typer.Option(None, "--model", help="openai: the model name."),
+    users: int | None = typer.Option(None, "--users", help="Augment a sample of sparse users."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override: --set candidates=256."),
+) -> None:
+    """Profile sparse users and add LLM-judged positive and negative interactions
+    (LAGCL4Rec's data level)."""
+    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
+    chosen_backend = {k: v for k, v in chosen.items() if v}
+    layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
+                     users=users)  # fmt: skip
+    summary = run_augmentation(validate(AugmentConfig, layers), dataset, out)
+    backend_note = summary["backend"]
+    console.print(f"augment ({backend_note['identity']}, {backend_note['note']}): "
+                  f"{summary['sparse_users']:,} sparse users, {summary['positives']:,} "
+                  f"positives and {summary['negatives']:,} negatives; real-pair rate "
+                  f"{summary['real_pair_rate']:.2%} (random candidates "
+                  f"{summary['random_real_pair_rate']:.2%})")  # fmt: skip
 
 
 @llm_app.command("check")

@@ -21,13 +21,14 @@ from coldrec.baselines.popularity import PopularityConfig
 from coldrec.config import kinds
 from coldrec.data.dataset import Dataset
 from coldrec.errors import ConfigError
-from coldrec.graph import LightGCNConfig, XSimGCLConfig
+from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
 from coldrec.rank.sequential import SequentialRecommender
 from coldrec.rank.stars import StarsConfig, StarsRecommender
 from coldrec.retrieval.two_tower import TwoTowerConfig
+from coldrec.supervision.augment import read_augmentation
 from coldrec.supervision.tags import read_tags
 from coldrec.training.model import Trainable
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
@@ -65,7 +66,11 @@ class EvaluateConfig(RunConfig):
 
 
 def run_evaluation(
-    config: EvaluateConfig, dataset_path: Path, out: Path, tags: Path | None = None
+    config: EvaluateConfig,
+    dataset_path: Path,
+    out: Path,
+    tags: Path | None = None,
+    augmented: Path | None = None,
 ) -> dict[str, Any]:
     """Fit ``config.model`` on the Dataset in ``dataset_path`` and evaluate it; write the
     run folder (a trained model kept in ``out/model``) and return the metrics. ``tags``:
@@ -80,6 +85,12 @@ def run_evaluation(
             raise ConfigError(f"tags are read by the stars model only, not {config.model.kind}")
         model.tags, model.vocabulary = read_tags(tags, dataset)
         inputs["tags"] = tags
+    if augmented is not None:
+        if not isinstance(model, GraphRecommender):
+            raise ConfigError(f"augmented interactions are read by the graph models only, not "
+                              f"{config.model.kind}")  # fmt: skip
+        model.augmentation = read_augmentation(augmented, dataset)
+        inputs["augmented"] = augmented
     if isinstance(model, Trainable):
         model.fit(dataset, generator=config.generator())
     else:

@@ -10,6 +10,10 @@ graph of the training history, on coldrec's trainer.
   negative is never one of the user's items), plus ``reg`` × the batch's squared ego
   norms; XSimGCL adds ``lambda_cl`` × InfoNCE (temperature ``cl_temperature``) between
   the final embeddings and those of layer ``cl_layer`` of the batch's users and items.
+- **Data-level activation** (LAGCL4Rec, :attr:`GraphRecommender.augmentation`, from
+  ``coldrec augment``): the augmented positives join the graph as edges and the BPR pairs;
+  a user with augmented negatives draws ``augmented_negatives`` of their negatives from
+  them.
 - **Rank-level activation** (LAGCL4Rec, ``rank_level``): items are grouped by their
   taxonomy leaf and users by the most frequent leaf of their history (the stand-ins for
   LLM-named groups); each positive gets ``n_negatives``, ``hard_share`` of them from its
@@ -27,6 +31,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -83,6 +88,9 @@ class GraphConfig(TrainedConfig):
     """Ridge penalty of the text → embedding map of cold items."""
     rank_level: RankLevel | None = None
     """LAGCL4Rec's hard negatives by group (None: the plain backbone)."""
+    augmented_negatives: float = Field(0.5, ge=0, le=1)
+    """With augmentation: the share of a user's negatives drawn from their augmented
+    negatives (when they have some)."""
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(epochs=300, batch_size=2048, lr=1e-3,
                                                weight_decay=0.0, eval_every=5, patience=5)
@@ -157,6 +165,8 @@ class GraphRecommender(TrainedModel):
         self.text_map = torch.zeros(0, config.dim)
         """``(text dim + 1) × dim``: a text vector (with a 1 for the bias) to an item
         embedding, fitted on the trained items."""
+        self.augmentation: pd.DataFrame | None = None
+        """Augmented interactions (``coldrec augment``'s, :func:`read_augmentation`)."""
         self._adjacency: torch.Tensor | None = None
         self._content: np.ndarray | None = None
         self._linked = np.zeros(0, dtype=bool)
@@ -176,6 +186,10 @@ class GraphRecommender(TrainedModel):
         history = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
         users = history["user_idx"].to_numpy(np.int64)
         items = history["item_idx"].to_numpy(np.int64)
+        if self.augmentation is not None:
+            extra = self.augmentation.loc[self.augmentation["kind"] == "positive"]
+            users = np.concatenate([users, extra["user_idx"].to_numpy(np.int64)])
+            items = np.concatenate([items, extra["item_idx"].to_numpy(np.int64)])
         self._adjacency = normalised_adjacency(users, items, dataset.n_users, dataset.n_items)
         self._linked = np.bincount(items, minlength=dataset.n_items) > 0
         if self._content is None or len(self._content) != dataset.n_items:
@@ -236,6 +250,7 @@ class _Trainer:
         self.pairs = torch.as_tensor(pairs)
         self.n_items = dataset.n_items
         self.pool = torch.as_tensor(np.flatnonzero(model._linked))
+        self.disliked = _augmented_negatives(model.augmentation, dataset.n_users)
         self.level = model.config.rank_level
         self.item_group = torch.zeros(dataset.n_items, dtype=torch.long)
         self.user_group = torch.zeros(dataset.n_users, dtype=torch.long)
@@ -270,6 +285,7 @@ class _Trainer:
         else:
             assert self.level is not None
             draw = self.grouped.sample_for(positives, self.level.n_negatives, self.generator)
+        draw = self._with_disliked(users, draw)
         users = users[:, None].expand_as(draw)
         for _ in range(20):  # redraw collisions uniformly (a user owning most items is rare)
             owned = torch.isin(users * self.n_items + draw, self.pairs)
@@ -278,6 +294,20 @@ class _Trainer:
             redraw = torch.randint(len(self.pool), (int(owned.sum()),), generator=self.generator)
             draw[owned] = self.pool[redraw]
         return draw
+
+    def _with_disliked(self, users: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
+        """``draw`` with each entry replaced, with probability ``augmented_negatives``, by
+        one of the row's user's augmented negatives (for users that have some)."""
+        if self.disliked is None:
+            return draw
+        starts, sizes, items = self.disliked
+        share = self.model.config.augmented_negatives
+        swap = (torch.rand(draw.shape, generator=self.generator) < share) & (
+            sizes[users] > 0)[:, None]  # fmt: skip
+        offsets = (torch.rand(draw.shape, generator=self.generator)
+                   * sizes[users].clamp_min(1)[:, None]).long()  # fmt: skip
+        picked = items[(starts[users][:, None] + offsets).clamp_max(len(items) - 1)]
+        return torch.where(swap, picked, draw)
 
     def batch_loss(self, pairs: torch.Tensor) -> torch.Tensor:
         """BPR or LABPR + ``reg``·squared ego norms (+ XSimGCL's ``lambda_cl``·InfoNCE,
@@ -321,6 +351,23 @@ class _Trainer:
     def validation_score(self) -> float:
         self.model.export()
         return selection_score(self.model, self.dataset)
+
+
+def _augmented_negatives(
+    augmentation: pd.DataFrame | None, n_users: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Each user's augmented negatives, grouped: (start, count) per user and the items."""
+    if augmentation is None:
+        return None
+    negatives = augmentation.loc[augmentation["kind"] == "negative"].sort_values(
+        ["user_idx", "item_idx"], kind="stable")  # fmt: skip
+    if negatives.empty:
+        return None
+    users = negatives["user_idx"].to_numpy(np.int64)
+    sizes = np.bincount(users, minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return (torch.as_tensor(starts), torch.as_tensor(sizes),
+            torch.tensor(negatives["item_idx"].to_numpy(np.int64)))  # fmt: skip
 
 
 def _dominant(users: np.ndarray, groups: np.ndarray, n_users: int) -> np.ndarray:
