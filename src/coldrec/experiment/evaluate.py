@@ -20,8 +20,10 @@ from coldrec.baselines.content import ItemKNNContentConfig
 from coldrec.baselines.popularity import PopularityConfig
 from coldrec.config import kinds
 from coldrec.data.dataset import Dataset
+from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
 from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
+from coldrec.llm.client import LLM
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
@@ -29,6 +31,7 @@ from coldrec.rank.sequential import SequentialRecommender
 from coldrec.rank.stars import StarsConfig, StarsRecommender
 from coldrec.retrieval.two_tower import TwoTowerConfig
 from coldrec.supervision.augment import read_augmentation
+from coldrec.supervision.rerank import LLMReranked, RerankConfig, choose_alpha
 from coldrec.supervision.tags import read_tags
 from coldrec.training.model import Trainable
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
@@ -60,6 +63,9 @@ class EvaluateConfig(RunConfig):
     """What ``coldrec evaluate`` runs."""
 
     model: ModelConfig = Field(default_factory=PopularityConfig)
+    rerank: RerankConfig | None = None
+    """The LLM re-ranking of the model's top candidates, α chosen on validation (trained
+    models with early stopping; LAGCL4Rec's rerank level)."""
 
     def default_name(self) -> str:
         return self.model.kind
@@ -96,7 +102,11 @@ def run_evaluation(
     else:
         model.fit(dataset)
     fitted = time.perf_counter()
-    metrics = config.evaluate(model, dataset)
+    reranked: dict[str, Any] = {}
+    if config.rerank is None:
+        metrics = config.evaluate(model, dataset)
+    else:
+        metrics, reranked = _reranked(config, config.rerank, model, dataset, out)
     done = time.perf_counter()
     if isinstance(model, Trainable):
         model.save(out / "model")
@@ -104,6 +114,32 @@ def run_evaluation(
                         fit_s=fitted - start, evaluate_s=done - fitted)  # fmt: skip
     if isinstance(model, SequentialRecommender) and model.transfer is not None:
         result["transfer"] = model.transfer.summary()
+    if reranked:
+        result["rerank"] = reranked
     write_run(out, config, result)
     log.info("%s: metrics written to %s", config.method, out)
     return result
+
+
+def _reranked(
+    config: EvaluateConfig, rerank: RerankConfig, model: Any, dataset: Dataset, out: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics of ``model`` re-ranked by the LLM at the α its validation model chose,
+    and what the re-ranking did (α, the validation curve, invalid answers, cost)."""
+    validation = getattr(model, "validation_model", None)
+    if validation is None:
+        raise ConfigError("rerank chooses α on validation: use a trained model with "
+                          "early_stopping")  # fmt: skip
+    view = validation_view(dataset, model.config.valid_share)
+    out.mkdir(parents=True, exist_ok=True)
+    with LLM(rerank.llm, log=out / "rerank_calls.jsonl") as llm:
+        if llm.backend.generates_text:
+            llm.preflight()
+        alpha, curve = choose_alpha(validation, view, rerank, llm)
+        reranked = LLMReranked(model, dataset, rerank, llm, alpha)
+        metrics = config.evaluate(reranked, dataset)
+        summary = {"alpha": alpha, "validation_curve": curve,
+                   "invalid_users": reranked.invalid_users(), "users": len(reranked.relevance),
+                   "backend": llm.backend.identity, "llm": llm.backend.generates_text,
+                   "calls": llm.totals()}  # fmt: skip
+    return metrics, summary

@@ -1,0 +1,185 @@
+"""The LLM as re-ranker of a model's top candidates, fused with the model (LAGCL4Rec's
+rerank level, eq. 19–21; the LLM-ranking issue shares it).
+
+For each user, the model's top ``top_c`` items (history left out) go to the LLM with the
+titles of the user's ``history_items`` most recent items; it scores each candidate's
+relevance (0–10, an integer-array schema, cached and accounted). The fused score of a
+candidate is ``α·softmax(s_model) + (1 − α)·softmax(s_llm / τ)`` over the user's
+candidates: the model's scores are softmax-normalised too, so both terms are
+distributions over the same items and α weighs like against like (``α = 1`` keeps the
+model's order). A user whose answer is missing or invalid keeps the model's order
+(counted). α is chosen on the validation view (:func:`choose_alpha`), never on test.
+
+With the ``embedding`` backend (no LLM, said so) the relevance is the cosine of the
+user's mean history text vector with the candidate's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
+from coldrec.eval.protocol import Scorer, Selection, evaluate
+from coldrec.llm.base import Request
+from coldrec.llm.client import LLM, LLMConfig
+
+__all__ = ["LLMReranked", "RerankConfig", "choose_alpha", "fused_scores"]
+
+_RANK = ("You judge how relevant each candidate product is to a shopper, from their "
+         "purchase history, from 0 (irrelevant) to 10 (what they want next), one score per "
+         "candidate, in order.")  # fmt: skip
+
+
+class RerankConfig(BaseModel):
+    """The LLM re-ranking of a model's top candidates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    top_c: int = Field(20, gt=1)
+    """Candidates per user the LLM re-ranks."""
+    history_items: int = Field(50, gt=0)
+    """Most recent history items shown."""
+    temperature: float = Field(1.0, gt=0)
+    """τ of the softmax over the LLM's scores."""
+    alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = tuple(
+        round(0.1 * step, 1) for step in range(11)
+    )
+    """The α values tried on validation."""
+    encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    """The ``embedding`` backend's text vectors."""
+
+
+def fused_scores(model: np.ndarray, llm: np.ndarray, alpha: float, tau: float) -> np.ndarray:
+    """``α·softmax(model) + (1 − α)·softmax(llm/τ)`` per row; a row whose LLM scores are
+    not all finite keeps the model's softmax alone."""
+    usable = np.isfinite(llm).all(axis=1)
+    fused = _softmax(model)
+    blend = alpha * fused[usable] + (1 - alpha) * _softmax(llm[usable] / tau)
+    fused[usable] = blend
+    return fused
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+class LLMReranked:
+    """A :class:`~coldrec.eval.protocol.Scorer`: ``model``'s scores with each user's top
+    ``top_c`` (history left out) re-ordered by the fusion at ``alpha``, above the rest,
+    which keep the model's order. The LLM's scores are kept per user (``relevance``) and
+    reused across α values."""
+
+    def __init__(
+        self, model: Scorer, dataset: Dataset, config: RerankConfig, llm: LLM, alpha: float
+    ) -> None:
+        self.model, self.dataset, self.config, self.llm, self.alpha = (
+            model, dataset, config, llm, alpha)  # fmt: skip
+        self.history = dataset.sequences(*HISTORY_SPLITS)
+        self.relevance: dict[int, np.ndarray] = {}
+        self._profiles: np.ndarray | None = None
+        self._items: np.ndarray | None = None
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        if items is not None:
+            raise ValueError("the LLM re-ranker ranks the full catalogue's top candidates")
+        base = np.asarray(self.model.score(users), dtype=np.float64)
+        top = self._top(users, base)
+        llm = self._relevance(users, top)
+        model = np.take_along_axis(base, top, axis=1)
+        fused = fused_scores(model, llm, self.alpha, self.config.temperature)
+        finite = np.where(np.isfinite(base), base, np.nan)
+        low = np.nanmin(finite, axis=1, keepdims=True)
+        high = np.nanmax(finite, axis=1, keepdims=True)
+        out = base - (high - low) - 2.0  # every other item below the fused ones, in order
+        np.put_along_axis(out, top, fused, axis=1)
+        return out.astype(np.float32)
+
+    def _top(self, users: np.ndarray, base: np.ndarray) -> np.ndarray:
+        masked = np.where(np.isfinite(base), base, -np.inf)
+        for row, user in enumerate(users):
+            masked[row, self.history[user]] = -np.inf
+        return np.argsort(-masked, axis=1, kind="stable")[:, : self.config.top_c]
+
+    def _relevance(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """The LLM's scores of each user's candidates (asked once per user)."""
+        missing = [row for row, user in enumerate(users) if int(user) not in self.relevance]
+        if missing:
+            asked = users[missing]
+            if self.llm.backend.generates_text:
+                found = self._ask(asked, top[missing])
+            else:
+                found = self._similarity(asked, top[missing])
+            for user, scores in zip(asked, found, strict=True):
+                self.relevance[int(user)] = scores
+        return np.stack([self.relevance[int(user)] for user in users])
+
+    def _similarity(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
+        if self._items is None:
+            encoder = TextEncoder(self.config.encoder)
+            self._items = encoder.encode(self.dataset.item_text)
+            self._profiles = user_content_vectors(self.dataset, self._items, HISTORY_SPLITS,
+                                                  self.config.history_items)  # fmt: skip
+        assert self._profiles is not None
+        return np.einsum("ucd,ud->uc", self._items[top], self._profiles[users])
+
+    def _ask(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
+        titles = self.dataset.items["title"].fillna("").astype(str).to_numpy()
+        c = top.shape[1]
+        schema = {"type": "object", "required": ["scores"], "properties": {"scores": {
+            "type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 10},
+            "minItems": c, "maxItems": c}}}  # fmt: skip
+        requests = []
+        for user, candidates in zip(users, top, strict=True):
+            recent = self.history[user][-self.config.history_items :]
+            seen = "\n".join(f"- {titles[i]}" for i in recent)
+            listing = "\n".join(f"{k + 1}. {titles[i]}" for k, i in enumerate(candidates))
+            prompt = (f"History:\n<context>\n{seen}\n</context>\nCandidates:\n<context>\n"
+                      f"{listing}\n</context>\nScore each of the {c} candidates. Answer as "
+                      'JSON: {"scores": [...]}')  # fmt: skip
+            messages = [{"role": "system", "content": _RANK}, {"role": "user", "content": prompt}]
+            requests.append(Request(messages, schema, max_tokens=4 * c + 20, stage="rerank"))
+        out = np.full(top.shape, np.nan)
+        for row, answer in enumerate(self.llm.batch(requests)):
+            got = (
+                answer.parsed.get("scores")
+                if answer.ok and isinstance(answer.parsed, dict)
+                else None
+            )
+            if isinstance(got, list) and len(got) == c:
+                out[row] = np.asarray(got, dtype=float)
+        return out
+
+    def invalid_users(self) -> int:
+        """Users whose LLM answer was missing or invalid (they keep the model's order)."""
+        return sum(not np.isfinite(s).all() for s in self.relevance.values())
+
+
+def choose_alpha(
+    model: Scorer,
+    view: Dataset,
+    config: RerankConfig,
+    llm: LLM,
+    selection: Selection | None = None,
+) -> tuple[float, list[dict[str, Any]]]:
+    """The α of ``config.alphas`` whose re-ranking of ``model`` (trained on the validation
+    ``view``) scores best on the view by ``selection`` over warm and cold NDCG@10 (the
+    re-ranking only reorders the top ``top_c``, so a cut-off inside it must judge it),
+    the larger α among equals (the model's own order is the cautious choice); and the
+    curve (α, warm, cold)."""
+    selection = selection or Selection()
+    reranked = LLMReranked(model, view, config, llm, alpha=1.0)
+    curve = []
+    for alpha in config.alphas:
+        reranked.alpha = alpha
+        segments = evaluate(reranked, view, ks=(10,))["segments"]
+        curve.append({"alpha": alpha, "warm": segments["warm"]["ndcg@10"],
+                      "cold": segments["cold"]["ndcg@10"]})  # fmt: skip
+    best = max(curve, key=lambda p: (selection.key(p["warm"], p["cold"]), p["alpha"]))
+    return float(best["alpha"]), curve
