@@ -53,14 +53,23 @@ def test_lightgcn_averages_the_propagated_layers_and_xsimgcl_leaves_out_the_ego(
     assert noisy.detach() == pytest.approx(((layers[0] + layers[1]) / 2).numpy(), abs=1e-6)
 
 
+def drawn_negatives(
+    model: GraphRecommender, dataset: Dataset
+) -> tuple[_Trainer, torch.Tensor, torch.Tensor]:
+    """A trainer, its training pairs' positives and the negatives it draws for them,
+    checked never to be one of the user's own items."""
+    trainer = model._start(dataset, torch.Generator().manual_seed(0))
+    assert isinstance(trainer, _Trainer)
+    users, positives = trainer.pairs // dataset.n_items, trainer.pairs % dataset.n_items
+    drawn = trainer.negatives(users, positives)
+    assert not torch.isin(users[:, None] * dataset.n_items + drawn, trainer.pairs).any()
+    return trainer, positives, drawn
+
+
 def test_negatives_are_never_the_users_own_items(small_dataset: Dataset) -> None:
     model = GraphRecommender(LightGCNConfig(dim=8))
-    trainer = model._start(small_dataset, torch.Generator().manual_seed(0))
-    assert isinstance(trainer, _Trainer)
-    users, positives = trainer.pairs // small_dataset.n_items, trainer.pairs % small_dataset.n_items
-    drawn = trainer.negatives(users, positives)
-    assert drawn.shape == (len(users), 1)
-    assert not torch.isin(users[:, None] * small_dataset.n_items + drawn, trainer.pairs).any()
+    _, positives, drawn = drawn_negatives(model, small_dataset)
+    assert drawn.shape == (len(positives), 1)
     assert model._linked[drawn.numpy()].all()  # only items with edges
 
 
@@ -147,12 +156,8 @@ def test_the_rank_level_draws_hard_negatives_from_the_positives_group(
 ) -> None:
     level = RankLevel(n_negatives=4, hard_share=0.5)
     model = GraphRecommender(XSimGCLConfig(dim=8, rank_level=level))
-    trainer = model._start(small_dataset, torch.Generator().manual_seed(0))
-    assert isinstance(trainer, _Trainer)
-    users, positives = trainer.pairs // small_dataset.n_items, trainer.pairs % small_dataset.n_items
-    drawn = trainer.negatives(users, positives)
-    assert drawn.shape == (len(users), 4)
-    assert not torch.isin(users[:, None] * small_dataset.n_items + drawn, trainer.pairs).any()
+    trainer, positives, drawn = drawn_negatives(model, small_dataset)
+    assert drawn.shape == (len(positives), 4)
     hard = same_group(trainer.item_group[positives], trainer.item_group[drawn])
     # the first two from the leaf (unless it has no other item, or one was the user's own
     # and was redrawn uniformly), the last two uniform

@@ -284,8 +284,7 @@ def supervise_command(
     ),
 ) -> None:
     """Run the LLM stages over the candidates and write pseudo edges and triplets."""
-    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
-    chosen_backend = {k: v for k, v in chosen.items() if v}
+    chosen_backend = _chosen_backend(backend, base_url, model)
     layers = _layers(
         config,
         overrides,
@@ -314,8 +313,7 @@ def tag_command(
     overrides: list[str] = typer.Option([], "--set", help="Override: --set max_tags=3."),
 ) -> None:
     """Propose an attribute-tag vocabulary with the LLM and tag the items from it (STARS)."""
-    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
-    chosen_backend = {k: v for k, v in chosen.items() if v}
+    chosen_backend = _chosen_backend(backend, base_url, model)
     layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
                      items=items)  # fmt: skip
     summary = run_tagging(validate(TagConfig, layers), dataset, out, vocabulary)
@@ -336,8 +334,7 @@ def augment_command(
 ) -> None:
     """Profile sparse users and add LLM-judged positive and negative interactions
     (LAGCL4Rec's data level)."""
-    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
-    chosen_backend = {k: v for k, v in chosen.items() if v}
+    chosen_backend = _chosen_backend(backend, base_url, model)
     layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
                      users=users)  # fmt: skip
     summary = run_augmentation(validate(AugmentConfig, layers), dataset, out)
@@ -359,8 +356,7 @@ def llm_check_command(
     overrides: list[str] = typer.Option([], "--set", help="Override: --set backend.timeout_s=30."),
 ) -> None:
     """Send one small structured request; report the dialect that works and the latency."""
-    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
-    layers = _layers(config, overrides, backend={k: v for k, v in chosen.items() if v} or None)
+    layers = _layers(config, overrides, backend=_chosen_backend(backend, base_url, model) or None)
     result = check(validate(LLMConfig, layers))
     console.print_json(json.dumps(result))
     if not result["valid"]:
@@ -478,6 +474,12 @@ def _print_supervision(summary: dict[str, Any], title: str = "supervise") -> Non
     console.print(quality_line(summary["quality"]))
     if "validation_view" in summary:
         _print_supervision(summary["validation_view"], "validation view, its history only")
+
+
+def _chosen_backend(backend: Any, base_url: str | None, model: str | None) -> dict[str, Any]:
+    """The LLM backend settings given as flags (empty: none given)."""
+    chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
+    return {key: value for key, value in chosen.items() if value}
 
 
 def _print_tagging(summary: dict[str, Any]) -> None:

@@ -140,6 +140,5 @@ def _reranked(
         metrics = config.evaluate(reranked, dataset)
         summary = {"alpha": alpha, "validation_curve": curve,
                    "invalid_users": reranked.invalid_users(), "users": len(reranked.relevance),
-                   "backend": llm.backend.identity, "llm": llm.backend.generates_text,
-                   "calls": llm.totals()}  # fmt: skip
+                   "backend": llm.described(), "calls": llm.totals()}  # fmt: skip
     return metrics, summary

@@ -154,6 +154,13 @@ class LLM:
                 bar.advance(task)
         return [r for r in results if r is not None]
 
+    def described(self) -> dict[str, Any]:
+        """The backend's identity and whether it is a language model, as summaries say it
+        (the one backend that writes no text is the MiniLM ``embedding`` one)."""
+        text = self.backend.generates_text
+        return {"identity": self.backend.identity, "llm": text,
+                "note": "LLM" if text else "no LLM: MiniLM similarity"}  # fmt: skip
+
     def totals(self) -> dict[str, dict[str, float]]:
         """Per stage: requests and failed requests (no usable answer); calls (a request
         may take two: the JSON retry), cached calls, and the prompt tokens, completion

@@ -97,7 +97,7 @@ def run_augmentation(config: AugmentConfig, dataset_path: Path, out: Path) -> di
         for name, table in (("profiles", profile_frame), ("augmented", frame)):
             with atomic_write(out / f"{name}.parquet") as path:
                 table.to_parquet(path, index=False)
-        summary = _summary(config, dataset, users, drawn, frame, rng, llm, no_llm)
+        summary = _summary(config, dataset, users, drawn, frame, rng, llm)
     write_json_atomic(out / "summary.json", summary)
     return summary
 
@@ -223,7 +223,6 @@ def _summary(
     frame: pd.DataFrame,
     rng: np.random.Generator,
     llm: LLM,
-    no_llm: bool,
 ) -> dict[str, Any]:
     """Counts, the real-pair rate of the positives (and of random candidates), the cost."""
     test = dataset.split("test")
@@ -236,11 +235,7 @@ def _summary(
     hits = sum((u, i) in held_out for u, i in zip(positives["user_idx"], positives["item_idx"],
                                                   strict=True))  # fmt: skip
     return {
-        "backend": {
-            "identity": llm.backend.identity,
-            "llm": not no_llm,
-            "note": "no LLM: MiniLM similarity" if no_llm else "LLM",
-        },
+        "backend": llm.described(),
         "sparse_users": len(users),
         "candidates_per_user": config.candidates,
         "positives": len(positives),

@@ -115,7 +115,7 @@ def run_tagging(
         frame = _tag_frame(dataset, items, chosen)
         with atomic_write(out / "tags.parquet") as path:
             frame.to_parquet(path, index=False)
-        summary = _summary(config, dataset, items, frame, tags, llm, no_llm)
+        summary = _summary(config, dataset, items, frame, tags, llm)
     write_json_atomic(out / "summary.json", summary)
     return summary
 
@@ -233,7 +233,6 @@ def _summary(
     frame: pd.DataFrame,
     tags: list[str],
     llm: LLM,
-    no_llm: bool,
 ) -> dict[str, Any]:
     """Counts, the per-tag frequency table, 20 sampled items with their tags, the
     tagged items' ids when only a sample was tagged, and the LLM's cost per stage."""
@@ -243,11 +242,7 @@ def _summary(
     sample = rng.choice(items, min(20, len(items)), replace=False)
     titles = dataset.items["title"].fillna("").astype(str)
     return {
-        "backend": {
-            "identity": llm.backend.identity,
-            "llm": not no_llm,
-            "note": "no LLM: MiniLM similarity" if no_llm else "LLM",
-        },
+        "backend": llm.described(),
         "items": len(items),
         "tagged_items": ids[items].tolist() if config.items is not None else None,
         "items_with_tags": int(tagged.size),
