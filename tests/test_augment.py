@@ -83,7 +83,7 @@ def test_graph_rankers_take_augmented_edges_and_negatives(
     config = AugmentConfig(llm=EMBEDDING, sparse_below=15, candidates=64, keep_share=0.05)
     run_augmentation(config, tmp_path / "data", tmp_path / "aug")
     augmented = read_augmentation(tmp_path / "aug", small_dataset)
-    model = GraphRecommender(LightGCNConfig(dim=8, augmented_negatives=1.0))
+    model = GraphRecommender(LightGCNConfig(dim=8, disliked_share=1.0))
     model.augmentation = augmented
     trainer = model._start(small_dataset, torch.Generator().manual_seed(0))
     assert isinstance(trainer, _Trainer)

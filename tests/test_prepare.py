@@ -348,3 +348,31 @@ def test_validation_view_uses_existing_valid_rows() -> None:
     assert view.interactions["split"].astype(str).tolist() == [
         "test" if s == "valid" else s for s in before if s != "test"
     ]
+
+
+def test_low_ratings_become_real_negatives_known_only_before_the_users_test(
+    tmp_path: Path,
+) -> None:
+    frames = frames_of(
+        [("u1", "a", 1, 5.0), ("u1", "b", 2, 1.0), ("u1", "c", 3, 4.0), ("u1", "d", 9, 2.0),
+         ("u2", "a", 4, 4.0), ("u2", "c", 5, 5.0), ("u2", "b", 6, 2.0), ("u3", "z", 7, 1.0),
+         ("u1", "b", 8, 4.0), ("u2", "d", 10, 5.0)],
+    )  # fmt: skip
+    dataset = prepare(frames, PrepareConfig(split="global-time", train_share=0.7,
+                                            low_ratings="negatives"))  # fmt: skip
+    # low ratings: u1-b (ts 2), u2-b (6), u3-z (7: unknown user and item), u1-d (9)
+    negatives = dataset.negatives
+    assert negatives is not None and len(negatives) == 3
+    assert dataset.meta["filtering"]["negatives_of_unknown_users_or_items"] == 1
+    assert len(dataset.interactions) == 6  # low ratings are never interactions
+    # the cut puts ts 8 and 10 in test: u1's first test is 8 (u1-d at 9 is after it),
+    # u2's is 10 (u2-b at 6 is before it)
+    known = dataset.known_negatives()
+    users, items = dataset.users["user"].tolist(), dataset.items["item"].tolist()
+    pairs = {(users[u], items[i]) for u, i in zip(known["user_idx"], known["item_idx"],
+                                                   strict=True)}  # fmt: skip
+    assert pairs == {("u1", "b"), ("u2", "b")}
+    dataset.save(tmp_path / "data")
+    loaded = Dataset.load(tmp_path / "data").negatives
+    assert loaded is not None and loaded.equals(negatives)
+    assert prepare(frames, PrepareConfig(split="global-time", train_share=0.7)).negatives is None

@@ -8,6 +8,8 @@ On disk a Dataset is a folder::
                           price, description, text
     users.parquet         row u is user_idx u: user, cold, and ``feature.<name>`` per
                           static user feature the source has (nullable strings)
+    negatives.parquet     (optional) real negatives: low ratings kept apart
+                          (user_idx, item_idx, ts, rating; ``prepare.low_ratings``)
     meta.json             every count a reader checks (see :meth:`Dataset.count_stats`),
                           the split, the source files and their SHA-256, what was dropped
 
@@ -49,6 +51,7 @@ STATS_KEYS = (
 )
 USER_FEATURE_PREFIX = "feature."
 """Prefix of the static user feature columns of ``users.parquet``."""
+_NEGATIVE_COLUMNS = ["user_idx", "item_idx", "ts", "rating"]
 _FILES = ("interactions", "items", "users")
 _COLUMNS = {
     "interactions": ["user", "item", "ts", "rating", "weight", "split", "user_idx", "item_idx"],
@@ -65,6 +68,8 @@ class Dataset:
     items: pd.DataFrame
     users: pd.DataFrame
     meta: dict[str, Any]
+    negatives: pd.DataFrame | None = None
+    """Real negatives (low ratings), if the preparation kept them."""
 
     @property
     def n_users(self) -> int:
@@ -83,6 +88,17 @@ class Dataset:
     def cold_users(self) -> np.ndarray:
         """User ids that occur in test and never before it."""
         return np.flatnonzero(self.users["cold"].to_numpy())
+
+    def known_negatives(self) -> pd.DataFrame:
+        """The real negatives a model may learn from: each earlier than its user's first
+        test interaction (``user_idx``, ``item_idx``; empty without negatives)."""
+        if self.negatives is None:
+            return pd.DataFrame({"user_idx": pd.Series(dtype="int64"),
+                                 "item_idx": pd.Series(dtype="int64")})  # fmt: skip
+        first_test = self.split("test").groupby("user_idx")["ts"].min()
+        limit = first_test.reindex(self.negatives["user_idx"]).to_numpy(dtype=float)
+        before = np.isnan(limit) | (self.negatives["ts"].to_numpy() < limit)
+        return self.negatives.loc[before, ["user_idx", "item_idx"]].reset_index(drop=True)
 
     @property
     def user_feature_names(self) -> list[str]:
@@ -194,6 +210,8 @@ class Dataset:
         with atomic_dir(path, marker="meta.json") as tmp:
             for name in _FILES:
                 getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
+            if self.negatives is not None:
+                self.negatives.to_parquet(tmp / "negatives.parquet", index=False)
             write_json_atomic(tmp / "meta.json", self.meta)
         return path
 
@@ -214,7 +232,16 @@ class Dataset:
         frames["interactions"]["split"] = pd.Categorical(
             frames["interactions"]["split"], categories=["train", "valid", "test"]
         )
-        dataset = cls(**frames, meta=meta)
+        negatives = None
+        if (path / "negatives.parquet").is_file():
+            negatives = _read_frame(path / "negatives.parquet", _NEGATIVE_COLUMNS)
+            outside = (negatives["user_idx"] >= len(frames["users"])) | (
+                negatives["item_idx"] >= len(frames["items"]))  # fmt: skip
+            if outside.any():
+                row = int(np.flatnonzero(outside.to_numpy())[0]) + 1
+                raise DataError(f"{path / 'negatives.parquet'}: row {row}: a user or item id "
+                                "beyond the Dataset's")  # fmt: skip
+        dataset = cls(**frames, meta=meta, negatives=negatives)
         counted = cls.count_stats(dataset.interactions, dataset.items, dataset.users)
         wrong = {
             k: (dataset.meta.get(k), v) for k, v in counted.items() if dataset.meta.get(k) != v

@@ -59,7 +59,11 @@ class PrepareConfig(BaseModel):
     strong_rating: float = 4.0
     """A rating at or above this is a strong positive (weight 1.0)."""
     weak_rating: float = 3.0
-    """A rating in ``[weak_rating, strong_rating)`` is a weak positive; below it is dropped."""
+    """A rating in ``[weak_rating, strong_rating)`` is a weak positive; below it is a low
+    rating (``low_ratings`` says what becomes of it)."""
+    low_ratings: Literal["drop", "negatives"] = "drop"
+    """``drop``: low ratings are left out; ``negatives``: kept apart as the Dataset's real
+    negatives (``negatives.parquet``; never interactions, never targets)."""
     weak_weight: float = Field(0.3, ge=0, le=1)
     kcore: int | None = Field(None, ge=1)
     """Keep only users and items with at least this many interactions (iterated)."""
@@ -97,7 +101,7 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     counts: dict[str, int] = {"raw_interactions": len(frames.interactions)}
     items = _unique_items(frames.items, counts)
     interactions = _with_metadata(frames.interactions, items, counts)
-    interactions = _implicit_weights(interactions, config, counts)
+    interactions, low = _implicit_weights(interactions, config, counts)
     interactions = _without_duplicates(interactions, config.duplicates, counts)
     if config.kcore:
         interactions = _kcore(interactions, config.kcore, counts)
@@ -121,6 +125,7 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
     )
     _require_train_and_test(interactions["split"], kind, config, frames.where())
     interactions, items, users = _index(interactions, items, counts, config.cold_max_count)
+    negatives = _negatives(low, users, items, counts) if config.low_ratings == "negatives" else None
     users = _with_user_features(users, frames.users, counts)
     meta = _meta(frames, config, kind, interactions, items, users, counts)
     meta["split_reason"] = reason
@@ -138,7 +143,8 @@ def prepare(frames: Frames, config: PrepareConfig | None = None) -> Dataset:
         meta["cold_items"],
         meta["cold_users"],
     )
-    return Dataset(interactions=interactions, items=items, users=users, meta=meta)
+    return Dataset(interactions=interactions, items=items, users=users, meta=meta,
+                   negatives=negatives)  # fmt: skip
 
 
 MIN_SEGMENT = 50
@@ -225,8 +231,9 @@ def _with_metadata(
 
 def _implicit_weights(
     interactions: pd.DataFrame, config: PrepareConfig, counts: dict[str, int]
-) -> pd.DataFrame:
-    """Ratings → weights: strong 1.0, weak ``weak_weight``, below weak dropped, none 1.0."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ratings → weights: strong 1.0, weak ``weak_weight``, none 1.0; and the low-rated
+    rows (below weak), taken out."""
     rating = interactions["rating"].astype("float64").to_numpy(na_value=np.nan)
     weight = np.where(rating >= config.strong_rating, 1.0, config.weak_weight)
     weight[np.isnan(rating)] = 1.0
@@ -235,7 +242,24 @@ def _implicit_weights(
     counts["weak_positives"] = int(
         (keep & ~np.isnan(rating) & (rating < config.strong_rating)).sum()
     )
-    return interactions.assign(weight=weight).loc[keep].reset_index(drop=True)
+    low = interactions.loc[~keep, ["user", "item", "ts", "rating"]].reset_index(drop=True)
+    return interactions.assign(weight=weight).loc[keep].reset_index(drop=True), low
+
+
+def _negatives(
+    low: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, counts: dict[str, int]
+) -> pd.DataFrame:
+    """The low-rated rows of users and items the Dataset has, as real negatives
+    (``user_idx``, ``item_idx``, ``ts``, ``rating``); the others counted."""
+    user_idx = pd.Index(users["user"]).get_indexer(low["user"])
+    item_idx = pd.Index(items["item"]).get_indexer(low["item"])
+    known = (user_idx >= 0) & (item_idx >= 0)
+    counts["negatives_of_unknown_users_or_items"] = int((~known).sum())
+    counts["real_negatives"] = int(known.sum())
+    return pd.DataFrame({"user_idx": user_idx[known].astype(np.int64),
+                         "item_idx": item_idx[known].astype(np.int64),
+                         "ts": low["ts"].to_numpy(np.int64)[known],
+                         "rating": low["rating"].astype("float64").to_numpy()[known]})  # fmt: skip
 
 
 def _without_duplicates(
@@ -406,7 +430,8 @@ def validation_view(dataset: Dataset, share: float = 0.3) -> Dataset:
             "test_interactions": dataset.meta["test_interactions"],
         },
     }
-    return Dataset(interactions=history, items=items, users=users, meta=meta)
+    return Dataset(interactions=history, items=items, users=users, meta=meta,
+                   negatives=dataset.negatives)  # fmt: skip
 
 
 def _meta(

@@ -11,9 +11,10 @@ graph of the training history, on coldrec's trainer.
   norms; XSimGCL adds ``lambda_cl`` × InfoNCE (temperature ``cl_temperature``) between
   the final embeddings and those of layer ``cl_layer`` of the batch's users and items.
 - **Data-level activation** (LAGCL4Rec, :attr:`GraphRecommender.augmentation`, from
-  ``coldrec augment``): the augmented positives join the graph as edges and the BPR pairs;
-  a user with augmented negatives draws ``augmented_negatives`` of their negatives from
-  them.
+  ``coldrec augment``): the augmented positives join the graph as edges and the BPR pairs.
+  A user's known dislikes — augmented negatives and the Dataset's real negatives (low
+  ratings before the user's test, ``prepare.low_ratings: negatives``) — give
+  ``disliked_share`` of their BPR negatives.
 - **Rank-level activation** (LAGCL4Rec, ``rank_level``): items are grouped by their
   taxonomy leaf and users by the most frequent leaf of their history (the stand-ins for
   LLM-named groups); each positive gets ``n_negatives``, ``hard_share`` of them from its
@@ -88,9 +89,9 @@ class GraphConfig(TrainedConfig):
     """Ridge penalty of the text → embedding map of cold items."""
     rank_level: RankLevel | None = None
     """LAGCL4Rec's hard negatives by group (None: the plain backbone)."""
-    augmented_negatives: float = Field(0.5, ge=0, le=1)
-    """With augmentation: the share of a user's negatives drawn from their augmented
-    negatives (when they have some)."""
+    disliked_share: float = Field(0.5, ge=0, le=1)
+    """The share of a user's negatives drawn from their known dislikes (augmented
+    negatives, real low ratings), when they have some."""
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(epochs=300, batch_size=2048, lr=1e-3,
                                                weight_decay=0.0, eval_every=5, patience=5)
@@ -250,7 +251,7 @@ class _Trainer:
         self.pairs = torch.as_tensor(pairs)
         self.n_items = dataset.n_items
         self.pool = torch.as_tensor(np.flatnonzero(model._linked))
-        self.disliked = _augmented_negatives(model.augmentation, dataset.n_users)
+        self.disliked = _disliked(model.augmentation, dataset, model._linked)
         self.level = model.config.rank_level
         self.item_group = torch.zeros(dataset.n_items, dtype=torch.long)
         self.user_group = torch.zeros(dataset.n_users, dtype=torch.long)
@@ -296,12 +297,12 @@ class _Trainer:
         return draw
 
     def _with_disliked(self, users: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
-        """``draw`` with each entry replaced, with probability ``augmented_negatives``, by
-        one of the row's user's augmented negatives (for users that have some)."""
+        """``draw`` with each entry replaced, with probability ``disliked_share``, by one
+        of the row's user's known dislikes (for users that have some)."""
         if self.disliked is None:
             return draw
         starts, sizes, items = self.disliked
-        share = self.model.config.augmented_negatives
+        share = self.model.config.disliked_share
         swap = (torch.rand(draw.shape, generator=self.generator) < share) & (
             sizes[users] > 0)[:, None]  # fmt: skip
         offsets = (torch.rand(draw.shape, generator=self.generator)
@@ -353,18 +354,21 @@ class _Trainer:
         return selection_score(self.model, self.dataset)
 
 
-def _augmented_negatives(
-    augmentation: pd.DataFrame | None, n_users: int
+def _disliked(
+    augmentation: pd.DataFrame | None, dataset: Dataset, linked: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """Each user's augmented negatives, grouped: (start, count) per user and the items."""
-    if augmentation is None:
-        return None
-    negatives = augmentation.loc[augmentation["kind"] == "negative"].sort_values(
-        ["user_idx", "item_idx"], kind="stable")  # fmt: skip
+    """Each user's known dislikes among the trained items (augmented negatives, real
+    negatives before the user's test), grouped: (start, count) per user and the items."""
+    parts = [dataset.known_negatives()]
+    if augmentation is not None:
+        parts.append(augmentation.loc[augmentation["kind"] == "negative",
+                                      ["user_idx", "item_idx"]])  # fmt: skip
+    negatives = pd.concat(parts).drop_duplicates().sort_values(["user_idx", "item_idx"])
+    negatives = negatives.loc[linked[negatives["item_idx"].to_numpy()]]
     if negatives.empty:
         return None
     users = negatives["user_idx"].to_numpy(np.int64)
-    sizes = np.bincount(users, minlength=n_users)
+    sizes = np.bincount(users, minlength=dataset.n_users)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     return (torch.as_tensor(starts), torch.as_tensor(sizes),
             torch.tensor(negatives["item_idx"].to_numpy(np.int64)))  # fmt: skip
