@@ -1,18 +1,11 @@
 """LAGCL4Rec (issue 27) on MovieLens-100K or Amazon Beauty (global time split, full
-ranking), 3 seeds: the paper's Table 3 ablation for both backbones — base, without the
-data level, without the rank level, without the rerank level, full — beside content kNN.
+ranking), 3 seeds: the shipped experiment ``configs/<data>/lagcl_<data>.yaml`` — the
+base backbones, each LLM level removed, the full model, content kNN beside — run with
+``coldrec run`` (its steps cached: a stopped run resumes), then its figures tabulated
+with the augmentation's real-pair rate.
 
-Runs, with the commands printed in the result:
-
-1. the data set as ``benchmarks/stars.py`` prepares it (the same folder);
-2. ``coldrec augment`` with the ``embedding`` stand-in (no LLM) over every sparse user;
-3. ``coldrec evaluate --model lightgcn|xsimgcl`` per variant and seed: ``--augmented``
-   (data level), ``model.rank_level`` (rank level), the ``rerank`` node with the
-   ``embedding`` stand-in (rerank level, α chosen on validation).
-
-Every LLM call of the full model is made by the stand-in here (SmolLM2 over a sample of
-users is not run yet). A run whose metrics file exists is not repeated. Writes
-``benchmarks/results/lagcl_<data>.{md,json}`` once every run is there.
+Every LLM call of the configs is made by the ``embedding`` stand-in (no LLM); SmolLM2
+over a sample of users is not run yet. Writes ``benchmarks/results/lagcl_<data>.{md,json}``.
 Run from the project root: ``.venv/bin/python benchmarks/lagcl.py --data ml100k``.
 """
 
@@ -20,120 +13,63 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from _common import ROOT, write_results
-from stars import BENCHES, Bench, metrics_path, prepare_command, run
+from beauty_baselines import COLDREC
 
-SEEDS = (0, 1, 2)
-BACKBONES = ("lightgcn", "xsimgcl")
-LEVELS = ("data", "rank", "rerank")
-VARIANTS = {
-    "base": (),
-    "w/o data": ("rank", "rerank"),
-    "w/o rank": ("data", "rerank"),
-    "w/o rerank": ("data", "rank"),
-    "full": LEVELS,
-}
-RERANK = "rerank={llm: {backend: {kind: embedding}}}"
-KS = "[10,20]"
-
-
-def runs(bench: Bench) -> Path:
-    return Path("runs") / f"lagcl_{bench.name}"
-
-
-def augment_command(bench: Bench) -> list[str]:
-    return ["augment", "--dataset", str(bench.data), "--backend", "embedding",
-            "--out", str(runs(bench) / "augment")]  # fmt: skip
-
-
-def evaluate_command(bench: Bench, backbone: str, variant: str, seed: int) -> list[str]:
-    levels = VARIANTS[variant]
-    folder = runs(bench) / backbone / variant.replace("/", "").replace(" ", "_") / f"seed{seed}"
-    extra = []
-    if "data" in levels:
-        extra += ["--augmented", str(runs(bench) / "augment")]
-    if "rank" in levels:
-        extra += ["--set", "model.rank_level={}"]
-    if "rerank" in levels:
-        extra += ["--set", RERANK]
-    return ["evaluate", "--dataset", str(bench.data), "--model", backbone, "--name",
-            f"{backbone} {variant}", "--seed", str(seed), "--set", f"ks={KS}", *extra,
-            "--out", str(folder)]  # fmt: skip
-
-
-def knn_command(bench: Bench) -> list[str]:
-    return ["evaluate", "--dataset", str(bench.data), "--model", "itemknn", "--seed", "0",
-            "--set", f"ks={KS}", "--out", str(runs(bench) / "itemknn" / "seed0")]  # fmt: skip
+DATA = ("ml100k", "beauty")
+SEGMENTS = ("all", "warm", "cold")
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=BENCHES, required=True)
-    parser.add_argument("--backbones", nargs="+", choices=BACKBONES, default=BACKBONES)
-    parser.add_argument("--seeds", nargs="+", type=int, choices=SEEDS, default=SEEDS)
+    parser.add_argument("--data", choices=DATA, required=True)
     args = parser.parse_args()
-    bench = BENCHES[args.data]
-    if not bench.source.is_dir():
-        raise SystemExit(f"{bench.title} not found at {bench.source}")
-    run(prepare_command(bench), ROOT / bench.data / "meta.json")
-    run(augment_command(bench), ROOT / runs(bench) / "augment" / "summary.json")
-    run(knn_command(bench), metrics_path(knn_command(bench)))
-    for seed in args.seeds:
-        for backbone in args.backbones:
-            for variant in VARIANTS:
-                command = evaluate_command(bench, backbone, variant, seed)
-                run(command, metrics_path(command))
-    report(bench)
+    config = Path("configs") / args.data / f"lagcl_{args.data}.yaml"
+    out = Path("runs") / f"lagcl_{args.data}"
+    command = ["run", str(config), "--out", str(out)]
+    subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    report(args.data, ROOT / out, command)
 
 
-def report(bench: Bench) -> None:
-    """The ablation table once every run is there."""
-    rows, figures = [], {}
-    for backbone in BACKBONES:
-        for variant in VARIANTS:
-            paths = [metrics_path(evaluate_command(bench, backbone, variant, s)) for s in SEEDS]
-            if not all(p.is_file() for p in paths):
-                print(f"{backbone} {variant}: not every seed is there yet; no report")
-                return
-            seeds = [json.loads(p.read_text())["segments"] for p in paths]
-            figures[f"{backbone} {variant}"] = seeds
-            rows += table_rows(f"{backbone} {variant}", seeds)
-    knn = json.loads(metrics_path(knn_command(bench)).read_text())["segments"]
-    rows += table_rows("content kNN", [knn])
-    augment = json.loads((ROOT / runs(bench) / "augment" / "summary.json").read_text())
-    commands = [prepare_command(bench), augment_command(bench), knn_command(bench),
-                *(evaluate_command(bench, "xsimgcl", v, 0) for v in VARIANTS)]  # fmt: skip
-    listing = "\n".join("    coldrec " + " ".join(c) for c in commands)
-    markdown = f"""# LAGCL4Rec on {bench.title} (global split, full ranking), 3 seeds
+def report(data: str, out: Path, command: list[str]) -> None:
+    """The ablation table of the finished run."""
+    figures: dict[str, list[dict[str, Any]]] = {}
+    for folder in sorted((out / "baselines").iterdir()):
+        found = sorted(folder.glob("seed*/metrics-seed*.json"))
+        figures[folder.name] = [json.loads(path.read_text())["segments"] for path in found]
+    rows = [row for name, seeds in figures.items() for row in table_rows(name, seeds)]
+    augment = json.loads((out / "augment" / "summary.json").read_text())
+    markdown = f"""# LAGCL4Rec on {data} (global split, full ranking)
 
-Every LLM call made by the `embedding` stand-in (no LLM): augmentation of
-{augment["sparse_users"]:,} sparse users ({augment["positives"]:,} positives, real-pair rate
-{augment["real_pair_rate"]:.2%} against {augment["random_real_pair_rate"]:.2%} for random
-candidates), groups from taxonomy leaves, re-ranking by MiniLM cosine. Mean ± sample
-std over seeds 0–2.
+`configs/{data}/lagcl_{data}.yaml`; every LLM call by the `embedding` stand-in (no LLM).
+Augmentation: {augment["sparse_users"]:,} sparse users, {augment["positives"]:,} positives
+and {augment["negatives"]:,} negatives; real-pair rate {augment["real_pair_rate"]:.2%}
+against {augment["random_real_pair_rate"]:.2%} for random candidates. Mean ± sample std
+over the seeds.
 
-| variant | segment | Recall@10 | Recall@20 | NDCG@10 | NDCG@20 |
-|---|---|---|---|---|---|
+| variant | segment | {" | ".join(METRICS)} |
+|---|---|{"---|" * len(METRICS)}
 {chr(10).join(rows)}
 
-## Commands
-
-{listing}
+    coldrec {" ".join(command)}
 """
-    write_results(f"lagcl_{bench.name}", {"runs": figures, "itemknn": knn,
-                                          "augment": augment}, markdown)  # fmt: skip
+    write_results(f"lagcl_{data}", {"runs": figures, "augment": augment}, markdown)
 
 
 def table_rows(label: str, seeds: list[dict[str, Any]]) -> list[str]:
     lines = []
-    for segment in ("all", "warm", "cold"):
+    for segment in SEGMENTS:
         cells = []
-        for metric in ("recall@10", "recall@20", "ndcg@10", "ndcg@20"):
+        for metric in METRICS:
             values = np.array([s[segment][metric] for s in seeds], dtype=float)
             spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
             cells.append(f"{values.mean():.4f}{spread}")

@@ -15,7 +15,8 @@ import torch
 
 from coldrec.data import Dataset
 from coldrec.data.dataset import HISTORY_SPLITS
-from coldrec.errors import DataError
+from coldrec.errors import ConfigError, DataError
+from coldrec.experiment.evaluate import EvaluateConfig, run_evaluation
 from coldrec.graph import GraphRecommender, LightGCNConfig
 from coldrec.graph.lightgcn import _Trainer
 from coldrec.supervision.augment import AugmentConfig, read_augmentation, run_augmentation
@@ -98,3 +99,15 @@ def test_graph_rankers_take_augmented_edges_and_negatives(
     assert set(drawn.flatten().tolist()) <= disliked  # share 1: always the user's negatives
     with pytest.raises(DataError, match=r"no augmented\.parquet"):
         read_augmentation(tmp_path, small_dataset)
+
+
+def test_data_level_and_the_augmentation_go_together(
+    small_dataset: Dataset, tmp_path: Path
+) -> None:
+    small_dataset.save(tmp_path / "data")
+    wanting = EvaluateConfig.model_validate({"model": {"kind": "lightgcn", "data_level": True}})
+    with pytest.raises(ConfigError, match=r"data_level .* go together"):
+        run_evaluation(wanting, tmp_path / "data", tmp_path / "out")
+    plain = EvaluateConfig.model_validate({"model": {"kind": "lightgcn"}})
+    with pytest.raises(ConfigError, match=r"data_level .* go together"):
+        run_evaluation(plain, tmp_path / "data", tmp_path / "out", augmented=tmp_path)

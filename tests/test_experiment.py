@@ -204,3 +204,30 @@ def test_a_stage_without_a_single_usable_answer_stops_the_labels() -> None:
             LLMError, match=r"s1: the backend answered none of its 3 requests .*on fire"
         ):
             _stop_if_a_stage_got_nothing(llm)
+
+
+def test_an_experiment_without_a_ranker_runs_its_graph_baselines_on_the_augmentation(
+    tmp_path: Path,
+) -> None:
+    graph = {"kind": "xsimgcl", "dim": 8, "data_level": True, "rank_level": {},
+             "training": {"epochs": 2, "eval_every": 1}}  # fmt: skip
+    settings = {
+        "name": "lagcl_tiny", "seeds": [0], "rank": None, "data": TINY["data"],
+        "augment": {"llm": {"backend": {"kind": "embedding"}}, "sparse_below": 15,
+                    "candidates": 32},
+        "baselines": {"full": {"model": graph},
+                      "base": {"model": {"kind": "lightgcn", "dim": 8,
+                                         "training": {"epochs": 2, "eval_every": 1}}}},
+    }  # fmt: skip
+    out = tmp_path / "run"
+    records = run_experiment(validate(ExperimentConfig, settings), out)
+    assert ran(records) == ["data", "augment", "baselines/full/seed0", "baselines/base/seed0",
+                            "report"]  # fmt: skip
+    full = json.loads((out / "baselines" / "full" / "seed0" / "metrics-seed0.json").read_text())
+    assert full["inputs"]["augmented"].endswith("augment")
+    base = json.loads((out / "baselines" / "base" / "seed0" / "metrics-seed0.json").read_text())
+    assert "augmented" not in base["inputs"]
+    with pytest.raises(ConfigError, match="need an augment node"):
+        validate(ExperimentConfig, {**settings, "augment": None})
+    with pytest.raises(ConfigError, match="need a supervise node and a ranker"):
+        validate(ExperimentConfig, {**TINY, "rank": None})

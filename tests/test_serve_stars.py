@@ -178,7 +178,7 @@ def test_a_run_with_a_stars_ranker_tags_ranks_and_serves(tmp_path: Path) -> None
     engine.add_items([{"item": "new-1", "title": "something new"}])
     assert engine.catalogue.ranker.array[engine.catalogue.row_of["new-1"]][-1] == pytest.approx(
         loaded.ranker.item_table()[:, -1].max())  # the prior of an item never seen  # fmt: skip
-    with pytest.raises(ConfigError, match="read by the stars ranker only"):
+    with pytest.raises(ConfigError, match="read by a stars ranker only"):
         validate(ExperimentConfig, {**settings, "rank": {}})
     with pytest.raises(ConfigError, match="stars trains without pseudo labels"):
         validate(ExperimentConfig, {**settings, "losses": ["sim"], "supervise": {

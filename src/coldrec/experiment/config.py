@@ -4,7 +4,8 @@ Each step node is the settings model of the command that runs it (``retrieve`` i
 :class:`~coldrec.retrieval.retrieve.RetrieveConfig`, ``supervise``
 :class:`~coldrec.supervision.run.SuperviseConfig`, ``rank``
 :class:`~coldrec.rank.run.RankConfig`, each of ``baselines``
-:class:`EvaluateConfig`), checked when the experiment is read. Two settings are shared
+:class:`EvaluateConfig`), checked when the experiment is read. ``rank: null`` runs the
+baselines alone (and no retriever unless the LLM stages need one). Two settings are shared
 by the nodes and filled in by the experiment: ``encoder`` (the retriever's and the LLM
 stages' text encoder, unless their node sets its own) and ``upstream_seed`` (the seed of
 the retriever and of the LLM stages' user sample); ``seeds`` vary the ranker and the
@@ -23,6 +24,7 @@ from coldrec.experiment.evaluate import EvaluateConfig
 from coldrec.rank.run import RankConfig
 from coldrec.rank.stars import StarsConfig
 from coldrec.retrieval.retrieve import RetrieveConfig
+from coldrec.supervision.augment import AugmentConfig
 from coldrec.supervision.run import SuperviseConfig
 from coldrec.supervision.tags import TagConfig
 
@@ -55,7 +57,11 @@ class ExperimentConfig(BaseModel):
     """Attribute tags of the items (``coldrec tag``), read by a ``stars`` ranker."""
     losses: tuple[Loss, ...] = ()
     """Label losses of the ranker: ``sim`` (edges, ``L_sim``), ``pair`` (triplets)."""
-    rank: RankConfig = Field(default_factory=RankConfig)
+    rank: RankConfig | None = Field(default_factory=RankConfig)
+    """The fused sequential ranker; ``None``: none (the baselines alone)."""
+    augment: AugmentConfig | None = None
+    """LAGCL4Rec's data level (``coldrec augment``), read by baselines whose graph model
+    sets ``data_level``."""
     baselines: dict[Name, EvaluateConfig] = Field(default_factory=dict)
     """Extra methods evaluated beside the ranker: name → ``evaluate`` settings."""
     references: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
@@ -78,25 +84,31 @@ class ExperimentConfig(BaseModel):
         supervise = _plain(data.get("supervise"))
         if isinstance(supervise, dict):
             filled["supervise"] = {"encoder": encoder, **_seeded("supervise", supervise, seed)}
-        tag = _plain(data.get("tag"))
-        if isinstance(tag, dict):
-            filled["tag"] = {"encoder": encoder, **_seeded("tag", tag, seed)}
+        for node in ("tag", "augment"):
+            settings = _plain(data.get(node))
+            if isinstance(settings, dict):
+                filled[node] = {"encoder": encoder, **_seeded(node, settings, seed)}
         return filled
 
     @model_validator(mode="after")
     def _losses_need_labels(self) -> Self:
-        if self.losses and self.supervise is None:
-            raise ValueError(f"losses {list(self.losses)} need a supervise node")
-        stars = isinstance(self.rank.model, StarsConfig)
+        if self.losses and (self.supervise is None or self.rank is None):
+            raise ValueError(f"losses {list(self.losses)} need a supervise node and a ranker")
+        stars = self.rank is not None and isinstance(self.rank.model, StarsConfig)
         if self.tag is not None and not stars:
-            raise ValueError(f"the tag node's tags are read by the stars ranker only, not "
-                             f"{self.rank.model.kind}")  # fmt: skip
+            raise ValueError("the tag node's tags are read by a stars ranker only")
         if stars and self.losses:
             raise ValueError("stars trains without pseudo labels: drop the losses")
+        readers = [name for name, base in self.baselines.items()
+                   if getattr(base.model, "data_level", False)]  # fmt: skip
+        if readers and self.augment is None:
+            raise ValueError(f"baselines {readers} set data_level: they need an augment node")
         return self
 
     def rank_run(self, seed: int) -> RankConfig:
         """The ranker's settings for one seed (named after the experiment)."""
+        if self.rank is None:
+            raise ValueError("this experiment has no ranker")
         return self.rank.model_copy(update={"seed": seed, "name": self.name})
 
     def baseline_run(self, name: str, seed: int) -> EvaluateConfig:

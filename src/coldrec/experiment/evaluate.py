@@ -91,10 +91,11 @@ def run_evaluation(
             raise ConfigError(f"tags are read by the stars model only, not {config.model.kind}")
         model.tags, model.vocabulary = read_tags(tags, dataset)
         inputs["tags"] = tags
-    if augmented is not None:
-        if not isinstance(model, GraphRecommender):
-            raise ConfigError(f"augmented interactions are read by the graph models only, not "
-                              f"{config.model.kind}")  # fmt: skip
+    wants = isinstance(model, GraphRecommender) and model.config.data_level
+    if wants != (augmented is not None):
+        raise ConfigError("model.data_level (graph models) and the augmented interactions "
+                          "go together: set both or neither")  # fmt: skip
+    if isinstance(model, GraphRecommender) and augmented is not None:
         model.augmentation = read_augmentation(augmented, dataset)
         inputs["augmented"] = augmented
     if isinstance(model, Trainable):

@@ -12,6 +12,9 @@ supervise    taxonomy, LLM stages → edges,          prepare, retrieve
              triplets (only with ``supervise``)
 tag          attribute tags of the items            prepare
              (only with ``tag``; STARS reads them)
+augment      LLM-judged extra interactions of       prepare
+             sparse users (only with ``augment``;
+             graph baselines with ``data_level``)
 rank         per seed: the ranker with the labels   prepare, retrieve, supervise,
              of ``losses`` (or the tags), fused,    tag
              evaluated and
@@ -57,6 +60,7 @@ from coldrec.experiment.evaluate import run_evaluation
 from coldrec.experiment.store import MARKER, StepStore, link
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import run_retrieval
+from coldrec.supervision.augment import run_augmentation
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import run_supervision, stages_markdown
@@ -66,7 +70,7 @@ __all__ = ["STEPS", "Step", "plan", "run_experiment", "step_key"]
 
 log = logging.getLogger(__name__)
 
-STEPS = ("prepare", "retrieve", "supervise", "tag", "rank", "baselines", "report")
+STEPS = ("prepare", "retrieve", "supervise", "tag", "augment", "rank", "baselines", "report")
 
 
 class RankStep(BaseModel):
@@ -102,12 +106,12 @@ class Step:
 def plan(config: ExperimentConfig, out: Path) -> list[Step]:
     """The steps of ``config`` in order; inputs are the run folder's own step folders."""
     data, retrieval, labels = out / "data", out / "retrieve", out / "supervise"
-    steps = [
-        Step("prepare", "data", config.data, (), "coldrec.data.prepare",
-             lambda tmp: build_dataset(config.data).save(tmp)),
-        Step("retrieve", "retrieve", config.retrieve, ("data",), "coldrec.retrieval.retrieve",
-             partial(run_retrieval, config.retrieve, data)),
-    ]  # fmt: skip
+    steps = [Step("prepare", "data", config.data, (), "coldrec.data.prepare",
+                  lambda tmp: build_dataset(config.data).save(tmp))]  # fmt: skip
+    if config.rank is not None or config.supervise is not None:
+        steps.append(Step("retrieve", "retrieve", config.retrieve, ("data",),
+                          "coldrec.retrieval.retrieve",
+                          partial(run_retrieval, config.retrieve, data)))  # fmt: skip
     if config.supervise is not None:
         steps.append(Step("supervise", "supervise", config.supervise, ("data", "retrieve"),
                           "coldrec.supervision.run",
@@ -117,21 +121,31 @@ def plan(config: ExperimentConfig, out: Path) -> list[Step]:
         tags = out / "tag" / "tags.parquet"
         steps.append(Step("tag", "tag", config.tag, ("data",), "coldrec.supervision.tags",
                           partial(run_tagging, config.tag, data)))  # fmt: skip
+    augmented = None
+    if config.augment is not None:
+        augmented = out / "augment"
+        steps.append(Step("augment", "augment", config.augment, ("data",),
+                          "coldrec.supervision.augment",
+                          partial(run_augmentation, config.augment, data)))  # fmt: skip
     view = config.supervise is not None and config.supervise.validation_view
     files = LabelFiles.of_run(labels, "sim" in config.losses, "pair" in config.losses, view)
     reads = ("data", "retrieve", *(("supervise",) if config.losses else ()),
              *(("tag",) if tags else ()))  # fmt: skip
     for seed in config.seeds:
-        rank = config.rank_run(seed)
-        steps.append(Step("rank", f"rank/seed{seed}", RankStep(rank=rank, losses=config.losses),
-                          reads, "coldrec.rank.run",
-                          partial(run_ranking, rank, data, retrieval, labels=files,
-                                  tags=tags)))  # fmt: skip
+        if config.rank is not None:
+            rank = config.rank_run(seed)
+            steps.append(Step("rank", f"rank/seed{seed}", RankStep(rank=rank,
+                              losses=config.losses), reads, "coldrec.rank.run",
+                              partial(run_ranking, rank, data, retrieval, labels=files,
+                                      tags=tags)))  # fmt: skip
         for name in config.baselines:
             base = config.baseline_run(name, seed)
-            steps.append(Step("baselines", f"baselines/{name}/seed{seed}", base, ("data",),
+            reading = augmented if getattr(base.model, "data_level", False) else None
+            steps.append(Step("baselines", f"baselines/{name}/seed{seed}", base,
+                              ("data", *(("augment",) if reading else ())),
                               "coldrec.experiment.evaluate",
-                              partial(run_evaluation, base, data)))  # fmt: skip
+                              partial(run_evaluation, base, data,
+                                      augmented=reading)))  # fmt: skip
     results = tuple(s.folder for s in steps if s.name in ("rank", "baselines", "supervise"))
     steps.append(Step("report", "report", ReportStep(references=config.references), results,
                       "coldrec.experiment.run",
@@ -202,7 +216,7 @@ def _check_run_folder(out: Path) -> None:
 def write_experiment_report(config: ExperimentConfig, out: Path, tmp: Path) -> None:
     """``report.md``: the tables over every seed (with ``references``), the bar chart,
     the LLM accounting, wall time per step and the command."""
-    dirs = [out / "rank" / f"seed{seed}" for seed in config.seeds]
+    dirs = [out / "rank" / f"seed{seed}" for seed in config.seeds if config.rank is not None]
     dirs += [out / "baselines" / name / f"seed{seed}"
              for name in config.baselines for seed in config.seeds]  # fmt: skip
     labels = read_json(out / "supervise" / "summary.json") if config.supervise else {}

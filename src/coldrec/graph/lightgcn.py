@@ -89,6 +89,9 @@ class GraphConfig(TrainedConfig):
     """Ridge penalty of the text → embedding map of cold items."""
     rank_level: RankLevel | None = None
     """LAGCL4Rec's hard negatives by group (None: the plain backbone)."""
+    data_level: bool = False
+    """Train on ``coldrec augment``'s augmented interactions (LAGCL4Rec's data level):
+    ``coldrec evaluate --augmented DIR``, or the ``augment`` step of ``coldrec run``."""
     disliked_share: float = Field(0.5, ge=0, le=1)
     """The share of a user's negatives drawn from their known dislikes (augmented
     negatives, real low ratings), when they have some."""
