@@ -14,7 +14,8 @@ Runs, with the commands printed in the result:
    then at the chosen γ without text vectors (ID + tags), without tags, without context,
    without the [USER] token (one vector);
 4. the chosen full model of each seed scored again with ``next`` (NI), ``general`` (GI)
-   and ``round_robin`` (RR) user vectors (no retraining: the saved model is reloaded).
+   and ``round_robin`` (RR) user vectors, and with its cold items' Δ moved from their
+   warm neighbours by the KNN transfer (no retraining: the saved model is reloaded).
 
 A run whose metrics file exists is not repeated, so the script resumes after an
 interruption; ``--only NAME …`` runs a subset of the variants. Writes
@@ -42,6 +43,7 @@ from beauty_baselines import COLDREC, _relative
 from coldrec.data import Dataset
 from coldrec.eval.protocol import evaluate
 from coldrec.rank.stars import StarsRecommender
+from coldrec.rank.transfer import TransferConfig
 from coldrec.supervision.tags import tag_agreement
 
 MOVIELENS = ROOT.parent / "shared" / "datasets" / "ml-100k"
@@ -91,6 +93,7 @@ ABLATIONS = {
     "no_user_token": ["--set", "model.user_token=false"],
 }
 SCORINGS = {"NI": "next", "GI": "general", "RR": "round_robin"}
+TRANSFER = "NI + KNN transfer (K 10, τ 0.25)"
 BESIDE = {  # run here with the same cut-offs; E0 (Beauty) is read from beauty_e0_e3.json
     "itemknn": ["--model", "itemknn"],
     "sasrec_full": ["--model", "sasrec", "--set", "model.loss=full",
@@ -167,7 +170,8 @@ def chosen_gamma(bench: Bench, seed: int) -> float:
 
 
 def rescored(bench: Bench, seed: int, gamma: float) -> dict[str, Any]:
-    """The chosen full model of ``seed`` scored with each user vector, per segment."""
+    """The chosen full model of ``seed`` scored with each user vector, and with the KNN
+    transfer of Δ to cold items (NI), per segment."""
     out = ROOT / bench.runs / "scorings" / f"seed{seed}.json"
     if out.is_file():
         return json.loads(out.read_text())
@@ -178,6 +182,10 @@ def rescored(bench: Bench, seed: int, gamma: float) -> dict[str, Any]:
     for label, scoring in SCORINGS.items():
         model.config = model.config.model_copy(update={"scoring": scoring})
         figures[label] = evaluate(model, dataset, ks=(1, 5, 10, 20, 50))["segments"]
+    # cold items with their warm neighbours' Δ (the transfer's defaults, not tuned here)
+    model.config = model.config.model_copy(update={"scoring": "next"})
+    moved = model.transferred(dataset, TransferConfig())
+    figures[TRANSFER] = evaluate(moved, dataset, ks=(1, 5, 10, 20, 50))["segments"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=1))
     return figures

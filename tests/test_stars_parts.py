@@ -17,6 +17,7 @@ from coldrec.rank.interleave import round_robin
 from coldrec.rank.items import DeltaItems
 from coldrec.rank.prior import popularity_prior
 from coldrec.rank.stars import StarsConfig, StarsRecommender
+from coldrec.rank.transfer import TransferConfig
 from coldrec.training.negatives import SubclassSampler
 
 
@@ -183,3 +184,17 @@ def test_static_user_features_enter_the_user_token_only(
     without = StarsRecommender(config.model_copy(update={"user_features": False}))
     without.fit(dataset, generator=torch.Generator().manual_seed(0))
     assert without.user_codes.shape == (dataset.n_users, 0)
+
+
+def test_the_knn_transfer_moves_deltas_to_cold_items_only(small_dataset: Dataset) -> None:
+    config = StarsConfig(dim=16, n_negatives=10, delta_frozen_epochs=0, early_stopping=False,
+                         training={"epochs": 2})  # fmt: skip
+    model = StarsRecommender(config).fit(small_dataset, generator=torch.Generator().manual_seed(0))
+    moved = model.transferred(small_dataset, TransferConfig(tau=-1.0))  # every gate open
+    assert model.net is not None and moved.net is not None
+    with torch.no_grad():
+        before, after = model.net.item_vectors(), moved.net.item_vectors()
+    cold = torch.as_tensor(small_dataset.items["cold"].to_numpy())
+    assert torch.equal(before[~cold], after[~cold])
+    assert not torch.equal(before[cold], after[cold])
+    assert moved.transfer is not None and model.transfer is None
