@@ -194,7 +194,7 @@ def test_the_knn_transfer_moves_deltas_to_cold_items_only(small_dataset: Dataset
     assert model.net is not None and moved.net is not None
     with torch.no_grad():
         before, after = model.net.item_vectors(), moved.net.item_vectors()
-    cold = torch.as_tensor(small_dataset.items["cold"].to_numpy())
+    cold = torch.tensor(small_dataset.items["cold"].to_numpy())
     assert torch.equal(before[~cold], after[~cold])
     assert not torch.equal(before[cold], after[cold])
     assert moved.transfer is not None and model.transfer is None
