@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -175,16 +174,17 @@ def test_llm_check_says_the_server_is_unreachable(tmp_path: Path) -> None:
     assert "Connection refused" in result.stderr.splitlines()[-1]
 
 
-def test_the_parser_is_fast_on_its_worst_inputs() -> None:
+def test_the_parser_is_right_on_its_worst_inputs() -> None:
+    # (their speed is measured by benchmarks/parser_speed.py)
     titles = [
         f"Moisturising cream number {i} with a rather long name for testing" for i in range(50)
     ]
     answers = [f"{' ' * 40_000}[{i}] " + "x" * 2_000 for i in range(300)]
-    start = time.perf_counter()
-    extract_json(" " * 40_000 + "[3]" + " " * 40_000)
-    project(answers, titles)
-    project([t[::-1] * 20 for t in titles * 6], titles)  # 300 long answers, fuzzy matching
-    assert time.perf_counter() - start < 0.1
+    assert extract_json(" " * 40_000 + "[3]" + " " * 40_000) == [3]
+    numbered = project(answers, titles)  # [0] … [49] name the titles; [50] … are none
+    assert numbered.values == titles and numbered.dropped == 250
+    reversed_titles = project([t[::-1] * 20 for t in titles * 6], titles)  # fuzzy: no match
+    assert reversed_titles.values == [] and reversed_titles.dropped == 300
 
 
 def test_a_synthetic_source_too_large_for_memory_is_refused_before_generating() -> None:
