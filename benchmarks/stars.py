@@ -17,9 +17,11 @@ Runs, with the commands printed in the result:
    and ``round_robin`` (RR) user vectors, and with its cold items' Δ moved from their
    warm neighbours by the KNN transfer (no retraining: the saved model is reloaded).
 
-A run whose metrics file exists is not repeated, so the script resumes after an
-interruption; ``--only NAME …`` runs a subset of the variants. Writes
-``benchmarks/results/stars_<data>.{md,json}`` once every run is there; on Beauty the E0
+Each finished run's metrics (and the tag figures and the rescorings) are kept in
+``benchmarks/results/stars_<data>/``, which is committed: a kept run is not repeated, so
+the script resumes after an interruption or in a later session; ``--only NAME …`` runs
+a subset of the variants. Writes ``benchmarks/results/stars_<data>.{md,json}`` once every
+run is there; on Beauty the E0
 line comes from ``beauty_e0_e3.json``. Run from the project root:
 ``.venv/bin/python benchmarks/stars.py --data beauty`` (or ``--data ml100k``).
 """
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +138,17 @@ def beside_command(bench: Bench, name: str, seed: int) -> list[str]:
             str(seed), "--set", f"ks={KS}", "--out", str(out)]  # fmt: skip
 
 
-def metrics_path(command: list[str]) -> Path:
+def made_metrics(command: list[str]) -> Path:
+    """The metrics file an ``evaluate`` command writes in its run folder."""
     out, seed = command[command.index("--out") + 1], command[command.index("--seed") + 1]
     return ROOT / out / f"metrics-seed{seed}.json"
+
+
+def metrics_path(command: list[str]) -> Path:
+    """Where that metrics file is kept (``benchmarks/results/stars_<data>/…``, committed:
+    a lost ``runs/`` folder loses no finished run)."""
+    out, seed = command[command.index("--out") + 1], command[command.index("--seed") + 1]
+    return RESULTS / Path(out).relative_to("runs") / f"metrics-seed{seed}.json"
 
 
 def run(command: list[str], done: Path) -> None:
@@ -147,6 +158,16 @@ def run(command: list[str], done: Path) -> None:
     print("coldrec", shlex.join(command), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True, env=env)
+
+
+def run_kept(command: list[str]) -> None:
+    """Run an ``evaluate`` command unless its metrics are kept; keep them."""
+    kept = metrics_path(command)
+    if kept.is_file():
+        return
+    run(command, made_metrics(command))
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(made_metrics(command), kept)
 
 
 def full(gamma: float) -> str:
@@ -172,12 +193,14 @@ def chosen_gamma(bench: Bench, seed: int) -> float:
 def rescored(bench: Bench, seed: int, gamma: float) -> dict[str, Any]:
     """The chosen full model of ``seed`` scored with each user vector, and with the KNN
     transfer of Δ to cold items (NI), per segment."""
-    out = ROOT / bench.runs / "scorings" / f"seed{seed}.json"
+    out = kept(bench) / "scorings" / f"seed{seed}.json"
     if out.is_file():
         return json.loads(out.read_text())
     dataset = Dataset.load(ROOT / bench.data)
-    model = StarsRecommender.load(ROOT / bench.runs / full(gamma) / f"seed{seed}" / "model",
-                                  dataset)  # fmt: skip
+    folder = ROOT / bench.runs / full(gamma) / f"seed{seed}" / "model"
+    # a model lost with runs/ is trained again: the same seed gives the same model
+    run(evaluate_command(bench, full(gamma), seed, gamma, []), folder / "model.json")
+    model = StarsRecommender.load(folder, dataset)
     figures = {}
     for label, scoring in SCORINGS.items():
         model.config = model.config.model_copy(update={"scoring": scoring})
@@ -194,36 +217,42 @@ def rescored(bench: Bench, seed: int, gamma: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=BENCHES, required=True)
-    parser.add_argument("--only", nargs="+", help="run these variants only (tags, full, "
+    parser.add_argument("--only", nargs="+", help="run these variants only (full, "
                         f"{', '.join(ABLATIONS)}, scorings, {', '.join(BESIDE)})")  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, choices=SEEDS)
     args = parser.parse_args()
     bench = BENCHES[args.data]
     if not bench.source.is_dir():
         raise SystemExit(f"{bench.title} not found at {bench.source}")
-    wanted = set(args.only or ["tags", "full", *ABLATIONS, "scorings", *BESIDE])
+    wanted = set(args.only or ["full", *ABLATIONS, "scorings", *BESIDE])
     run(prepare_command(bench), ROOT / bench.data / "meta.json")
-    if "tags" in wanted:
-        for command in tag_commands(bench):
-            run(command, ROOT / command[command.index("--out") + 1] / "summary.json")
+    tagged = kept(bench) / "tags.json"
+    # the embedding tags are what every run reads; SmolLM2's only feed the kept figures
+    for command in tag_commands(bench)[: 1 if tagged.is_file() else None]:
+        run(command, ROOT / command[command.index("--out") + 1] / "summary.json")
+    if not tagged.is_file():
+        tagged.parent.mkdir(parents=True, exist_ok=True)
+        tagged.write_text(json.dumps(tag_figures(bench), indent=1))
     for seed in args.seeds or SEEDS:
         if "full" in wanted:
             for gamma in GAMMAS:
-                command = evaluate_command(bench, full(gamma), seed, gamma, [])
-                run(command, metrics_path(command))
+                run_kept(evaluate_command(bench, full(gamma), seed, gamma, []))
         if wanted & {*ABLATIONS, "scorings"}:
             gamma = chosen_gamma(bench, seed)
             for name, extra in ABLATIONS.items():
                 if name in wanted:
-                    command = evaluate_command(bench, name, seed, gamma, extra)
-                    run(command, metrics_path(command))
+                    run_kept(evaluate_command(bench, name, seed, gamma, extra))
             if "scorings" in wanted:
                 rescored(bench, seed, gamma)
         for name in BESIDE:
             if name in wanted and (seed == 0 or name != "itemknn"):  # itemknn: deterministic
-                command = beside_command(bench, name, seed)
-                run(command, metrics_path(command))
+                run_kept(beside_command(bench, name, seed))
     report(bench)
+
+
+def kept(bench: Bench) -> Path:
+    """The benchmark's kept figures (committed)."""
+    return RESULTS / f"stars_{bench.name}"
 
 
 def collected(bench: Bench) -> tuple[dict[str, list[dict[str, Any]]], dict[int, float]] | None:
@@ -260,7 +289,7 @@ def report(bench: Bench) -> None:
     if found is None:
         return
     runs, gammas = found
-    tags = tag_figures(bench)
+    tags = json.loads((kept(bench) / "tags.json").read_text())
     rows = [table_rows(label, seeds) for label, seeds in runs.items()]
     curve = {seed: validation_scores(bench, seed) for seed in SEEDS}
     curve_rows = [f"| {seed} | " + " | ".join(f"{curve[seed][g]:.4f}" for g in GAMMAS) + " |"
