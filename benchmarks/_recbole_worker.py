@@ -1,7 +1,8 @@
-"""Runs inside RecBole's own venv (started by ``peer_recbole.py``; never imported by
-coldrec): trains RecBole's SASRec on the atomic files in ``WORK`` and writes the top
-``top_n`` unseen items of the users in ``WORK/users.npz`` to ``WORK/recbole_top.npz``,
-with the seconds of every training epoch in ``WORK/recbole_timing.json``.
+"""Runs inside RecBole's own venv (started by ``peer_recbole.py`` and
+``peer_lightgcn.py``; never imported by coldrec): trains RecBole's SASRec or LightGCN
+(``settings["model"]``) on the atomic files in ``WORK`` and writes the top ``top_n``
+unseen items of the users in ``WORK/users.npz`` to ``WORK/recbole_top.npz``, with the
+seconds of every training epoch in ``WORK/recbole_timing.json``.
 
 Usage: ``python _recbole_worker.py WORK SETTINGS.json``
 """
@@ -18,6 +19,7 @@ import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
+from recbole.model.general_recommender import LightGCN
 from recbole.model.sequential_recommender import SASRec
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
@@ -73,6 +75,31 @@ def top_items(model: SASRec, dataset, users: dict, max_len: int, top_n: int) -> 
     return np.concatenate(rows_items), np.concatenate(rows_scores), unknown
 
 
+def top_items_general(model: LightGCN, dataset, users: dict, top_n: int) -> tuple:
+    """The ``top_n`` items (coldrec ids) of each user by RecBole's full-catalogue scores,
+    the user's history excluded."""
+    indptr, history = users["indptr"], users["items"]
+    user_ids = dataset.field2token_id["user_id"]
+    item_ids = dataset.field2token_id["item_id"]
+    rows_items, rows_scores = [], []
+    model.eval()
+    for start in range(0, len(users["users"]), 512):
+        batch_users = users["users"][start : start + 512]
+        internal = torch.as_tensor([user_ids[str(u)] for u in batch_users])
+        with torch.no_grad():
+            scores = model.full_sort_predict(Interaction({"user_id": internal}))
+        scores = scores.reshape(len(batch_users), -1)
+        scores[:, 0] = -torch.inf  # padding
+        for row, user in enumerate(range(start, start + len(batch_users))):
+            seen = [item_ids[str(i)] for i in history[indptr[user] : indptr[user + 1]]
+                    if str(i) in item_ids]  # fmt: skip
+            scores[row, torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
+        best = torch.topk(scores, top_n, dim=1)
+        rows_items.append(dataset.id2token("item_id", best.indices.numpy()).astype(np.int64))
+        rows_scores.append(best.values.numpy())
+    return np.concatenate(rows_items), np.concatenate(rows_scores), {}
+
+
 def train(config: Config, model: SASRec, train_data, saved: Path, settings: dict) -> dict:
     """Train ``model`` and save it with its epoch times, or load the model an earlier
     run saved with the same settings (an evaluation failure then costs no retraining).
@@ -92,16 +119,21 @@ def train(config: Config, model: SASRec, train_data, saved: Path, settings: dict
 
 def main(work: Path, settings_path: Path) -> None:
     settings = json.loads(settings_path.read_text())
-    config = Config(model="SASRec", dataset="beauty", config_dict=settings["recbole"])
+    kind = settings.get("model", "SASRec")
+    config = Config(model=kind, dataset=settings.get("dataset", "beauty"),
+                    config_dict=settings["recbole"])  # fmt: skip
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, _, _ = data_preparation(config, dataset)
-    model = SASRec(config, train_data.dataset)
+    model = (LightGCN if kind == "LightGCN" else SASRec)(config, train_data.dataset)
     measured = train(config, model, train_data, work / "recbole_model.pt", settings)
     users = dict(np.load(work / "users.npz"))
-    items, scores, unknown = top_items(
-        model, dataset, users, config["MAX_ITEM_LIST_LENGTH"], settings["top_n"]
-    )
+    if kind == "LightGCN":
+        items, scores, unknown = top_items_general(model, dataset, users, settings["top_n"])
+    else:
+        items, scores, unknown = top_items(
+            model, dataset, users, config["MAX_ITEM_LIST_LENGTH"], settings["top_n"]
+        )
     np.savez(work / "recbole_top.npz", users=users["users"], items=items, scores=scores)
     timing = {**measured, "torch_threads": torch.get_num_threads(),
               "history_items_without_recbole_id": unknown}  # fmt: skip
