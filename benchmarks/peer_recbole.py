@@ -2,8 +2,9 @@
 the same Beauty split, the same users and the same targets, run one after the other.
 
 1. A venv for RecBole at ``.venv-recbole`` (``torch==2.13.0`` first, then
-   ``recbole==1.2.1`` with ``numpy<2``, ``pandas<2.3`` and ``scipy<1.14``: RecBole 1.2.1
-   still uses ``np.float_``, removed in NumPy 2), unless it exists.
+   ``recbole==1.2.1`` with ``numpy<2``, ``pandas<2.3`` and ``scipy<1.12``: RecBole 1.2.1
+   still uses ``np.float_``, removed in NumPy 2, and its LightGCN ``dok_matrix._update``,
+   removed in SciPy 1.12), unless it exists.
 2. The training history exported as RecBole's pre-augmented sequential atomic files
    (``beauty.train.inter``: every prefix of at most 50 items → next item, i.e. exactly
    the targets coldrec trains on). RecBole never sees the test split: its valid/test
@@ -42,7 +43,7 @@ WORK = ROOT / RUNS / "recbole"
 MAX_LEN, TOP_N, SEED = 50, 100, 0
 ARCHITECTURE = {"dim": 64, "n_layers": 2, "n_heads": 1, "dropout": 0.2, "lr": 0.001}
 SEGMENTS = ("all", "warm", "cold")
-RECBOLE_PINS = ("recbole==1.2.1", "numpy<2", "pandas<2.3", "scipy<1.14")
+RECBOLE_PINS = ("recbole==1.2.1", "numpy<2", "pandas<2.3", "scipy<1.12")
 
 
 class TopList:
