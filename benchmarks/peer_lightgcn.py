@@ -22,8 +22,6 @@ import json
 import os
 import shlex
 import subprocess
-import sys
-import time
 
 import numpy as np
 
@@ -31,7 +29,7 @@ from _common import ROOT, write_results
 from beauty_baselines import COLDREC
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.eval.protocol import evaluate
-from peer_recbole import VENV, TopList, install
+from peer_recbole import TopList, run_worker
 from stars import BENCHES, prepare_command, run
 
 BENCH = BENCHES["ml100k"]
@@ -95,22 +93,10 @@ def main() -> None:
     per_epoch = ours["training"]["final"]["seconds_per_epoch"]
     rows = {"coldrec LightGCN": {"segments": ours["segments"], "seconds_per_epoch": per_epoch}}
     figures: dict = {"epochs": EPOCHS, "settings": SETTINGS}
-    try:
-        figures["versions"] = install()
-        export(dataset)
-        settings = WORK / "settings.json"
-        settings.write_text(json.dumps(recbole_settings()))
-        worker = [str(VENV / "bin" / "python"), str(ROOT / "benchmarks" / "_recbole_worker.py")]
-        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}
-        start = time.perf_counter()
-        subprocess.run([*worker, str(WORK), str(settings)], check=True, env=env, cwd=WORK)
-        figures["recbole_wall_s"] = time.perf_counter() - start
-    except subprocess.CalledProcessError as error:
-        figures["recbole_failed"] = f"{shlex.join(map(str, error.cmd))} exited {error.returncode}"
-        print(f"RecBole could not run: {figures['recbole_failed']}", file=sys.stderr)
-    else:
+    export(dataset)
+    timing = run_worker(WORK, recbole_settings(), figures)
+    if timing is not None:
         top = np.load(WORK / "recbole_top.npz")
-        timing = json.loads((WORK / "recbole_timing.json").read_text())
         ranked = TopList(top["users"], top["items"], dataset.n_items, dataset.n_users)
         rows["RecBole 1.2.1 LightGCN"] = {"segments": evaluate(ranked, dataset)["segments"],
                                           "seconds_per_epoch": float(np.median(

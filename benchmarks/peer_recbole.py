@@ -30,6 +30,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -108,6 +109,27 @@ def export(dataset: Dataset) -> None:
     )
 
 
+def run_worker(work: Path, settings: dict, figures: dict) -> dict | None:
+    """Make RecBole's venv and run ``_recbole_worker.py`` (one thread) on ``settings`` in
+    ``work``; its timing, or None when RecBole could not run (the failed command is
+    recorded in ``figures``)."""
+    try:
+        figures["versions"] = install()
+        (work / "settings.json").write_text(json.dumps(settings))
+        worker = [str(VENV / "bin" / "python"), str(ROOT / "benchmarks" / "_recbole_worker.py")]
+        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}
+        start = time.perf_counter()
+        subprocess.run([*worker, str(work), str(work / "settings.json")], check=True, env=env,
+                       cwd=work)  # fmt: skip
+        figures["recbole_wall_s"] = time.perf_counter() - start
+    except subprocess.CalledProcessError as error:
+        figures["recbole_failed"] = f"{shlex.join(map(str, error.cmd))} exited {error.returncode}"
+        print(f"RecBole could not run: {figures['recbole_failed']}", file=sys.stderr)
+        return None
+    timing: dict = json.loads((work / "recbole_timing.json").read_text())
+    return timing
+
+
 def recbole_settings(epochs: int) -> dict:
     return {
         "top_n": TOP_N,
@@ -175,23 +197,11 @@ def main() -> None:
         "segments": ours["segments"],
         "seconds_per_epoch": ours["training"]["final"]["seconds_per_epoch"],
     }}  # fmt: skip
-    try:
-        figures["versions"] = install()
-        export(dataset)
-        settings = WORK / "settings.json"
-        settings.write_text(json.dumps(recbole_settings(epochs)))
-        worker = [str(VENV / "bin" / "python"), str(ROOT / "benchmarks" / "_recbole_worker.py")]
-        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-        start = time.perf_counter()
-        subprocess.run([*worker, str(WORK), str(settings)], check=True, env=env, cwd=WORK)
-        figures["recbole_wall_s"] = time.perf_counter() - start
-    except subprocess.CalledProcessError as error:
-        figures["recbole_failed"] = f"{shlex.join(map(str, error.cmd))} exited {error.returncode}"
-        print(f"RecBole could not run: {figures['recbole_failed']}", file=sys.stderr)
-    else:
+    export(dataset)
+    timing = run_worker(WORK, recbole_settings(epochs), figures)
+    if timing is not None:
         top = np.load(WORK / "recbole_top.npz")
         ranked = TopList(top["users"], top["items"], dataset.n_items, dataset.n_users)
-        timing = json.loads((WORK / "recbole_timing.json").read_text())
         rows["RecBole 1.2.1 SASRec (CE)"] = {
             "segments": evaluate(ranked, dataset)["segments"],
             "seconds_per_epoch": float(np.median(timing["epoch_seconds"])),

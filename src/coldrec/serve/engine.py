@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -111,7 +112,7 @@ class _Users:
         return self.row_of[user]
 
 
-class BaseEngine:
+class BaseEngine(ABC):
     """What every served model shares (see the module doc): the catalogue and its index,
     users and their histories, the durable writes, filters, the popularity fallback and
     the lookups. A subclass gives the vectors (:meth:`_item_vectors`), the ranking of a
@@ -160,13 +161,14 @@ class BaseEngine:
 
     # --- what a model gives -----------------------------------------------------------
 
+    @abstractmethod
     def _item_vectors(
         self, records: list[dict[str, Any]], content: np.ndarray, rows: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Index and ranker vectors of written items (``rows``: their catalogue rows, -1
         for new ones)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _ranked(
         self, row: int | None, seen: list[int], allowed: np.ndarray, given: bool, k: int,
         at: int, mode: str | None,
@@ -174,18 +176,19 @@ class BaseEngine:
         """The top ``k`` entries of a user with a history and the number of candidates
         (``row``: the user's, None for an anonymous one; ``given``: the history came with
         the request; ``at``: the request time; ``mode``: the request's user vector)."""
-        raise NotImplementedError
 
     def _check_items(self, records: list[dict[str, Any]]) -> None:
-        """Refuse items the model could not apply (before they enter the log)."""
+        """Refuse items the model could not apply (before they enter the log); the fused
+        engine can apply any item."""
+        return None
 
+    @abstractmethod
     def _explained(self, user: str, row: int) -> dict[str, Any]:
         """The model's part of an explanation of catalogue ``row`` for ``user``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _described(self) -> dict[str, Any]:
         """The model's part of :meth:`health`."""
-        raise NotImplementedError
 
     # --- writes ---------------------------------------------------------------------
 
