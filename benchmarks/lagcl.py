@@ -1,12 +1,20 @@
-"""LAGCL4Rec (issue 27) on MovieLens-100K or Amazon Beauty (global time split, full
-ranking), 3 seeds: the shipped experiment ``configs/<data>/lagcl_<data>.yaml`` — the
-base backbones, each LLM level removed, the full model, content kNN beside — run with
-``coldrec run`` (its steps cached: a stopped run resumes), then its figures tabulated
-with the augmentation's real-pair rate.
+"""LAGCL4Rec (issue 27) on MovieLens-100K or Amazon Beauty (full ranking), 3 seeds: the
+shipped experiment ``configs/<data>/lagcl_<data>.yaml`` — the base backbones, each LLM
+level removed, the full model, content kNN beside — run with ``coldrec run`` (its steps
+cached: a stopped run resumes), then its figures tabulated with the augmentation's
+real-pair rate.
 
-Every LLM call of the configs is made by the ``embedding`` stand-in (no LLM); SmolLM2
-over a sample of users is not run yet. Writes ``benchmarks/results/lagcl_<data>.{md,json}``.
-Run from the project root: ``.venv/bin/python benchmarks/lagcl.py --data ml100k``.
+``--split global`` is the config's own global time split; ``--split random`` the random
+80/20 split of the paper's protocol (the same config with
+``--set data.prepare.split=random``). Every LLM call of the configs is made by the
+``embedding`` stand-in (no LLM). ``--smollm2 N`` also runs ``coldrec augment`` with the
+local SmolLM2 over a seeded sample of N sparse users (``--candidates`` items each) and,
+for comparison, the stand-in over the same users: their real-pair rates and the LLM's
+cost go in the report (that augmentation is measured, not trained on).
+
+Each finished run's metrics are kept in ``benchmarks/results/lagcl_<data>[_random]/``
+(committed). Writes ``benchmarks/results/lagcl_<data>[_random].{md,json}``. Run from the
+project root: ``.venv/bin/python benchmarks/lagcl.py --data ml100k``.
 """
 
 from __future__ import annotations
@@ -14,16 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from _common import ROOT, write_results
+from _common import RESULTS, ROOT, write_results
 from beauty_baselines import COLDREC
 
 DATA = ("ml100k", "beauty")
+SPLITS = {"global": [], "random": ["--set", "data.prepare.split=random",
+                                   "--set", "data.prepare.train_share=0.8"]}  # fmt: skip
 SEGMENTS = ("all", "warm", "cold")
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
@@ -31,38 +43,96 @@ METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=DATA, required=True)
+    parser.add_argument("--split", choices=SPLITS, default="global")
+    parser.add_argument("--smollm2", type=int, default=0, metavar="N",
+                        help="also augment N sampled sparse users with SmolLM2")  # fmt: skip
+    parser.add_argument("--candidates", type=int, default=256,
+                        help="items SmolLM2 scores per sampled user")  # fmt: skip
     args = parser.parse_args()
+    name = f"lagcl_{args.data}" + ("" if args.split == "global" else f"_{args.split}")
+    out = Path("runs") / name
     config = Path("configs") / args.data / f"lagcl_{args.data}.yaml"
-    out = Path("runs") / f"lagcl_{args.data}"
-    command = ["run", str(config), "--out", str(out)]
+    command = ["run", str(config), "--out", str(out), *SPLITS[args.split]]
+    run(command)
+    keep(ROOT / out, RESULTS / name)
+    commands = [command]
+    if args.smollm2:
+        for backend in ("llamacpp", "embedding"):
+            commands.append(sample_command(out, backend, args.smollm2, args.candidates))
+            run(commands[-1])
+    report(name, ROOT / out, commands)
+
+
+def run(command: list[str]) -> None:
+    print("coldrec", shlex.join(command), flush=True)
     subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True,
                    env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
-    report(args.data, ROOT / out, command)
 
 
-def report(data: str, out: Path, command: list[str]) -> None:
-    """The ablation table of the finished run."""
+def sample_command(out: Path, backend: str, users: int, candidates: int) -> list[str]:
+    """``coldrec augment`` of a seeded sample of sparse users (the same users for each
+    backend: the sample is drawn from the seed before any backend is asked)."""
+    return ["augment", "--dataset", str(out / "data"), "--backend", backend, "--users",
+            str(users), "--set", f"candidates={candidates}", "--set", "llm.backend.n_threads=1",
+            "--out", str(out / f"augment_sample_{backend}")]  # fmt: skip
+
+
+def keep(out: Path, kept: Path) -> None:
+    """Copy every finished run's metrics (and the augmentation summary) to ``kept``."""
+    for path in (out / "baselines").glob("*/seed*/metrics-seed*.json"):
+        target = kept / path.relative_to(out / "baselines")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    shutil.copyfile(out / "augment" / "summary.json", kept / "augment.json")
+
+
+def report(name: str, out: Path, commands: list[list[str]]) -> None:
+    """The ablation table from the kept figures."""
+    kept = RESULTS / name
     figures: dict[str, list[dict[str, Any]]] = {}
-    for folder in sorted((out / "baselines").iterdir()):
+    for folder in sorted(p for p in kept.iterdir() if p.is_dir()):
         found = sorted(folder.glob("seed*/metrics-seed*.json"))
         figures[folder.name] = [json.loads(path.read_text())["segments"] for path in found]
-    rows = [row for name, seeds in figures.items() for row in table_rows(name, seeds)]
-    augment = json.loads((out / "augment" / "summary.json").read_text())
-    markdown = f"""# LAGCL4Rec on {data} (global split, full ranking)
+    rows = [row for variant, seeds in figures.items() for row in table_rows(variant, seeds)]
+    augment = json.loads((kept / "augment.json").read_text())
+    meta = json.loads((out / "data" / "meta.json").read_text())
+    summaries = {backend: out / f"augment_sample_{backend}" / "summary.json"
+                 for backend in ("llamacpp", "embedding")}  # fmt: skip
+    samples = {b: json.loads(p.read_text()) for b, p in summaries.items() if p.is_file()}
+    markdown = f"""# LAGCL4Rec: {name} ({meta["prepare"]["split"]} split, full ranking)
 
-`configs/{data}/lagcl_{data}.yaml`; every LLM call by the `embedding` stand-in (no LLM).
-Augmentation: {augment["sparse_users"]:,} sparse users, {augment["positives"]:,} positives
-and {augment["negatives"]:,} negatives; real-pair rate {augment["real_pair_rate"]:.2%}
-against {augment["random_real_pair_rate"]:.2%} for random candidates. Mean ± sample std
-over the seeds.
+`{shlex.join(commands[0][1:2])}`; every LLM call of the ablation by the `embedding`
+stand-in (no LLM). {meta["test_interactions"]:,} test interactions, {meta["cold_items"]:,}
+cold items. Augmentation: {augment["sparse_users"]:,} sparse users,
+{augment["positives"]:,} positives and {augment["negatives"]:,} negatives; real-pair rate
+{augment["real_pair_rate"]:.2%} against {augment["random_real_pair_rate"]:.2%} for random
+candidates. Mean ± sample std over the seeds.
 
 | variant | segment | {" | ".join(METRICS)} |
 |---|---|{"---|" * len(METRICS)}
 {chr(10).join(rows)}
+{sample_table(samples)}
+## Commands
 
-    coldrec {" ".join(command)}
+{chr(10).join("    coldrec " + shlex.join(c) for c in commands)}
 """
-    write_results(f"lagcl_{data}", {"runs": figures, "augment": augment}, markdown)
+    write_results(name, {"runs": figures, "augment": augment, "samples": samples}, markdown)
+
+
+def sample_table(samples: dict[str, dict[str, Any]]) -> str:
+    """SmolLM2's augmentation of the user sample beside the stand-in's on the same users."""
+    if not samples:
+        return ""
+    lines = ["", "Augmentation of the same sampled sparse users by each backend:", "",
+             "| backend | users | positives | real-pair rate | random | calls | seconds |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for s in samples.values():
+        calls = sum(stage["calls"] for stage in s["llm"].values())
+        seconds = sum(stage["latency_s"] for stage in s["llm"].values())
+        lines.append(f"| {s['backend']} | {s['sparse_users']} | {s['positives']} | "
+                     f"{s['real_pair_rate']:.2%} | {s['random_real_pair_rate']:.2%} | "
+                     f"{calls:.0f} | {seconds:.0f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def table_rows(label: str, seeds: list[dict[str, Any]]) -> list[str]:

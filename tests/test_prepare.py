@@ -230,6 +230,23 @@ def test_item_holdout_removes_items_from_training_entirely() -> None:
     assert again.items.loc[again.cold_items, "item"].tolist() == held
 
 
+def test_random_split_shares_and_seed() -> None:
+    rows = [(f"u{k % 7}", f"i{k % 13}", k) for k in range(100)]
+    config = PrepareConfig(split="random", train_share=0.8, valid_share=0.25, seed=5)
+    split = prepare(frames_of(rows), config).interactions.sort_values("ts")["split"]
+    # int(0.8·100) = 80 train rows, of which the last int(0.75·80) = 60 onward are valid
+    assert split.value_counts().to_dict() == {"train": 60, "valid": 20, "test": 20}
+    # the rows are drawn, not cut by time: test is not the latest fifth
+    assert (split.iloc[80:] == "test").sum() < 20
+    again = prepare(frames_of(rows), config).interactions.sort_values("ts")["split"]
+    other = prepare(frames_of(rows), config.model_copy(update={"seed": 6}))
+    assert again.tolist() == split.tolist()
+    assert other.interactions.sort_values("ts")["split"].tolist() != split.tolist()
+    # the permutation of numpy's generator decides which rows: worked out independently
+    order = np.random.default_rng(5).permutation(100)
+    assert set(np.flatnonzero((split == "test").to_numpy())) == set(order[80:].tolist())
+
+
 def test_order_only_data_default_to_leave_one_out_and_refuse_a_time_cut() -> None:
     rows = [("u", "a", 0), ("u", "b", 1), ("v", "b", 0), ("v", "a", 1)]
     assert prepare(frames_of(rows, order_only=True)).meta["prepare"]["split"] == "loo"

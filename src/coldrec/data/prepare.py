@@ -35,7 +35,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SplitKind = Literal["global-time", "loo", "user-ratio", "item-holdout"]
+SplitKind = Literal["global-time", "loo", "user-ratio", "item-holdout", "random"]
 SPLITS: tuple[str, ...] = get_args(SplitKind)
 
 
@@ -46,9 +46,11 @@ class PrepareConfig(BaseModel):
 
     split: SplitKind | None = None
     """``global-time`` (default for timestamped data), ``loo`` (default for order-only
-    data), ``user-ratio`` or ``item-holdout``."""
+    data), ``user-ratio``, ``item-holdout`` or ``random`` (a seeded random share of the
+    rows, the 80/20 protocol of graph recommenders)."""
     train_share: float = Field(0.7, gt=0, lt=1)
-    """Global-time: share of all interactions (by time) in train; user-ratio: per user."""
+    """Global-time: share of all interactions (by time) in train; user-ratio: per user;
+    random: share of all interactions, drawn at random."""
     valid_share: float = Field(0.0, ge=0, lt=1)
     """Validation carved from the end of train: global-time and user-ratio take this
     share of the train rows (the same rule as the test cut, applied inside train);
@@ -71,7 +73,7 @@ class PrepareConfig(BaseModel):
     """``exact``: drop rows equal in user, item, ts and rating; ``pair``: keep only the
     first interaction of each (user, item)."""
     seed: int = Field(0, ge=0)
-    """Seeds the random item hold-out."""
+    """Seeds the random item hold-out and the random split."""
     cold_max_count: int = Field(0, ge=0)
     """Items with test rows and at most this many interactions before test are cold.
     0 (default): strict cold start, never seen before test. A few (e.g. 5) gives the
@@ -335,11 +337,24 @@ def _item_holdout(interactions: pd.DataFrame, config: PrepareConfig) -> np.ndarr
     return item_split.loc[interactions["item"]].to_numpy()
 
 
+def _random(interactions: pd.DataFrame, config: PrepareConfig) -> np.ndarray:
+    """A seeded random ``int(train_share·N)`` rows are train, the rest test (and
+    ``valid_share`` of the train rows, also drawn at random, valid)."""
+    order = np.random.default_rng(config.seed).permutation(len(interactions))
+    labels = np.full(len(interactions), "test", dtype=object)
+    n_train = int(config.train_share * len(interactions))
+    labels[order[:n_train]] = "train"
+    if config.valid_share:
+        labels[order[int((1 - config.valid_share) * n_train) : n_train]] = "valid"
+    return labels
+
+
 _SPLITTERS = {
     "global-time": _global_time,
     "loo": _leave_one_out,
     "user-ratio": _user_ratio,
     "item-holdout": _item_holdout,
+    "random": _random,
 }
 
 
