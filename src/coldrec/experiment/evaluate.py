@@ -141,5 +141,6 @@ def _reranked(
         metrics = config.evaluate(reranked, dataset)
         summary = {"alpha": alpha, "validation_curve": curve,
                    "invalid_users": reranked.invalid_users(), "users": len(reranked.relevance),
+                   "ranking_faults": reranked.faults.as_dict(),
                    "backend": llm.described(), "calls": llm.totals()}  # fmt: skip
     return metrics, summary

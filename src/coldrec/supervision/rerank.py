@@ -10,13 +10,18 @@ distributions over the same items and α weighs like against like (``α = 1`` ke
 model's order). A user whose answer is missing or invalid keeps the model's order
 (counted). α is chosen on the validation view (:func:`choose_alpha`), never on test.
 
+With ``answer: ranking`` the LLM orders the candidates instead (the LLMRank protocol:
+prompts, bootstrapping and the completion of faulty answers in
+:mod:`coldrec.supervision.llm_rank`); a candidate's LLM score is then its mean Borda
+points (``C`` for the top, ``1`` for the last) over the usable answers.
+
 With the ``embedding`` backend (no LLM, said so) the relevance is the cosine of the
 user's mean history text vector with the candidate's.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +31,13 @@ from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.eval.protocol import Scorer, Selection, evaluate
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM, LLMConfig
+from coldrec.supervision.llm_rank import (
+    Faults,
+    PromptKind,
+    borda,
+    complete_ranking,
+    ranking_request,
+)
 
 __all__ = ["LLMReranked", "RerankConfig", "choose_alpha", "fused_scores"]
 
@@ -52,6 +64,15 @@ class RerankConfig(BaseModel):
     """The α values tried on validation."""
     encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     """The ``embedding`` backend's text vectors."""
+    answer: Literal["scores", "ranking"] = "scores"
+    """``scores``: a 0–10 relevance per candidate (LAGCL4Rec); ``ranking``: an order of
+    the candidates (LLMRank)."""
+    prompt: PromptKind = "sequential"
+    """``answer: ranking``: ``sequential``, ``recency`` or ``in_context``."""
+    bootstrap: int = Field(1, ge=1)
+    """``answer: ranking``: shuffled presentations per user, their Borda points summed."""
+    seed: int = 0
+    """Seeds the presentation shuffles (per user, so batches do not matter)."""
 
 
 def fused_scores(model: np.ndarray, llm: np.ndarray, alpha: float, tau: float) -> np.ndarray:
@@ -83,6 +104,8 @@ class LLMReranked:
             model, dataset, config, llm, alpha)  # fmt: skip
         self.history = dataset.sequences(*HISTORY_SPLITS)
         self.relevance: dict[int, np.ndarray] = {}
+        self.faults = Faults()
+        """``answer: ranking``: what was wrong with the answers."""
         self._profiles: np.ndarray | None = None
         self._items: np.ndarray | None = None
 
@@ -112,10 +135,12 @@ class LLMReranked:
         missing = [row for row, user in enumerate(users) if int(user) not in self.relevance]
         if missing:
             asked = users[missing]
-            if self.llm.backend.generates_text:
-                found = self._ask(asked, top[missing])
-            else:
+            if not self.llm.backend.generates_text:
                 found = self._similarity(asked, top[missing])
+            elif self.config.answer == "ranking":
+                found = self._ask_rankings(asked, top[missing])
+            else:
+                found = self._ask(asked, top[missing])
             for user, scores in zip(asked, found, strict=True):
                 self.relevance[int(user)] = scores
         return np.stack([self.relevance[int(user)] for user in users])
@@ -154,6 +179,37 @@ class LLMReranked:
             )
             if isinstance(got, list) and len(got) == c:
                 out[row] = np.asarray(got, dtype=float)
+        return out
+
+    def _ask_rankings(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """Mean Borda points of each user's candidates over their usable ranking answers
+        (NaN where none was usable)."""
+        texts = self.dataset.item_text
+        disliked = self.dataset.known_negatives().groupby("user_idx")["item_idx"].agg(list)
+        requests, shown = [], []
+        for user, candidates in zip(users, top, strict=True):
+            rng = np.random.default_rng([self.config.seed, int(user)])
+            history = [texts[i] for i in self.history[user][-self.config.history_items :]]
+            bad = [texts[i] for i in disliked.get(user, [])[-self.config.history_items :]]
+            for _ in range(self.config.bootstrap):
+                order = rng.permutation(len(candidates))
+                shown.append(order)
+                listed = [texts[candidates[k]] for k in order]
+                requests.append(ranking_request(self.config.prompt, history, listed, bad))
+        answers = self.llm.batch(requests)
+        out = np.full(top.shape, np.nan)
+        b = self.config.bootstrap
+        for row in range(len(users)):
+            rankings = []
+            for order, answer in zip(shown[row * b : (row + 1) * b],
+                                     answers[row * b : (row + 1) * b], strict=True):  # fmt: skip
+                ranking, faults = complete_ranking(answer.parsed if answer.ok else None,
+                                                   order.tolist())  # fmt: skip
+                self.faults.add(faults)
+                if not faults.unusable:
+                    rankings.append(ranking)
+            if rankings:
+                out[row] = borda(rankings, top.shape[1]) / len(rankings)
         return out
 
     def invalid_users(self) -> int:
