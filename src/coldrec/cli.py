@@ -35,6 +35,7 @@ from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 from coldrec.serve.app import serve
 from coldrec.serve.engine import ServeConfig
 from coldrec.supervision.augment import AugmentConfig, run_augmentation
+from coldrec.supervision.judge import JudgeConfig, run_judge
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import SuperviseConfig, run_supervision
@@ -344,6 +345,36 @@ def augment_command(
                   f"positives and {summary['negatives']:,} negatives; real-pair rate "
                   f"{summary['real_pair_rate']:.2%} (random candidates "
                   f"{summary['random_real_pair_rate']:.2%})")  # fmt: skip
+
+
+@app.command("judge")
+@user_errors
+def judge_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Folder: judged.parquet, pairs.parquet, summary."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
+    model: str | None = typer.Option(None, "--model", help="openai: the model name."),
+    users: int | None = typer.Option(None, "--users", help="Test users judged (default 200)."),
+    against: Path | None = typer.Option(
+        None, "--against", help="Another judge's run over the same pairs: κ and confusion."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override: --set repeats=3."),
+) -> None:
+    """Judge held-out and random (user, item) pairs pointwise, pairwise and listwise, and
+    measure the judge against the held-out interactions (and another judge)."""
+    chosen_backend = _chosen_backend(backend, base_url, model)
+    layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
+                     users=users)  # fmt: skip
+    summary = run_judge(validate(JudgeConfig, layers), dataset, out, against)
+    note = summary["backend"]
+    console.print(f"judge ({note['identity']}, {note['note']}): {summary['users']:,} users, "
+                  f"{summary['pairs']:,} pairs; grade AUC {summary['grade_auc']:.3f}, pairwise "
+                  f"accuracy {summary['pairwise_accuracy']:.3f}, listwise AUC "
+                  f"{summary['listwise_auc']:.3f}")  # fmt: skip
+    if "against" in summary:
+        console.print(f"κ against {summary['against']['run']}: {summary['against']['kappa']:.3f}")
 
 
 @llm_app.command("check")

@@ -62,6 +62,9 @@ class Request:
     temperature: float = 0.0
     max_tokens: int = 512
     stage: str = ""
+    sample: int = 0
+    """The k-th answer to the same question (repeats at a temperature above 0): part of
+    the cache key when above 0, so a repeat is not answered from the cache."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class Backend(ABC):
 
 
 def request_key(identity: str, request: Request) -> str:
-    """Cache key: sha256 of backend identity, messages, schema, temperature, max_tokens."""
+    """Cache key: sha256 of backend identity, messages, schema, temperature, max_tokens
+    (and the sample number when above 0)."""
     payload = [identity, request.messages, request.schema, request.temperature, request.max_tokens]
+    if request.sample:
+        payload.append(request.sample)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
