@@ -54,7 +54,8 @@ def test_the_prompts() -> None:
     assert "- old\n- older still\n- newest" in text and "1. a\n2. b" in text
     assert "Example" not in text and "most recent" not in text and "disliked" not in text
     ranking = sequential.schema["properties"]["ranking"]  # type: ignore[index]
-    assert ranking["items"]["enum"] == [1, 2] and ranking["minItems"] == 2
+    assert ranking["items"] == {"type": "integer", "minimum": 1, "maximum": 2}
+    assert ranking["minItems"] == ranking["maxItems"] == 2
     recency = ranking_request("recency", history, candidates).messages[1]["content"]
     assert "most recent purchase is: newest" in recency
     in_context = ranking_request("in_context", history, candidates, ["bad"]).messages[1]
@@ -78,7 +79,7 @@ class Recording(Backend):
 
     def generate(self, request: Request) -> Generation:
         self.prompts.append(request.messages[1]["content"])
-        c = len(request.schema["properties"]["ranking"]["items"]["enum"])  # type: ignore[index]
+        c = request.schema["properties"]["ranking"]["maxItems"]  # type: ignore[index]
         return Generation(json.dumps({"ranking": list(range(1, c + 1))}))
 
 

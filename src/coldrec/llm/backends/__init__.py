@@ -1,7 +1,9 @@
 """LLM backends behind one interface (:class:`~coldrec.llm.base.Backend`), each with a
 typed config whose ``kind`` names it:
 
-- ``llamacpp``: a GGUF model in this process (default: SmolLM2-135M-Instruct);
+- ``llamacpp``: a GGUF model in this process by llama.cpp (default: SmolLM2-135M-Instruct);
+- ``transformers``: a local causal LM in this process by Hugging Face ``transformers``
+  (the same SmolLM2 by default; no compiler needed);
 - ``openai``: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, hosted APIs);
 - ``embedding``: a judge that fills answer schemas by embedding similarity (no LLM);
 - ``replay``: recorded answers, for tests.
@@ -18,6 +20,7 @@ from coldrec.llm.backends.embedding import EmbeddingConfig, EmbeddingJudge
 from coldrec.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
 from coldrec.llm.backends.openai_compat import OpenAIBackend, OpenAIConfig
 from coldrec.llm.backends.replay import ReplayBackend, ReplayConfig
+from coldrec.llm.backends.transformers import TransformersBackend, TransformersConfig
 
 __all__ = [
     "BACKEND_KINDS",
@@ -30,10 +33,13 @@ __all__ = [
     "OpenAIConfig",
     "ReplayBackend",
     "ReplayConfig",
+    "TransformersBackend",
+    "TransformersConfig",
 ]
 
 BackendConfig = Annotated[
-    LlamaCppConfig | OpenAIConfig | EmbeddingConfig | ReplayConfig, Field(discriminator="kind")
+    LlamaCppConfig | TransformersConfig | OpenAIConfig | EmbeddingConfig | ReplayConfig,
+    Field(discriminator="kind"),
 ]
 """Any backend config; ``kind`` selects the backend."""
 

