@@ -54,7 +54,7 @@ def test_the_prompts() -> None:
     assert "- old\n- older still\n- newest" in text and "1. a\n2. b" in text
     assert "Example" not in text and "most recent" not in text and "disliked" not in text
     ranking = sequential.schema["properties"]["ranking"]  # type: ignore[index]
-    assert ranking["items"] == {"type": "integer", "minimum": 1, "maximum": 2}
+    assert ranking["items"] == {"type": "integer", "enum": [1, 2], "minimum": 1, "maximum": 2}
     assert ranking["minItems"] == ranking["maxItems"] == 2
     recency = ranking_request("recency", history, candidates).messages[1]["content"]
     assert "most recent purchase is: newest" in recency

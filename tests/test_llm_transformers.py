@@ -22,7 +22,7 @@ def test_in_process_transformers_answers_in_schema(tmp_path: Path) -> None:
         structured_calls(llm)
         assert llm.backend.identity == "transformers:SmolLM2-135M-Instruct.Q4_1.gguf"
         ranking = {"type": "object", "required": ["ranking"], "properties": {"ranking": {
-            "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4},
+            "type": "array", "items": {"type": "integer", "enum": [1, 2, 3, 4]},
             "minItems": 4, "maxItems": 4}}}  # fmt: skip
         answer = llm.complete(ask("Rank the 4 candidates 1-4."), ranking, max_tokens=40)
         assert answer.ok, answer.error

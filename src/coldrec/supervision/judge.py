@@ -173,7 +173,8 @@ class _Judge:
             listing = "\n".join(f"{k + 1}. {self.texts[i]}" for k, i in enumerate(rows["item_idx"]))
             c = len(rows)
             schema = {"type": "object", "required": ["grades"], "properties": {"grades": {
-                "type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 3},
+                "type": "array", "items": {"type": "integer", "enum": list(GRADES),
+                                           "minimum": 0, "maximum": 3},
                 "minItems": c, "maxItems": c}}}  # fmt: skip
             prompt = (f"History:\n<context>\n{self.shown_history(user)}\n</context>\n"
                       f"Products:\n{listing}\nGrade each of the {c} products. Answer as "

@@ -2,8 +2,8 @@
 
 The user's history (titles, oldest first; with ratings, the disliked items apart) and the
 candidates, numbered ``1 … C`` in the order shown, go to the LLM, which answers a
-ranking of those numbers (a schema of integers from 1 to C, so a constrained backend can
-only name shown candidates). Three prompts:
+ranking of those numbers (an ``enum`` of 1 … C, so a constrained backend can only name
+shown candidates). Three prompts:
 
 - ``sequential``: the history in order, then "rank the candidates";
 - ``recency``: the same, stressing the most recent item;
@@ -125,7 +125,8 @@ def ranking_request(
                  "how likely the shopper is to buy each next, most likely first. Answer as "
                  'JSON: {"ranking": [candidate numbers]}')  # fmt: skip
     schema = {"type": "object", "required": ["ranking"], "properties": {"ranking": {
-        "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": c},
+        "type": "array", "items": {"type": "integer", "enum": list(range(1, c + 1)),
+                                   "minimum": 1, "maximum": c},
         "minItems": c, "maxItems": c}}}  # fmt: skip
     messages = [{"role": "system", "content": _SYSTEM},
                 {"role": "user", "content": "\n\n".join(parts)}]  # fmt: skip

@@ -13,9 +13,11 @@ quality: serve a capable model and use the ``openai`` backend for that.
 Schema enforcement (``lm-format-enforcer``'s JSON-schema parser) restricts each next
 token to those that keep the text a prefix of a valid answer: types, string ``enum``,
 integer ``minimum``/``maximum``, ``required`` properties and ``minItems``/``maxItems``
-hold by construction (not ``minItems`` over an integer ``enum`` in lm-format-enforcer
-0.11: coldrec's schemas give integer ranges as ``minimum``/``maximum``). Once the answer
-may end, only the end token is allowed. Generation
+hold by construction. lm-format-enforcer 0.11 ignores ``minItems`` over an integer
+``enum``, so an integer ``enum`` that is a range (coldrec's scores, grades and candidate
+numbers, written as ``enum`` for llama.cpp's grammar) is given to it as
+``minimum``/``maximum``: the same values. Once the answer may end, only the end token is
+allowed. Generation
 is greedy at temperature 0 and sampled (seeded per call) above.
 """
 
@@ -102,7 +104,7 @@ class TransformersBackend(Backend):
         if request.temperature > 0:
             options |= {"do_sample": True, "temperature": request.temperature, "top_k": 0}
         if request.schema is not None:
-            enforcer = TokenEnforcer(self.tokens, JsonSchemaParser(request.schema))
+            enforcer = TokenEnforcer(self.tokens, JsonSchemaParser(_enforceable(request.schema)))
             options["prefix_allowed_tokens_fn"] = lambda _, ids: _answer_tokens(
                 enforcer, ids.tolist(), self.tokenizer.eos_token_id)  # fmt: skip
         with self._lock, torch.random.fork_rng(devices=[]), torch.inference_mode():
@@ -118,6 +120,23 @@ class TransformersBackend(Backend):
         completion = int((new != self.tokenizer.eos_token_id).sum())
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         return Generation(text, Usage(int(prompt.shape[1]), completion))
+
+
+def _enforceable(schema: Any) -> Any:
+    """``schema`` with each integer ``enum`` that is a range given as ``minimum`` and
+    ``maximum`` instead (module doc)."""
+    if isinstance(schema, list):
+        return [_enforceable(part) for part in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _enforceable(value) for key, value in schema.items()}
+    values = schema.get("enum")
+    if schema.get("type") == "integer" and isinstance(values, list) and values:
+        low, high = min(values), max(values)
+        if sorted(values) == list(range(low, high + 1)):
+            del out["enum"]
+            out |= {"minimum": low, "maximum": high}
+    return out
 
 
 def _answer_tokens(enforcer: Any, ids: list[int], eos: int) -> list[int]:
@@ -147,7 +166,7 @@ def _load(path: Path, cache: Path) -> tuple[Any, Any]:
         tokenizer.save_pretrained(partial)
         # the weights are de-quantised (float32) already; only the GGUF marker forbids
         # saving them
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         vars(model.config).pop("quantization_config", None)
         model.save_pretrained(partial)
         try:
