@@ -216,3 +216,17 @@ def _answers(database: Path) -> int:
             return int(db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
         except sqlite3.OperationalError:
             return 0
+
+
+def test_the_transformers_backend_gives_integer_ranges_as_bounds() -> None:
+    from coldrec.llm.backends.transformers import _enforceable
+
+    schema = {"type": "object", "properties": {
+        "grades": {"type": "array", "items": {"type": "integer", "enum": [2, 0, 1, 3]}},
+        "odd": {"type": "integer", "enum": [1, 3]},
+        "words": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}}}  # fmt: skip
+    got = _enforceable(schema)
+    assert got["properties"]["grades"]["items"] == {"type": "integer", "minimum": 0, "maximum": 3}
+    assert got["properties"]["odd"] == {"type": "integer", "enum": [1, 3]}  # not a range: kept
+    assert got["properties"]["words"] == schema["properties"]["words"]
+    assert schema["properties"]["grades"]["items"]["enum"] == [2, 0, 1, 3]  # not changed
