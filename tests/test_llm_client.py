@@ -107,12 +107,23 @@ def test_accounting_log_and_totals_per_stage(tmp_path: Path) -> None:
         "prompt_tokens": 10, "completion_tokens": 3, "latency_s": pytest.approx(
             totals["stage2"]["latency_s"]),
         "answer_prompt_tokens": 20, "answer_completion_tokens": 6,  # the cached call too
+        "cost": 0.0, "answer_cost": 0.0,  # no price set
     }  # fmt: skip
     assert totals["stage3"]["failures"] == 1 and totals["stage3"]["calls"] == 2
     assert totals["stage3"]["unanswered"] == 0  # the model answered, only not in JSON
     lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert [line["kind"] for line in lines].count("call") == 4
     assert {"stage", "cached", "prompt_tokens", "completion_tokens", "latency_s"} <= set(lines[0])
+
+
+def test_cost_at_a_price_per_million_tokens(tmp_path: Path) -> None:
+    llm = client(tmp_path, Scripted(['{"items": []}']), price_per_million=(2.0, 10.0))
+    llm.run(ask("a", stage="s"))
+    llm.run(ask("a", stage="s"))  # cached: nothing now, but the answer was paid once
+    stage = llm.totals()["s"]
+    # 10 prompt and 3 completion tokens per call (Scripted): 10·2/1e6 + 3·10/1e6
+    assert stage["cost"] == pytest.approx(50e-6)
+    assert stage["answer_cost"] == pytest.approx(100e-6)
 
 
 def test_batch_keeps_order_and_bounds_concurrency(tmp_path: Path) -> None:

@@ -271,7 +271,7 @@ def supervise_command(
     dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
     candidates: Path = typer.Option(..., "--candidates", help="A 'coldrec retrieve' run folder."),
     out: Path = typer.Option(..., "--out", help="Run folder: labels, taxonomy, trace, summary."),
-    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: transformers."),
     base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     method: str | None = typer.Option(None, "--method", help="tree (default) or flat."),
@@ -303,7 +303,7 @@ def supervise_command(
 def tag_command(
     dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
     out: Path = typer.Option(..., "--out", help="Folder: vocabulary, tags.parquet, summary."),
-    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: transformers."),
     base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     items: int | None = typer.Option(None, "--items", help="Tag a sample of this many items."),
@@ -326,7 +326,7 @@ def tag_command(
 def augment_command(
     dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
     out: Path = typer.Option(..., "--out", help="Folder: profiles, augmented.parquet, summary."),
-    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: transformers."),
     base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     users: int | None = typer.Option(None, "--users", help="Augment a sample of sparse users."),
@@ -352,7 +352,7 @@ def augment_command(
 def judge_command(
     dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
     out: Path = typer.Option(..., "--out", help="Folder: judged.parquet, pairs.parquet, summary."),
-    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: transformers."),
     base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     users: int | None = typer.Option(None, "--users", help="Test users judged (default 200)."),
@@ -380,7 +380,7 @@ def judge_command(
 @llm_app.command("check")
 @user_errors
 def llm_check_command(
-    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: llamacpp."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: transformers."),
     base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     config: Path | None = typer.Option(None, "--config", help="YAML with the LLM settings."),

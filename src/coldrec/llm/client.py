@@ -36,7 +36,7 @@ from coldrec._util.io import cache_root
 from coldrec._util.progress import progress_bar
 from coldrec.config import default_kind
 from coldrec.errors import LLMError
-from coldrec.llm.backends import BackendConfig, LlamaCppConfig
+from coldrec.llm.backends import BackendConfig, TransformersConfig
 from coldrec.llm.base import (
     Backend,
     Completion,
@@ -59,8 +59,9 @@ class LLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: BackendConfig = Field(default_factory=LlamaCppConfig)
-    """``llamacpp`` (default: SmolLM2-135M in-process), ``openai``, ``embedding``, ``replay``."""
+    backend: BackendConfig = Field(default_factory=TransformersConfig)
+    """``transformers`` (default: SmolLM2-135M in process), ``llamacpp`` (the same model by
+    llama.cpp: the ``llamacpp`` extra), ``openai``, ``embedding``, ``replay``."""
     cache: bool = True
     cache_dir: Path | None = None
     """Folder of ``llm/answers.sqlite``; ``None``: ``$COLDREC_CACHE_DIR``, else
@@ -71,12 +72,16 @@ class LLMConfig(BaseModel):
     """Retries of a timeout, 429 or 5xx."""
     backoff_s: float = Field(1.0, ge=0)
     """First pause before a retry; doubles each time."""
+    price_per_million: tuple[float, float] = (0.0, 0.0)
+    """Price of a million prompt tokens and of a million completion tokens (any currency):
+    :meth:`LLM.totals` turns the tokens into ``cost`` (made now) and ``answer_cost`` (of
+    every answer used, cached or not). 0: a local model's cost is its seconds."""
 
     @model_validator(mode="before")
     @classmethod
-    def _llamacpp_by_default(cls, data: Any) -> Any:
-        """A ``backend`` node without ``kind`` configures the default (``llamacpp``)."""
-        return default_kind(data, "backend", "llamacpp")
+    def _transformers_by_default(cls, data: Any) -> Any:
+        """A ``backend`` node without ``kind`` configures the default (``transformers``)."""
+        return default_kind(data, "backend", "transformers")
 
 
 class LLM:
@@ -166,7 +171,8 @@ class LLM:
         may take two: the JSON retry), cached calls, and the prompt tokens, completion
         tokens and seconds of the calls that reached the backend (a cached answer costs
         nothing now); ``answer_*_tokens`` count every call, cached or not (what the
-        answers cost when they were made)."""
+        answers cost when they were made); ``cost`` and ``answer_cost`` price those tokens
+        at ``price_per_million``."""
         out: dict[str, dict[str, float]] = {}
         with self._lock:
             for record in self.records:
@@ -188,6 +194,11 @@ class LLM:
                 stage["prompt_tokens"] += record["prompt_tokens"]
                 stage["completion_tokens"] += record["completion_tokens"]
                 stage["latency_s"] += record["latency_s"]
+        per_prompt, per_completion = (price / 1e6 for price in self.config.price_per_million)
+        for stage in out.values():
+            for prefix, cost in (("", "cost"), ("answer_", "answer_cost")):
+                stage[cost] = (stage[f"{prefix}prompt_tokens"] * per_prompt
+                               + stage[f"{prefix}completion_tokens"] * per_completion)  # fmt: skip
         return out
 
     def close(self) -> None:
