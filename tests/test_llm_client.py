@@ -229,15 +229,22 @@ def _answers(database: Path) -> int:
             return 0
 
 
-def test_the_transformers_backend_gives_integer_ranges_as_bounds() -> None:
-    from coldrec.llm.backends.transformers import _enforceable
+def test_the_transformers_backend_enforces_integer_enums_as_strings_and_back() -> None:
+    from coldrec.llm.backends.transformers import _quoted, _unquoted
 
     schema = {"type": "object", "properties": {
-        "grades": {"type": "array", "items": {"type": "integer", "enum": [2, 0, 1, 3]}},
-        "odd": {"type": "integer", "enum": [1, 3]},
-        "words": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}}}  # fmt: skip
-    got = _enforceable(schema)
-    assert got["properties"]["grades"]["items"] == {"type": "integer", "minimum": 0, "maximum": 3}
-    assert got["properties"]["odd"] == {"type": "integer", "enum": [1, 3]}  # not a range: kept
-    assert got["properties"]["words"] == schema["properties"]["words"]
-    assert schema["properties"]["grades"]["items"]["enum"] == [2, 0, 1, 3]  # not changed
+        "grades": {"type": "array", "items": {"type": "integer", "enum": [0, 1, 2, 3]}},
+        "ranked": {"type": "array", "items": {"type": "object", "properties": {
+            "item": {"type": "string", "enum": ["7", "b"]},
+            "score": {"type": "integer", "enum": [0, 5]}}}}}}  # fmt: skip
+    quoted = _quoted(schema)
+    assert quoted["properties"]["grades"]["items"] == {"type": "string",
+                                                       "enum": ["0", "1", "2", "3"]}  # fmt: skip
+    score = quoted["properties"]["ranked"]["items"]["properties"]["score"]
+    assert score == {"type": "string", "enum": ["0", "5"]}
+    assert schema["properties"]["grades"]["items"]["enum"] == [0, 1, 2, 3]  # not changed
+    answer = '{"grades": ["3", "0"], "ranked": [{"item": "7", "score": "5"}]}'
+    # integers where the schema asks for them; a string item that looks like one stays
+    assert json.loads(_unquoted(answer, schema)) == {
+        "grades": [3, 0], "ranked": [{"item": "7", "score": 5}]}  # fmt: skip
+    assert _unquoted('{"grades": ["3"', schema) == '{"grades": ["3"'  # cut short: as it was

@@ -13,16 +13,18 @@ quality: serve a capable model and use the ``openai`` backend for that.
 Schema enforcement (``lm-format-enforcer``'s JSON-schema parser) restricts each next
 token to those that keep the text a prefix of a valid answer: types, string ``enum``,
 integer ``minimum``/``maximum``, ``required`` properties and ``minItems``/``maxItems``
-hold by construction. lm-format-enforcer 0.11 ignores ``minItems`` over an integer
-``enum``, so an integer ``enum`` that is a range (coldrec's scores, grades and candidate
-numbers, written as ``enum`` for llama.cpp's grammar) is given to it as
-``minimum``/``maximum``: the same values. Once the answer may end, only the end token is
+hold by construction. lm-format-enforcer 0.11 mis-counts array items over an integer
+``enum`` and ignores integer ``minimum``/``maximum``, so an integer ``enum`` (coldrec's
+scores, grades and candidate numbers) is enforced as the ``enum`` of the same numbers
+written as strings, and the answer's strings turned back into those integers: the text
+returned is the JSON the schema asks for. Once the answer may end, only the end token is
 allowed. Generation
 is greedy at temperature 0 and sampled (seeded per call) above.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -104,7 +106,7 @@ class TransformersBackend(Backend):
         if request.temperature > 0:
             options |= {"do_sample": True, "temperature": request.temperature, "top_k": 0}
         if request.schema is not None:
-            enforcer = TokenEnforcer(self.tokens, JsonSchemaParser(_enforceable(request.schema)))
+            enforcer = TokenEnforcer(self.tokens, JsonSchemaParser(_quoted(request.schema)))
             options["prefix_allowed_tokens_fn"] = lambda _, ids: _answer_tokens(
                 enforcer, ids.tolist(), self.tokenizer.eos_token_id)  # fmt: skip
         with self._lock, torch.random.fork_rng(devices=[]), torch.inference_mode():
@@ -119,24 +121,46 @@ class TransformersBackend(Backend):
         new = out[0, prompt.shape[1] :]
         completion = int((new != self.tokenizer.eos_token_id).sum())
         text = self.tokenizer.decode(new, skip_special_tokens=True)
+        if request.schema is not None:
+            text = _unquoted(text, request.schema)
         return Generation(text, Usage(int(prompt.shape[1]), completion))
 
 
-def _enforceable(schema: Any) -> Any:
-    """``schema`` with each integer ``enum`` that is a range given as ``minimum`` and
-    ``maximum`` instead (module doc)."""
+def _integer_enum(schema: Any) -> bool:
+    values = schema.get("enum") if isinstance(schema, dict) else None
+    return schema.get("type") == "integer" and isinstance(values, list) and bool(values)
+
+
+def _quoted(schema: Any) -> Any:
+    """``schema`` with each integer ``enum`` an ``enum`` of the same numbers as strings."""
     if isinstance(schema, list):
-        return [_enforceable(part) for part in schema]
+        return [_quoted(part) for part in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: _enforceable(value) for key, value in schema.items()}
-    values = schema.get("enum")
-    if schema.get("type") == "integer" and isinstance(values, list) and values:
-        low, high = min(values), max(values)
-        if sorted(values) == list(range(low, high + 1)):
-            del out["enum"]
-            out |= {"minimum": low, "maximum": high}
-    return out
+    if _integer_enum(schema):
+        return {"type": "string", "enum": [str(v) for v in schema["enum"]]}
+    return {key: _quoted(value) for key, value in schema.items()}
+
+
+def _unquoted(text: str, schema: dict[str, Any]) -> str:
+    """The answer with the strings :func:`_quoted` asked for turned back into integers
+    (``text`` unchanged if it is not JSON: the client handles that)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return json.dumps(_as_schema(value, schema))
+
+
+def _as_schema(value: Any, schema: Any) -> Any:
+    if _integer_enum(schema) and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, dict) and isinstance(schema, dict):
+        properties = schema.get("properties", {})
+        return {k: _as_schema(v, properties.get(k, {})) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema, dict):
+        return [_as_schema(v, schema.get("items", {})) for v in value]
+    return value
 
 
 def _answer_tokens(enforcer: Any, ids: list[int], eos: int) -> list[int]:
