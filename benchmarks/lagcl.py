@@ -90,10 +90,14 @@ def report(name: str, out: Path, commands: list[list[str]]) -> None:
     """The ablation table from the kept figures."""
     kept = RESULTS / name
     figures: dict[str, list[dict[str, Any]]] = {}
+    choices: dict[str, list[str]] = {}
     for folder in sorted(p for p in kept.iterdir() if p.is_dir()):
-        found = sorted(folder.glob("seed*/metrics-seed*.json"))
-        figures[folder.name] = [json.loads(path.read_text())["segments"] for path in found]
+        found = [json.loads(path.read_text())
+                 for path in sorted(folder.glob("seed*/metrics-seed*.json"))]  # fmt: skip
+        figures[folder.name] = [metrics["segments"] for metrics in found]
+        choices[folder.name] = [chosen(metrics) for metrics in found]
     rows = [row for variant, seeds in figures.items() for row in table_rows(variant, seeds)]
+    chosen_rows = [f"| {variant} | {' | '.join(seeds)} |" for variant, seeds in choices.items()]
     augment = json.loads((kept / "augment.json").read_text())
     meta = json.loads((out / "data" / "meta.json").read_text())
     summaries = {backend: out / f"augment_sample_{backend}" / "summary.json"
@@ -101,22 +105,38 @@ def report(name: str, out: Path, commands: list[list[str]]) -> None:
     samples = {b: json.loads(p.read_text()) for b, p in summaries.items() if p.is_file()}
     markdown = f"""# LAGCL4Rec: {name} ({meta["prepare"]["split"]} split, full ranking)
 
-`{shlex.join(commands[0][1:2])}`; every LLM call of the ablation by the `embedding`
-stand-in (no LLM). {meta["test_interactions"]:,} test interactions, {meta["cold_items"]:,}
-cold items. Augmentation: {augment["sparse_users"]:,} sparse users,
-{augment["positives"]:,} positives and {augment["negatives"]:,} negatives; real-pair rate
-{augment["real_pair_rate"]:.2%} against {augment["random_real_pair_rate"]:.2%} for random
-candidates. Mean ± sample std over the seeds.
+`{shlex.join(commands[0][1:2])}`; every LLM call of the ablation by the `embedding` stand-in
+(no LLM). {meta["test_interactions"]:,} test interactions, {meta["cold_items"]:,} cold items.
+Augmentation: {augment["sparse_users"]:,} sparse users, {augment["positives"]:,} positives and
+{augment["negatives"]:,} negatives; real-pair rate {augment["real_pair_rate"]:.2%} against
+{augment["random_real_pair_rate"]:.2%} for random candidates. Mean ± sample std over the
+seeds.
 
 | variant | segment | {" | ".join(METRICS)} |
 |---|---|{"---|" * len(METRICS)}
 {chr(10).join(rows)}
+
+What each seed's training and re-ranking chose on validation (the epochs of the final fit:
+its validation copy's best epoch; the re-ranking's α, 1 keeping the model's order):
+
+| variant | {" | ".join(f"seed {k}" for k in range(len(next(iter(choices.values())))))} |
+|---|{"---|" * len(next(iter(choices.values())))}
+{chr(10).join(chosen_rows)}
 {sample_table(samples)}
 ## Commands
 
 {chr(10).join("    coldrec " + shlex.join(c) for c in commands)}
 """
     write_results(name, {"runs": figures, "augment": augment, "samples": samples}, markdown)
+
+
+def chosen(metrics: dict[str, Any]) -> str:
+    """The epochs and the re-ranking α one run chose on validation."""
+    training = metrics.get("training") or {}
+    epochs = training.get("final", {}).get("epochs_run")
+    rerank = metrics.get("rerank")
+    alpha = f", α {rerank['alpha']:g}" if rerank else ""
+    return f"{epochs} epochs{alpha}" if epochs else alpha.lstrip(", ") or "–"
 
 
 def sample_table(samples: dict[str, dict[str, Any]]) -> str:
