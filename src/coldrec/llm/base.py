@@ -85,6 +85,10 @@ class Completion:
     def ok(self) -> bool:
         return self.error is None
 
+    def field(self, key: str) -> Any:
+        """``key`` of the parsed JSON object; ``None`` without a usable object answer."""
+        return self.parsed.get(key) if self.ok and isinstance(self.parsed, dict) else None
+
 
 class Backend(ABC):
     """Generates text for chat messages; ``identity`` names backend and model for the

@@ -193,7 +193,7 @@ def _by_llm(
             where.append((row, start, len(chunk)))
     scores = [np.full(len(items), np.nan) for items in drawn]
     for (row, start, n), answer in zip(where, llm.batch(requests), strict=True):
-        got = answer.parsed.get("scores") if answer.ok and isinstance(answer.parsed, dict) else None
+        got = answer.field("scores")
         if isinstance(got, list) and len(got) == n:
             scores[row][start : start + n] = np.asarray(got, dtype=float)
     return scores

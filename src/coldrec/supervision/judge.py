@@ -185,11 +185,7 @@ class _Judge:
                 max_tokens=3 * c + 20, stage="judge_pointwise", sample=repeat))  # fmt: skip
         grades = []
         for (_, rows), answer in zip(self.by_user, self.llm.batch(requests), strict=True):
-            got = (
-                answer.parsed.get("grades")
-                if answer.ok and isinstance(answer.parsed, dict)
-                else None
-            )
+            got = answer.field("grades")
             valid = (
                 isinstance(got, list) and len(got) == len(rows) and all(g in GRADES for g in got)
             )
@@ -263,11 +259,7 @@ class _Judge:
             spans.append(index)
         out = np.full(len(pairs), np.nan)
         for span, answer in zip(spans, self.llm.batch(requests), strict=True):
-            got = (
-                answer.parsed.get("choices")
-                if answer.ok and isinstance(answer.parsed, dict)
-                else None
-            )
+            got = answer.field("choices")
             valid = isinstance(got, list) and len(got) == len(span) and set(got) <= {"A", "B"}
             self.faults["pairwise"].add(Faults(answers=1, unusable=int(not valid)))
             if valid:

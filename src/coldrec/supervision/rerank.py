@@ -172,11 +172,7 @@ class LLMReranked:
             requests.append(Request(messages, schema, max_tokens=4 * c + 20, stage="rerank"))
         out = np.full(top.shape, np.nan)
         for row, answer in enumerate(self.llm.batch(requests)):
-            got = (
-                answer.parsed.get("scores")
-                if answer.ok and isinstance(answer.parsed, dict)
-                else None
-            )
+            got = answer.field("scores")
             if isinstance(got, list) and len(got) == c:
                 out[row] = np.asarray(got, dtype=float)
         return out

@@ -84,10 +84,6 @@ def answer_budget(labels: list[str], count: int) -> int:
     return 32 + sum(longest) // 3 + 16 * count
 
 
-def _parsed(answer: Completion, key: str) -> Any:
-    return answer.parsed.get(key) if answer.ok and isinstance(answer.parsed, dict) else None
-
-
 class ProfileStage(Stage):
     name = "stage1_profile"
 
@@ -126,7 +122,7 @@ class CategoryStage(Stage):
     def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
         count, answer = answers[0]
         labels = self.catalogue.category_labels
-        chosen = [labels[v] for v in project(_parsed(answer, "items"), list(labels)).values]
+        chosen = [labels[v] for v in project(answer.field("items"), list(labels)).values]
         if not chosen:
             run.fell_back(self.name)
             chosen = self._from_history(run)
@@ -164,7 +160,7 @@ class SubcategoryStage(Stage):
         if not answers:
             return
         (labels, count), answer = answers[0]
-        chosen = [labels[v] for v in project(_parsed(answer, "items"), list(labels)).values]
+        chosen = [labels[v] for v in project(answer.field("items"), list(labels)).values]
         if not chosen:
             run.fell_back(self.name)
             chosen = self._by_evidence(run, self.allowed(run))
@@ -205,7 +201,7 @@ class ItemStage(Stage):
     def apply(self, run: UserRun, answers: list[tuple[Any, Completion]]) -> None:
         run.trace["stage4"] = []
         for (subcategory, local, by_label, count), answer in answers:
-            scored = project_scored(_parsed(answer, "ranked"), list(by_label)).values[:count]
+            scored = project_scored(answer.field("ranked"), list(by_label)).values[:count]
             picks = [Pick(by_label[label], score, subcategory, "stage4") for label, score in scored]
             if not picks:
                 run.fell_back(self.name)
@@ -249,7 +245,7 @@ class RerankStage(Stage):
         if not answers:
             return
         (by_label, preselected, count), answer = answers[0]
-        scored = project_scored(_parsed(answer, "ranked"), list(by_label)).values[:count]
+        scored = project_scored(answer.field("ranked"), list(by_label)).values[:count]
         final = [Pick(by_label[label], score, preselected[by_label[label]].subcategory, "stage5")
                  for label, score in scored]  # fmt: skip
         if not final:
@@ -278,7 +274,7 @@ class FlatStage(Stage):
             return
         (by_label, items, count), answer = answers[0]
         subcategory = self.catalogue.item_subcategory
-        scored = project_scored(_parsed(answer, "ranked"), list(by_label)).values[:count]
+        scored = project_scored(answer.field("ranked"), list(by_label)).values[:count]
         final = [Pick(by_label[label], score, int(subcategory[by_label[label]]), "flat")
                  for label, score in scored]  # fmt: skip
         if not final:

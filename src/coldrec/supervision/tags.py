@@ -143,8 +143,7 @@ def _proposals(config: TagConfig, dataset: Dataset, llm: LLM) -> Counter[str]:
                                 max_tokens=300, stage="tag_vocabulary"))  # fmt: skip
     counts: Counter[str] = Counter()
     for answer in llm.batch(requests):
-        usable = answer.ok and isinstance(answer.parsed, dict)
-        proposed = answer.parsed.get("tags", []) if usable else []
+        proposed = answer.field("tags") or []
         counts.update({normalise_tag(str(t)) for t in proposed} - {""})
     if not counts:
         raise DataError(f"the LLM ({llm.backend.identity}) proposed no usable tag for any "
