@@ -87,6 +87,8 @@ class Knowing(Backend):
 
     def __init__(self, held_out: dict[frozenset[str], set[str]]) -> None:
         self.held_out = held_out
+        self.first_graded: list[bool] = []
+        """Per pointwise prompt: whether its first product is held out."""
 
     @property
     def identity(self) -> str:
@@ -100,6 +102,7 @@ class Knowing(Backend):
         if request.stage == "judge_pointwise":
             titles = re.findall(r"^\d+\. (.*)$", text, flags=re.MULTILINE)
             grades = [3 if request.sample or t in held else 0 for t in titles]
+            self.first_graded.append(titles[0] in held)
             return Generation(json.dumps({"grades": grades}))
         if request.stage == "judge_pairwise":
             pairs = re.findall(r"^\d+\. A: (.*) \| B: (.*)$", text, flags=re.MULTILINE)
@@ -110,7 +113,7 @@ class Knowing(Backend):
         return Generation(json.dumps({"ranking": ranking}))
 
 
-def knowing_run(dataset: Dataset, tmp_path: Path, config: JudgeConfig) -> Path:
+def knowing_run(dataset: Dataset, tmp_path: Path, config: JudgeConfig) -> tuple[Path, Knowing]:
     """A judge run of the knowing judge (a user's held-out and negative items must differ
     in text, and users in history, for it to know)."""
     pairs = judged_pairs(dataset, config)
@@ -133,15 +136,17 @@ def knowing_run(dataset: Dataset, tmp_path: Path, config: JudgeConfig) -> Path:
         run_judge(config, data_dir, out)
     finally:
         judge_module.LLM = original  # type: ignore[misc]
-    return out
+    return out, backend
 
 
 def test_a_judge_that_knows_scores_perfectly_and_repeats_are_compared(
     small_dataset: Dataset, tmp_path: Path
 ) -> None:
     config = JudgeConfig(users=15, positives=2, repeats=2, llm={"cache": False})
-    out = knowing_run(small_dataset, tmp_path, config)
+    out, backend = knowing_run(small_dataset, tmp_path, config)
     summary = json.loads((out / "summary.json").read_text())
+    # shown shuffled: a position-biased judge cannot read the labels off the order
+    assert 0 < sum(backend.first_graded) < len(backend.first_graded)
     assert summary["grade_auc"] == 1.0 and summary["listwise_auc"] == 1.0
     assert summary["pairwise_accuracy"] == 1.0  # the A/B swaps decoded
     assert summary["faults"]["pointwise"]["invalid_rate"] == 0.0
@@ -159,7 +164,7 @@ def test_a_judge_that_knows_scores_perfectly_and_repeats_are_compared(
 
 def test_two_judges_compared_on_the_same_pairs(small_dataset: Dataset, tmp_path: Path) -> None:
     config = JudgeConfig(users=15, positives=2, llm={"cache": False})
-    knowing = knowing_run(small_dataset, tmp_path, config)
+    knowing, _ = knowing_run(small_dataset, tmp_path, config)
     embedding = tmp_path / "embedding"
     stand_in = JudgeConfig.model_validate({**config.model_dump(),
                                            "llm": {"backend": {"kind": "embedding"}}})  # fmt: skip

