@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def _a_user_whose_list_takes_a_twin(served_run: Path, folder: Path) -> tuple[str, dict[str, Any]]:
-    """A user whose top 20 takes a new item with the text of their latest item (about
-    half the users do), and that item's record."""
+    """A user whose top 10 takes a new item with the text of their latest item, and that
+    item's record. The page checks the top 20: the margin absorbs last-digit differences
+    of scores computed in the server's process (seen once under heavy load)."""
     folder.mkdir()
     engine = fresh(served_run, folder)
     for row, history in enumerate(engine.users.histories):
@@ -30,7 +31,7 @@ def _a_user_whose_list_takes_a_twin(served_run: Path, folder: Path) -> tuple[str
             engine.add_items([{"item": "PROBE", "title": twin["title"],
                                "categories": twin["categories"]}])  # fmt: skip
             listing = engine.recommend(engine.users.ids[row], k=20).items
-            if "PROBE" in [e["item"] for e in listing]:
+            if "PROBE" in [e["item"] for e in listing][:10]:
                 return engine.users.ids[row], twin
     raise AssertionError("no user's list takes a twin of their latest item")
 
