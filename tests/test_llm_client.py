@@ -248,3 +248,5 @@ def test_the_transformers_backend_enforces_integer_enums_as_strings_and_back() -
     assert json.loads(_unquoted(answer, schema)) == {
         "grades": [3, 0], "ranked": [{"item": "7", "score": 5}]}  # fmt: skip
     assert _unquoted('{"grades": ["3"', schema) == '{"grades": ["3"'  # cut short: as it was
+    tuple_items = {"type": "array", "items": [{"type": "integer", "enum": [1, 2]}]}
+    assert _unquoted('["1"]', tuple_items) == '["1"]'  # a schema form it does not rewrite

@@ -21,8 +21,7 @@ from coldrec.supervision.rerank import LLMReranked, RerankConfig
 
 def test_a_faulty_answer_is_completed_and_its_faults_counted() -> None:
     shown = [12, 10, 13, 11]  # number 1 shows candidate 12, number 2 candidate 10, …
-    answer = {"ranking": [3, 9, 3, "x", True, 1]}
-    ranking, faults = complete_ranking(answer, shown)
+    ranking, faults = complete_ranking([3, 9, 3, "x", True, 1], shown)
     # 3 → 13, 9 unknown, 3 again repeated, "x" and True unknown, 1 → 12; then the missing
     # 10 and 11 in the model's order
     assert ranking == [13, 12, 10, 11]
@@ -31,11 +30,11 @@ def test_a_faulty_answer_is_completed_and_its_faults_counted() -> None:
 
 
 def test_a_perfect_answer_has_no_fault_and_no_answer_keeps_the_models_order() -> None:
-    ranking, faults = complete_ranking({"ranking": [2, 4, 1, 3]}, [12, 10, 13, 11])
+    ranking, faults = complete_ranking([2, 4, 1, 3], [12, 10, 13, 11])
     assert ranking == [10, 11, 12, 13]
     assert faults.as_dict() == {"answers": 1, "unusable": 0, "partial": 0, "unknown": 0,
                                 "repeated": 0, "missing": 0, "invalid_rate": 0.0}  # fmt: skip
-    for nothing in (None, {"scores": [1]}, {"ranking": "1, 2"}):
+    for nothing in (None, {"ranking": [1]}, "1, 2"):
         ranking, faults = complete_ranking(nothing, [12, 10, 13, 11])
         assert ranking == [10, 11, 12, 13]
         assert (faults.unusable, faults.partial, faults.missing) == (1, 0, 0)

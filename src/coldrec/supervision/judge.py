@@ -45,7 +45,7 @@ from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.errors import DataError
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM, LLMConfig
-from coldrec.supervision.llm_rank import Faults, complete_ranking, ranking_request
+from coldrec.supervision.llm_rank import Faults, borda, complete_ranking, ranking_request
 
 __all__ = ["JudgeConfig", "auc", "cohen_kappa", "confusion", "kendall_tau_b", "run_judge"]
 
@@ -151,9 +151,12 @@ class _Judge:
             self._cosine = np.einsum("rd,rd->r", users[rows["user_idx"]], items[rows["item_idx"]])
         return self._cosine
 
+    def recent(self, user: int) -> list[str]:
+        """The texts of the user's most recent ``history_items`` items, oldest first."""
+        return [self.texts[i] for i in self.history[user][-self.config.history_items :]]
+
     def shown_history(self, user: int) -> str:
-        recent = self.history[user][-self.config.history_items :]
-        return "\n".join(f"- {self.texts[i]}" for i in recent)
+        return "\n".join(f"- {text}" for text in self.recent(user))
 
     def graded(self) -> pd.DataFrame:
         """``judged`` with the grades (NaN: no valid answer) and listwise points."""
@@ -213,19 +216,15 @@ class _Judge:
         for user, rows in self.by_user:
             order = self.shown_order(user, len(rows))
             items = rows["item_idx"].to_numpy()
-            history = [self.texts[i] for i in self.history[user][-self.config.history_items :]]
-            requests.append(ranking_request("sequential", history, [self.texts[items[k]]
-                                                                    for k in order]))  # fmt: skip
+            listed = [self.texts[items[k]] for k in order]
+            requests.append(ranking_request("sequential", self.recent(user), listed))
             shown.append(order)
         points = []
         for order, answer in zip(shown, self.llm.batch(requests), strict=True):
-            ranking, faults = complete_ranking(answer.parsed if answer.ok else None, order.tolist())
+            ranking, faults = complete_ranking(answer.field("ranking"), order.tolist())
             self.faults["listwise"].add(faults)
-            n = len(order)
-            row_points = np.full(n, np.nan)
-            if not faults.unusable:
-                row_points[np.asarray(ranking)] = n - np.arange(n)
-            points.append(row_points)
+            usable = not faults.unusable
+            points.append(borda([ranking], len(order)) if usable else np.full(len(order), np.nan))
         return np.concatenate(points)
 
     def pairwise(self) -> pd.DataFrame:

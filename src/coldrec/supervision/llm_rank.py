@@ -22,7 +22,7 @@ kind of fault counted (an answer with any fault is partially invalid).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -51,8 +51,8 @@ class Faults:
     missing: int = 0
 
     def add(self, other: Faults) -> None:
-        for name in ("answers", "unusable", "partial", "unknown", "repeated", "missing"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for count in fields(self):
+            setattr(self, count.name, getattr(self, count.name) + getattr(other, count.name))
 
     @property
     def invalid_rate(self) -> float:
@@ -63,13 +63,12 @@ class Faults:
         return {**self.__dict__, "invalid_rate": self.invalid_rate}
 
 
-def complete_ranking(answer: Any, shown: Sequence[int]) -> tuple[list[int], Faults]:
-    """The candidates (indices in the model's order) ranked by ``answer`` (the parsed JSON:
-    ``{"ranking": [numbers shown, best first]}``), completed: unknown and repeated numbers
+def complete_ranking(numbers: Any, shown: Sequence[int]) -> tuple[list[int], Faults]:
+    """The candidates (indices in the model's order) ranked by ``numbers`` (the answer's
+    ``ranking``: numbers shown, best first), completed: unknown and repeated numbers
     dropped, missing candidates appended in the model's order; and the faults counted.
     ``shown[k]`` is the candidate shown as number ``k + 1``."""
     faults = Faults(answers=1)
-    numbers = answer.get("ranking") if isinstance(answer, dict) else None
     if not isinstance(numbers, list):
         faults.unusable = 1
         numbers = []

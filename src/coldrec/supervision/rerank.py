@@ -199,8 +199,7 @@ class LLMReranked:
             rankings = []
             for order, answer in zip(shown[row * b : (row + 1) * b],
                                      answers[row * b : (row + 1) * b], strict=True):  # fmt: skip
-                ranking, faults = complete_ranking(answer.parsed if answer.ok else None,
-                                                   order.tolist())  # fmt: skip
+                ranking, faults = complete_ranking(answer.field("ranking"), order.tolist())
                 self.faults.add(faults)
                 if not faults.unusable:
                     rankings.append(ranking)

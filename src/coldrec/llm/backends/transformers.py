@@ -127,8 +127,10 @@ class TransformersBackend(Backend):
 
 
 def _integer_enum(schema: Any) -> bool:
-    values = schema.get("enum") if isinstance(schema, dict) else None
-    return schema.get("type") == "integer" and isinstance(values, list) and bool(values)
+    if not isinstance(schema, dict) or schema.get("type") != "integer":
+        return False
+    values = schema.get("enum")
+    return isinstance(values, list) and bool(values)
 
 
 def _quoted(schema: Any) -> Any:
