@@ -4,19 +4,39 @@ LLM double (no test item in any prompt; shuffled presentations aggregated)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
+import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from coldrec.cli import app
+from coldrec.config import validate
 from coldrec.data import Dataset
+from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS
+from coldrec.errors import ConfigError
+from coldrec.eval.metrics import METRICS
+from coldrec.experiment.config import ExperimentConfig
+from coldrec.experiment.llm_rank import (
+    LLMRankConfig,
+    expected_random_hits,
+    run_llm_rank,
+    run_rankings,
+    summary_markdown,
+)
+from coldrec.experiment.run import run_experiment
 from coldrec.llm.base import Backend, Generation, Request
 from coldrec.llm.client import LLM, LLMConfig
 from coldrec.supervision.llm_rank import borda, complete_ranking, ranking_request
 from coldrec.supervision.rerank import LLMReranked, RerankConfig
+from tests.test_experiment import TINY
 
 
 def test_a_faulty_answer_is_completed_and_its_faults_counted() -> None:
@@ -135,5 +155,117 @@ def test_bootstrapped_shuffles_are_summed(small_dataset: Dataset) -> None:
             points[int(item)] += 4 - position
     assert len(backend.prompts) == 3
     expected = [points[int(i)] / 3 for i in top]
-    assert reranked.relevance[user] == pytest.approx(expected)
-    assert reranked.faults.answers == 3 and reranked.faults.invalid_rate == 0.0
+    assert reranked.relevance.scores[user] == pytest.approx(expected)
+    assert reranked.relevance.faults.answers == 3 and reranked.relevance.faults.invalid_rate == 0.0
+
+
+def test_a_random_orders_expected_hits_give_the_mean_over_every_order() -> None:
+    hits = np.array([[1, 0, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
+    n_targets = np.array([2, 3, 1])
+    orders = list(itertools.permutations(range(5)))
+    for k in (1, 2, 3, 5):
+        for name in ("recall", "ndcg"):
+            every = np.mean([METRICS[name](hits[:, list(o)], n_targets, k) for o in orders], axis=0)
+            expected = METRICS[name](expected_random_hits(hits), n_targets, k)
+            assert expected == pytest.approx(every)
+    # by hand: two hits in five slots, two targets: E[recall@2] = (2 · 2/5) / 2
+    assert METRICS["recall"](expected_random_hits(hits), n_targets, 2)[0] == pytest.approx(0.4)
+
+
+def test_candidates_ranked_by_a_scorer_keep_padding_last_and_cut_to_width() -> None:
+    candidates = Candidates(users=np.array([7, 9]), items=np.array([[3, 1, 2], [4, 5, -1]]),
+                            scores=np.zeros((2, 3), dtype=np.float32))  # fmt: skip
+    got = np.array([[0.1, 0.9, 0.5], [0.2, 0.2, 5.0]])
+    ranked = candidates.ranked_by(Rows(got), width=2)
+    assert ranked.items.tolist() == [[1, 2], [4, 5]]  # equal scores keep their order
+    assert ranked.scores.ravel().tolist() == pytest.approx([0.9, 0.5, 0.2, 0.2])
+    assert candidates.ranked_by(Rows(got), width=5).items[1, 2] == -1
+
+
+def test_llm_rank_compares_the_llm_order_with_the_runs(served_run: Path, tmp_path: Path) -> None:
+    """The recording double ranks the candidates in the order shown (a seeded shuffle):
+    each row of the table must equal the metric recomputed from the written rankings."""
+    dataset = Dataset.load(served_run / "data")
+    config = LLMRankConfig(users=25, top_c=20, llm={"cache": False})
+    with patch("coldrec.experiment.llm_rank.LLM", recording_llm):
+        summary = run_llm_rank(config, served_run / "data", served_run / "rank" / "seed0",
+                               tmp_path / "llm_rank")  # fmt: skip
+    rankings = pd.read_parquet(tmp_path / "llm_rank" / "rankings.parquet")
+    test = rankings[rankings["split"] == "test"]
+    assert summary["users"]["test"] == test["user_idx"].nunique() == 25
+    history = dataset.sequences(*HISTORY_SPLITS)
+    held = dataset.split("test").groupby("user_idx")["item_idx"].agg(set)
+
+    def recall_at(k: int, column: str, ascending: bool) -> float:
+        values = []
+        for user, rows in test.groupby("user_idx"):
+            targets = held[user] - set(history[user].tolist())
+            top = rows.sort_values(column, ascending=ascending, kind="stable")["item_idx"][:k]
+            values.append(len(targets & set(top)) / len(targets))
+        return float(np.mean(values))
+
+    table = summary["metrics"]
+    assert table["model"]["all"]["recall@10"] == pytest.approx(
+        recall_at(10, "model_position", True)
+    )
+    assert table["llm"]["all"]["recall@10"] == pytest.approx(recall_at(10, "llm_points", False))
+    # every order of the same 20 holds the same hits in its first 20
+    for name in ("llm", "fused", "random"):
+        assert table[name]["all"]["recall@20"] == pytest.approx(table["model"]["all"]["recall@20"])
+    for _, rows in test.groupby("user_idx"):  # one shuffle answered in its order: C … 1
+        assert sorted(rows["llm_points"]) == list(range(1, 21))
+    assert summary["alpha"] in config.alphas and len(summary["validation_curve"]) == 11
+    answers = summary["users"]["test"] + summary["users"]["valid"]
+    faults = summary["ranking_faults"]
+    assert faults["test"]["answers"] + faults["valid"]["answers"] == answers
+    assert faults["test"]["invalid_rate"] == 0.0
+
+
+def test_llm_rank_needs_a_run_with_rankings(served_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="holds no ranking"):
+        run_rankings(served_run / "data")
+    copy = tmp_path / "rank"
+    copy.mkdir()
+    (copy / "ranked.parquet").write_bytes((served_run / "rank/seed0/ranked.parquet").read_bytes())
+    with pytest.raises(ConfigError, match=r"valid_ranked\.parquet is missing"):
+        run_rankings(copy)
+
+
+class Rows:
+    """Scores of candidate matrices, one given row per asked user, in order."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        assert items is not None and items.shape == self.scores.shape
+        return self.scores
+
+
+def recording_llm(config: LLMConfig, log: Path | None = None) -> LLM:
+    return LLM(config, log=log, backend=Recording())
+
+
+def test_llm_rank_command_with_the_embedding_stand_in(served_run: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "llm-rank", "--dataset", str(served_run / "data"), "--run",
+        str(served_run / "rank" / "seed0"), "--out", str(tmp_path / "out"), "--backend",
+        "embedding", "--users", "30", "--set", "top_c=10"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no LLM" in result.output and "random" in result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["users"]["test"] == 30 and summary["backend"]["llm"] is False
+
+
+def test_an_experiment_runs_llm_rank_after_each_rank(tmp_path: Path) -> None:
+    node = {"llm": {"backend": {"kind": "embedding"}}, "users": 20, "top_c": 10}
+    config = validate(ExperimentConfig, {**TINY, "supervise": None, "losses": [],
+                                         "baselines": {}, "llm_rank": node})  # fmt: skip
+    records = run_experiment(config, tmp_path / "run")
+    assert [r["folder"] for r in records if r["step"] == "llm_rank"] == ["llm_rank/seed0"]
+    summary = json.loads((tmp_path / "run" / "llm_rank" / "seed0" / "summary.json").read_text())
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "## The LLM as ranker" in report and summary_markdown(summary) in report
+    with pytest.raises(ConfigError, match="add a rank node"):
+        validate(ExperimentConfig, {**TINY, "rank": None, "supervise": None, "losses": [],
+                                    "llm_rank": node})  # fmt: skip

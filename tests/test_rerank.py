@@ -71,7 +71,7 @@ def test_alpha_one_keeps_the_models_order_and_zero_the_llms_on_top(
         # the LLM scores 1, 2, 3, 10: the model's fourth first, then its third, second, first
         assert got[:4].tolist() == order[[3, 2, 1, 0]].tolist()
         assert got[4:10].tolist() == order[4:10].tolist()  # the rest keep the model's order
-        assert reranked.invalid_users() == 0
+        assert reranked.relevance.invalid_users() == 0
 
 
 def test_an_invalid_answer_keeps_the_models_order(small_dataset: Dataset, tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_an_invalid_answer_keeps_the_models_order(small_dataset: Dataset, tmp_pa
     got[history[user]] = -np.inf
     assert np.argsort(-got, kind="stable")[:4].tolist() == np.argsort(-masked, kind="stable")[
         :4].tolist()  # fmt: skip
-    assert reranked.invalid_users() == 1
+    assert reranked.relevance.invalid_users() == 1
 
 
 def test_the_chosen_alpha_is_the_best_of_the_recorded_curve(

@@ -27,6 +27,7 @@ from coldrec.errors import ColdrecError, ConfigError, brief
 from coldrec.eval.report import write_report
 from coldrec.experiment.config import ExperimentConfig
 from coldrec.experiment.evaluate import MODEL_KINDS, EvaluateConfig, run_evaluation
+from coldrec.experiment.llm_rank import LLMRankConfig, run_llm_rank
 from coldrec.experiment.run import STEPS, run_experiment
 from coldrec.llm import BACKEND_KINDS, LLMConfig
 from coldrec.llm.check import check
@@ -375,6 +376,40 @@ def judge_command(
                   f"{summary['listwise_auc']:.3f}")  # fmt: skip
     if "against" in summary:
         console.print(f"κ against {summary['against']['run']}: {summary['against']['kappa']:.3f}")
+
+
+@app.command("llm-rank")
+@user_errors
+def llm_rank_command(
+    dataset: Path = typer.Option(..., "--dataset", help="A prepared Dataset folder."),
+    run: Path = typer.Option(
+        ..., "--run", help="A 'coldrec rank' or 'coldrec retrieve' run: whose top C are ranked."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder: summary.json, rankings.parquet, calls."),
+    backend: BackendKind | None = typer.Option(None, "--backend", help="Default: transformers."),
+    base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
+    model: str | None = typer.Option(None, "--model", help="openai: the model name."),
+    users: int | None = typer.Option(None, "--users", help="Test users ranked (default 200)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
+    overrides: list[str] = typer.Option([], "--set", help="Override: --set bootstrap=3."),
+) -> None:
+    """Let the LLM rank a run's top candidates of sampled test users; compare with the
+    run's order, their fusion (α chosen on validation) and a random order."""
+    chosen_backend = _chosen_backend(backend, base_url, model)
+    layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
+                     users=users)  # fmt: skip
+    summary = run_llm_rank(validate(LLMRankConfig, layers), dataset, run, out)
+    note, k = summary["backend"], f"ndcg@{summary['ks'][0]}"
+    table = Table(title=f"llm-rank ({note['identity']}, {note['note']}): "
+                  f"{summary['users']['test']:,} users, α {summary['alpha']:g}")  # fmt: skip
+    for column in ("order", f"all {k}", f"warm {k}", f"cold {k}"):
+        table.add_column(column)
+    for name, segments in summary["metrics"].items():
+        table.add_row(name, *(f"{segments[s][k]:.4f}" for s in ("all", "warm", "cold")))
+    console.print(table)
+    faults = summary["ranking_faults"]["test"]
+    if faults["answers"]:
+        console.print(f"invalid answers {faults['invalid_rate']:.1%} of {faults['answers']:,}")
 
 
 @llm_app.command("check")

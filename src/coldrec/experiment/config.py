@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from coldrec.data.prepare import DataConfig
 from coldrec.encode import TextEncoderConfig
 from coldrec.experiment.evaluate import EvaluateConfig
+from coldrec.experiment.llm_rank import LLMRankConfig
 from coldrec.rank.run import RankConfig
 from coldrec.rank.stars import StarsConfig
 from coldrec.retrieval.retrieve import RetrieveConfig
@@ -59,6 +60,9 @@ class ExperimentConfig(BaseModel):
     """Label losses of the ranker: ``sim`` (edges, ``L_sim``), ``pair`` (triplets)."""
     rank: RankConfig | None = Field(default_factory=RankConfig)
     """The fused sequential ranker; ``None``: none (the baselines alone)."""
+    llm_rank: LLMRankConfig | None = None
+    """The LLM as ranker of the fused ranker's top candidates (``coldrec llm-rank``; one
+    run per seed of the ranker)."""
     augment: AugmentConfig | None = None
     """LAGCL4Rec's data level (``coldrec augment``), read by baselines whose graph model
     sets ``data_level``."""
@@ -99,6 +103,8 @@ class ExperimentConfig(BaseModel):
             raise ValueError("the tag node's tags are read by a stars ranker only")
         if stars and self.losses:
             raise ValueError("stars trains without pseudo labels: drop the losses")
+        if self.llm_rank is not None and self.rank is None:
+            raise ValueError("llm_rank ranks the ranker's top candidates: add a rank node")
         readers = [name for name, base in self.baselines.items()
                    if getattr(base.model, "data_level", False)]  # fmt: skip
         if readers and self.augment is None:

@@ -140,7 +140,8 @@ def _reranked(
         reranked = LLMReranked(model, dataset, rerank, llm, alpha)
         metrics = config.evaluate(reranked, dataset)
         summary = {"alpha": alpha, "validation_curve": curve,
-                   "invalid_users": reranked.invalid_users(), "users": len(reranked.relevance),
-                   "ranking_faults": reranked.faults.as_dict(),
+                   "invalid_users": reranked.relevance.invalid_users(),
+                   "users": len(reranked.relevance.scores),
+                   "ranking_faults": reranked.relevance.faults.as_dict(),
                    "backend": llm.described(), "calls": llm.totals()}  # fmt: skip
     return metrics, summary

@@ -19,6 +19,10 @@ rank         per seed: the ranker with the labels   prepare, retrieve, supervise
              of ``losses`` (or the tags), fused,    tag
              evaluated and
              kept (``rank/seed<N>/``)
+llm_rank     per seed: the LLM ranks the fused      prepare, rank
+             ranker's top C of sampled users
+             (only with ``llm_rank``;
+             ``llm_rank/seed<N>/``)
 baselines    per seed and baseline: ``evaluate``    prepare
              (``baselines/<name>/seed<N>/``)
 report       ``report/report.md`` over all seeds    rank, baselines, supervise
@@ -57,6 +61,7 @@ from coldrec.errors import ConfigError
 from coldrec.eval.report import write_report
 from coldrec.experiment.config import ExperimentConfig, Loss
 from coldrec.experiment.evaluate import run_evaluation
+from coldrec.experiment.llm_rank import run_llm_rank, summary_markdown
 from coldrec.experiment.store import MARKER, StepStore, link
 from coldrec.rank.run import RankConfig, run_ranking
 from coldrec.retrieval.retrieve import run_retrieval
@@ -70,7 +75,17 @@ __all__ = ["STEPS", "Step", "plan", "run_experiment", "step_key"]
 
 log = logging.getLogger(__name__)
 
-STEPS = ("prepare", "retrieve", "supervise", "tag", "augment", "rank", "baselines", "report")
+STEPS = (
+    "prepare",
+    "retrieve",
+    "supervise",
+    "tag",
+    "augment",
+    "rank",
+    "llm_rank",
+    "baselines",
+    "report",
+)
 
 
 class RankStep(BaseModel):
@@ -138,6 +153,11 @@ def plan(config: ExperimentConfig, out: Path) -> list[Step]:
                               losses=config.losses), reads, "coldrec.rank.run",
                               partial(run_ranking, rank, data, retrieval, labels=files,
                                       tags=tags)))  # fmt: skip
+        if config.llm_rank is not None:
+            ranked = f"rank/seed{seed}"
+            work = partial(run_llm_rank, config.llm_rank, data, out / ranked)
+            steps.append(Step("llm_rank", f"llm_rank/seed{seed}", config.llm_rank,
+                              ("data", ranked), "coldrec.experiment.llm_rank", work))  # fmt: skip
         for name in config.baselines:
             base = config.baseline_run(name, seed)
             reading = augmented if getattr(base.model, "data_level", False) else None
@@ -146,7 +166,8 @@ def plan(config: ExperimentConfig, out: Path) -> list[Step]:
                               "coldrec.experiment.evaluate",
                               partial(run_evaluation, base, data,
                                       augmented=reading)))  # fmt: skip
-    results = tuple(s.folder for s in steps if s.name in ("rank", "baselines", "supervise"))
+    results = tuple(s.folder for s in steps
+                    if s.name in ("rank", "llm_rank", "baselines", "supervise"))  # fmt: skip
     steps.append(Step("report", "report", ReportStep(references=config.references), results,
                       "coldrec.experiment.run",
                       partial(write_experiment_report, config, out)))  # fmt: skip
@@ -250,6 +271,11 @@ def _notes(config: ExperimentConfig, out: Path) -> str:
                   "interactions, beside a random control with as many edges per user):", "",
                   *(f"- {name}: {quality_line(part['quality'])}"
                     for name, part in _label_passes(summary).items())]  # fmt: skip
+    if config.llm_rank is not None:
+        lines += ["", "## The LLM as ranker", ""]
+        for seed in config.seeds:
+            summary = read_json(out / "llm_rank" / f"seed{seed}" / "summary.json")
+            lines += [f"Seed {seed}:", "", summary_markdown(summary), ""]
     command = read_json(out / "experiment.json").get("command")
     if command:
         lines += ["", "## Command", "", f"    {command}"]

@@ -7,7 +7,10 @@ In ``hybrid`` mode without a fixed ``alpha``, α and the evidence blend's κ
 scores the retriever's validation candidates (``valid_candidates.parquet`` of the
 retrieve run) for each point of the ``alphas × kappas`` sweep, judged by ``selection``.
 The run folder gets ``config.json`` and ``metrics-seed<N>.json`` with the fusion settings
-and the sweep's warm/cold curve.
+and the sweep's warm/cold curve, and the fused ranking's first :data:`RANKED` items per
+test user (``ranked.parquet``; with α chosen, the validation twin's ranking of the view
+too, ``valid_ranked.parquet``), in the candidates' format: what ``coldrec llm-rank``
+re-ranks.
 
 With pseudo labels, ``label_weights`` (λ) and ``edge_caps`` (most edges per item) are
 chosen on the validation view as well: for each pair a model is trained there, and the
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 
 ALPHAS = tuple(round(0.1 * step, 1) for step in range(11))
 KAPPAS = (0.0, 1.0, 3.0, 10.0, 30.0)
+RANKED = 100
+"""Items per user kept in ``ranked.parquet``."""
 
 
 class TransferGrid(BaseModel):
@@ -184,6 +189,12 @@ def run_ranking(
     fused = FusedRanker(model, retriever, config.mode, fusion.alpha, fusion.blend)
     metrics = config.evaluate(fused, dataset, candidates, config.candidate_ms)
     fused.save(out / "model")
+    candidates.ranked_by(fused, RANKED).save(out / "ranked.parquet")
+    if choose:  # the validation twin's ranking, for later stages' choices (llm-rank's α)
+        assert model.validation_model is not None
+        twin = FusedRanker(model.validation_model, valid_candidates, config.mode, fusion.alpha,
+                           fusion.blend)  # fmt: skip
+        valid_candidates.ranked_by(twin, RANKED).save(out / "valid_ranked.parquet")
     inputs = {"dataset": dataset_path, "retrieval": retrieval, **labels.paths(),
               **({"tags": tags} if tags is not None else {})}  # fmt: skip
     result = run_record(config, dataset, inputs, metrics, model, fit_s=fitted - start,

@@ -39,7 +39,7 @@ from coldrec.supervision.llm_rank import (
     ranking_request,
 )
 
-__all__ = ["LLMReranked", "RerankConfig", "choose_alpha", "fused_scores"]
+__all__ = ["CandidateRelevance", "LLMReranked", "RerankConfig", "choose_alpha", "fused_scores"]
 
 _RANK = ("You judge how relevant each candidate product is to a shopper, from their "
          "purchase history, from 0 (irrelevant) to 10 (what they want next), one score per "
@@ -94,27 +94,22 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 class LLMReranked:
     """A :class:`~coldrec.eval.protocol.Scorer`: ``model``'s scores with each user's top
     ``top_c`` (history left out) re-ordered by the fusion at ``alpha``, above the rest,
-    which keep the model's order. The LLM's scores are kept per user (``relevance``) and
-    reused across α values."""
+    which keep the model's order. The LLM's scores (``relevance``) are asked once per user
+    and reused across α values."""
 
     def __init__(
         self, model: Scorer, dataset: Dataset, config: RerankConfig, llm: LLM, alpha: float
     ) -> None:
-        self.model, self.dataset, self.config, self.llm, self.alpha = (
-            model, dataset, config, llm, alpha)  # fmt: skip
-        self.history = dataset.sequences(*HISTORY_SPLITS)
-        self.relevance: dict[int, np.ndarray] = {}
-        self.faults = Faults()
-        """``answer: ranking``: what was wrong with the answers."""
-        self._profiles: np.ndarray | None = None
-        self._items: np.ndarray | None = None
+        self.model, self.config, self.alpha = model, config, alpha
+        self.relevance = CandidateRelevance(dataset, config, llm)
+        self.history = self.relevance.history
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if items is not None:
             raise ValueError("the LLM re-ranker ranks the full catalogue's top candidates")
         base = np.asarray(self.model.score(users), dtype=np.float64)
         top = self._top(users, base)
-        llm = self._relevance(users, top)
+        llm = self.relevance.of(users, top)
         model = np.take_along_axis(base, top, axis=1)
         fused = fused_scores(model, llm, self.alpha, self.config.temperature)
         finite = np.where(np.isfinite(base), base, np.nan)
@@ -130,9 +125,24 @@ class LLMReranked:
             masked[row, self.history[user]] = -np.inf
         return np.argsort(-masked, axis=1, kind="stable")[:, : self.config.top_c]
 
-    def _relevance(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
-        """The LLM's scores of each user's candidates (asked once per user)."""
-        missing = [row for row, user in enumerate(users) if int(user) not in self.relevance]
+
+class CandidateRelevance:
+    """The LLM's relevance of each user's candidates (a row of ``top`` per user, best
+    first by the model), asked once per user and kept in ``scores``: 0–10 scores, or mean
+    Borda points with ``answer: ranking`` (NaN where the answer was unusable)."""
+
+    def __init__(self, dataset: Dataset, config: RerankConfig, llm: LLM) -> None:
+        self.dataset, self.config, self.llm = dataset, config, llm
+        self.history = dataset.sequences(*HISTORY_SPLITS)
+        self.scores: dict[int, np.ndarray] = {}
+        self.faults = Faults()
+        """``answer: ranking``: what was wrong with the answers."""
+        self._profiles: np.ndarray | None = None
+        self._items: np.ndarray | None = None
+
+    def of(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """The scores of each user's candidates ``top`` (asked for users not kept yet)."""
+        missing = [row for row, user in enumerate(users) if int(user) not in self.scores]
         if missing:
             asked = users[missing]
             if not self.llm.backend.generates_text:
@@ -142,8 +152,12 @@ class LLMReranked:
             else:
                 found = self._ask(asked, top[missing])
             for user, scores in zip(asked, found, strict=True):
-                self.relevance[int(user)] = scores
-        return np.stack([self.relevance[int(user)] for user in users])
+                self.scores[int(user)] = scores
+        return np.stack([self.scores[int(user)] for user in users])
+
+    def invalid_users(self) -> int:
+        """Users whose LLM answer was missing or invalid (they keep the model's order)."""
+        return sum(not np.isfinite(s).all() for s in self.scores.values())
 
     def _similarity(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
         if self._items is None:
@@ -206,10 +220,6 @@ class LLMReranked:
             if rankings:
                 out[row] = borda(rankings, top.shape[1]) / len(rankings)
         return out
-
-    def invalid_users(self) -> int:
-        """Users whose LLM answer was missing or invalid (they keep the model's order)."""
-        return sum(not np.isfinite(s).all() for s in self.relevance.values())
 
 
 def choose_alpha(

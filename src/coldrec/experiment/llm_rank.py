@@ -1,0 +1,214 @@
+"""``coldrec llm-rank``: the LLM as ranker of a run's top candidates, measured against the
+run's own order, a fusion of the two, and chance.
+
+The run is a ``coldrec rank`` run (its fused ranking: ``ranked.parquet``, and the
+validation twin's ``valid_ranked.parquet``) or a ``coldrec retrieve`` run
+(``candidates.parquet``, ``valid_candidates.parquet``). For a seeded sample of ``users``
+test users with a history and at least ``top_c`` candidates, their first ``top_c`` go
+to the LLM with the user's recent history (the prompts, bootstrapping and answer
+completion of :mod:`coldrec.supervision.llm_rank`; ``answer: scores`` asks for 0–10
+scores instead). Reported per segment (all / warm / cold), Recall and NDCG at ``ks``:
+
+- ``model``: the run's own order of the top C;
+- ``llm``: the LLM's order (its mean Borda points; ties, and users whose every answer
+  was unusable, in the model's order);
+- ``fused``: ``α·softmax(s_model) + (1 − α)·softmax(s_llm / τ)``
+  (:func:`~coldrec.supervision.rerank.fused_scores`), α chosen on as many sampled users
+  of the validation view, ranked by the run's validation twin (never on test);
+- ``random``: the expectation over uniformly random orders of the same C, the chance
+  line. Recall and NDCG are linear in the hits and a random order puts each of a user's
+  ``h`` hits among the C at every position with probability ``1 / C``, so the expected
+  metric is the metric of a hit row filled with ``h / C``.
+
+Writes ``summary.json`` (the table, α and its validation curve, the answers' faults,
+the calls' tokens, seconds and cost), ``rankings.parquet`` (per shown candidate: split,
+user, the model's position and score, the LLM's points) and ``calls.jsonl``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from coldrec._util.io import atomic_write, read_json, write_json_atomic
+from coldrec._util.sparse import hit_matrix, list_lengths
+from coldrec.data.candidates import Candidates
+from coldrec.data.dataset import Dataset
+from coldrec.data.prepare import validation_view
+from coldrec.errors import ConfigError
+from coldrec.eval.metrics import mean_metrics
+from coldrec.eval.protocol import EvaluationPlan, Selection
+from coldrec.llm.client import LLM
+from coldrec.supervision.rerank import CandidateRelevance, RerankConfig, fused_scores
+
+__all__ = ["LLMRankConfig", "expected_random_hits", "run_llm_rank", "run_rankings"]
+
+log = logging.getLogger(__name__)
+
+METRICS = ("recall", "ndcg")
+_RUN_FILES = (("ranked.parquet", "valid_ranked.parquet"),  # coldrec rank
+              ("candidates.parquet", "valid_candidates.parquet"))  # coldrec retrieve  # fmt: skip
+
+
+class LLMRankConfig(RerankConfig):
+    """What ``coldrec llm-rank`` asks and of whom (the re-ranking settings, answering a
+    ranking by default)."""
+
+    answer: Literal["scores", "ranking"] = "ranking"
+    users: int = Field(200, gt=0)
+    """Test users ranked, and validation users α is chosen on (seeded samples)."""
+    ks: tuple[int, ...] = (10, 20)
+    """Cut-offs of the reported Recall and NDCG (α is chosen by NDCG at the first)."""
+
+
+def run_rankings(run: Path) -> tuple[Candidates, Candidates]:
+    """The test and validation rankings of a ``coldrec rank`` or ``coldrec retrieve`` run."""
+    for test, valid in _RUN_FILES:
+        if (run / test).is_file():
+            if not (run / valid).is_file():
+                raise ConfigError(f"{run / valid} is missing: α is chosen on the validation "
+                                  "view's ranking (early stopping writes it)")  # fmt: skip
+            return Candidates.load(run / test), Candidates.load(run / valid)
+    raise ConfigError(f"{run} holds no ranking: give a 'coldrec rank' run (ranked.parquet) "
+                      "or a 'coldrec retrieve' run (candidates.parquet)")  # fmt: skip
+
+
+def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path) -> dict[str, Any]:
+    """Rank the sampled users' top candidates of ``run`` with the LLM; write the run folder
+    ``out`` and return the summary (see the module doc)."""
+    dataset = Dataset.load(dataset_path)
+    test_ranked, valid_ranked = run_rankings(run)
+    share = read_json(run / "config.json")["model"]["valid_share"]
+    view = validation_view(dataset, share)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", config.model_dump(mode="json"))
+    with LLM(config.llm, log=out / "calls.jsonl") as llm:
+        if llm.backend.generates_text:
+            llm.preflight()
+        valid = _Ranked(view, valid_ranked, config, llm)
+        test = _Ranked(dataset, test_ranked, config, llm)
+        alpha, curve = _choose_alpha(valid, config)
+        orders = {"model": test.top, "llm": test.fused_order(0.0),
+                  "fused": test.fused_order(alpha)}  # fmt: skip
+        table = {name: test.metrics(order) for name, order in orders.items()}
+        table["random"] = test.metrics(None)
+        faults = [part.relevance.faults for part in (valid, test)]
+        summary = {
+            "users": {"test": len(test.users), "valid": len(valid.users)},
+            "top_c": config.top_c, "ks": list(config.ks), "prompt": config.prompt,
+            "answer": config.answer, "bootstrap": config.bootstrap,
+            "metrics": table, "alpha": alpha, "validation_curve": curve,
+            "invalid_users": {"test": test.relevance.invalid_users(),
+                              "valid": valid.relevance.invalid_users()},
+            "ranking_faults": {"test": faults[1].as_dict(), "valid": faults[0].as_dict()},
+            "backend": llm.described(), "calls": llm.totals(),
+        }  # fmt: skip
+    with atomic_write(out / "rankings.parquet") as path:
+        pd.concat([valid.frame("valid"), test.frame("test")]).to_parquet(path, index=False)
+    write_json_atomic(out / "summary.json", summary)
+    log.info("llm-rank: %d test users ranked, written to %s", len(test.users), out)
+    return summary
+
+
+class _Ranked:
+    """One split's sampled users, their top C in the run's order and the LLM's points."""
+
+    def __init__(self, dataset: Dataset, ranked: Candidates, config: LLMRankConfig, llm: LLM):
+        self.dataset, self.config = dataset, config
+        self.plan = EvaluationPlan.of(dataset)
+        self.rows = _sampled_rows(self.plan, ranked, config)
+        self.users = self.plan.users[self.rows]
+        self.top = ranked.for_users(self.users)[:, : config.top_c]
+        self.model_scores = ranked.score(self.users, self.top).astype(np.float64)
+        self.relevance = CandidateRelevance(dataset, config, llm)
+        self.points = self.relevance.of(self.users, self.top)
+
+    def fused_order(self, alpha: float) -> np.ndarray:
+        """The top C ordered by the fusion at ``alpha`` (ties in the model's order)."""
+        fused = fused_scores(self.model_scores, self.points, alpha, self.config.temperature)
+        return np.take_along_axis(self.top, np.argsort(-fused, axis=1, kind="stable"), axis=1)
+
+    def metrics(self, order: np.ndarray | None) -> dict[str, dict[str, float]]:
+        """Recall and NDCG at ``ks`` per segment of ``order`` (None: a random order's
+        expectation), with the segment's user count."""
+        cold = self.dataset.items["cold"].to_numpy()
+        position = pd.Index(self.rows)
+        table = {}
+        for name, rows, targets in self.plan.segments(cold):
+            if name == "cold_users":
+                continue
+            picked = np.flatnonzero(np.isin(rows, self.rows))
+            at = position.get_indexer(rows[picked])
+            hits = hit_matrix(self.top[at] if order is None else order[at], targets[picked])
+            if order is None:
+                hits = expected_random_hits(hits)
+            n_targets = list_lengths(targets[picked])
+            table[name] = {**mean_metrics(hits, n_targets, self.config.ks, METRICS),
+                           "users": len(picked)}  # fmt: skip
+        return table
+
+    def frame(self, split: str) -> pd.DataFrame:
+        c = self.top.shape[1]
+        return pd.DataFrame({
+            "split": split, "user_idx": np.repeat(self.users, c),
+            "model_position": np.tile(np.arange(1, c + 1), len(self.users)),
+            "item_idx": self.top.ravel(), "model_score": self.model_scores.ravel(),
+            "llm_points": self.points.ravel()})  # fmt: skip
+
+
+def _sampled_rows(plan: EvaluationPlan, ranked: Candidates, config: LLMRankConfig) -> np.ndarray:
+    """Rows of ``plan`` (users with a history and ``top_c`` ranked items), a seeded sample
+    of ``users`` of them, in plan order."""
+    widths = (ranked.for_users(plan.users[: plan.n_with_history]) >= 0).sum(axis=1)
+    eligible = np.flatnonzero(widths >= config.top_c)
+    if not len(eligible):
+        raise ConfigError(f"no evaluated user has {config.top_c} ranked candidates: lower top_c")
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(eligible, min(config.users, len(eligible)), replace=False))
+
+
+def expected_random_hits(hits: np.ndarray) -> np.ndarray:
+    """The expected hit row of a uniformly random order of each row's items: each of the
+    row's hits is at every position with probability ``1 / width``."""
+    share = hits.sum(axis=1, keepdims=True) / hits.shape[1]
+    return np.broadcast_to(share, hits.shape).astype(np.float64)
+
+
+def _choose_alpha(valid: _Ranked, config: LLMRankConfig) -> tuple[float, list[dict[str, Any]]]:
+    """The α of ``config.alphas`` whose fused order scores best on the validation users
+    (warm and cold NDCG at the first cut-off, by the default selection), the larger α
+    among equals; and the curve."""
+    k = f"ndcg@{config.ks[0]}"
+    curve = []
+    for alpha in config.alphas:
+        table = valid.metrics(valid.fused_order(alpha))
+        curve.append({"alpha": alpha, "warm": table["warm"][k], "cold": table["cold"][k]})
+    best = max(curve, key=lambda p: (Selection().key(p["warm"], p["cold"]), p["alpha"]))
+    return float(best["alpha"]), curve
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table (each order's Recall and NDCG per segment) and a
+    line on α, the answers and what the calls cost."""
+    ks, segments = summary["ks"], ("all", "warm", "cold")
+    names = [f"{s} {m}@{k}" for s in segments for k in ks for m in METRICS]
+    lines = [f"| order | {' | '.join(names)} |", f"|---|{'---:|' * len(names)}"]
+    for order, table in summary["metrics"].items():
+        values = [table[s][f"{m}@{k}"] for s in segments for k in ks for m in METRICS]
+        lines.append(f"| {order} | {' | '.join(f'{v:.4f}' for v in values)} |")
+    faults = summary["ranking_faults"]["test"]
+    answers = list(summary["calls"].values())
+    tokens = sum(p["answer_prompt_tokens"] + p["answer_completion_tokens"] for p in answers)
+    users = summary["users"]
+    lines += ["", f"{users['test']:,} test users (α chosen on {users['valid']:,} validation "
+              f"users: {summary['alpha']:g}); prompt `{summary['prompt']}`, bootstrap "
+              f"{summary['bootstrap']}; backend `{summary['backend']['identity']}` "
+              f"({summary['backend']['note']}); invalid answers {faults['invalid_rate']:.1%} "
+              f"of {faults['answers']:,}; {tokens:,} tokens, "
+              f"{sum(p['answer_cost'] for p in answers):.4f} at the configured price."]  # fmt: skip
+    return "\n".join(lines)
