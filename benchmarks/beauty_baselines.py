@@ -9,6 +9,7 @@ Run from the project root: ``.venv/bin/python benchmarks/beauty_baselines.py``.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -20,6 +21,17 @@ from _common import BEAUTY, RESULTS, ROOT
 RUNS = Path("runs/beauty")
 COLDREC = str(Path(sys.executable).with_name("coldrec"))
 MODELS = ("popularity", "itemknn", "bm25", "bm25_dense")
+
+
+def run_coldrec(command: list[str], done: Path | None = None) -> None:
+    """Run one coldrec command on one thread (``OMP_NUM_THREADS=1``: two benchmarks can
+    share the two cores), printing it first; skipped when ``done`` exists."""
+    if done is not None and done.exists():
+        return
+    print("coldrec", shlex.join(command), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True, env=env)
+
 
 # Independent reference evaluation of the same protocol (issue 3), Recall@20 / NDCG@20.
 REFERENCE = {

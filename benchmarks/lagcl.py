@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from _common import RESULTS, ROOT, write_results
-from beauty_baselines import COLDREC
+from beauty_baselines import run_coldrec
 
 DATA = ("ml100k", "beauty")
 SPLITS = {"global": [], "random": ["--set", "data.prepare.split=random",
@@ -53,20 +51,14 @@ def main() -> None:
     out = Path("runs") / name
     config = Path("configs") / args.data / f"lagcl_{args.data}.yaml"
     command = ["run", str(config), "--out", str(out), *SPLITS[args.split]]
-    run(command)
+    run_coldrec(command)
     keep(ROOT / out, RESULTS / name)
     commands = [command]
     if args.smollm2:
         for backend in ("llamacpp", "embedding"):
             commands.append(sample_command(out, backend, args.smollm2, args.candidates))
-            run(commands[-1])
+            run_coldrec(commands[-1])
     report(name, ROOT / out, commands)
-
-
-def run(command: list[str]) -> None:
-    print("coldrec", shlex.join(command), flush=True)
-    subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 
 
 def sample_command(out: Path, backend: str, users: int, candidates: int) -> list[str]:

@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from _common import BEAUTY, RESULTS, ROOT, write_results
-from beauty_baselines import COLDREC, _relative
+from beauty_baselines import _relative, run_coldrec
 from coldrec.data import Dataset
 from coldrec.eval.protocol import evaluate
 from coldrec.rank.stars import StarsRecommender
@@ -151,21 +149,12 @@ def metrics_path(command: list[str]) -> Path:
     return RESULTS / Path(out).relative_to("runs") / f"metrics-seed{seed}.json"
 
 
-def run(command: list[str], done: Path) -> None:
-    """Run one coldrec command (one thread) unless ``done`` exists."""
-    if done.exists():
-        return
-    print("coldrec", shlex.join(command), flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True, env=env)
-
-
 def run_kept(command: list[str]) -> None:
     """Run an ``evaluate`` command unless its metrics are kept; keep them."""
     kept = metrics_path(command)
     if kept.is_file():
         return
-    run(command, made_metrics(command))
+    run_coldrec(command, made_metrics(command))
     kept.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(made_metrics(command), kept)
 
@@ -199,7 +188,7 @@ def rescored(bench: Bench, seed: int, gamma: float) -> dict[str, Any]:
     dataset = Dataset.load(ROOT / bench.data)
     folder = ROOT / bench.runs / full(gamma) / f"seed{seed}" / "model"
     # a model lost with runs/ is trained again: the same seed gives the same model
-    run(evaluate_command(bench, full(gamma), seed, gamma, []), folder / "model.json")
+    run_coldrec(evaluate_command(bench, full(gamma), seed, gamma, []), folder / "model.json")
     model = StarsRecommender.load(folder, dataset)
     figures = {}
     for label, scoring in SCORINGS.items():
@@ -225,11 +214,11 @@ def main() -> None:
     if not bench.source.is_dir():
         raise SystemExit(f"{bench.title} not found at {bench.source}")
     wanted = set(args.only or ["full", *ABLATIONS, "scorings", *BESIDE])
-    run(prepare_command(bench), ROOT / bench.data / "meta.json")
+    run_coldrec(prepare_command(bench), ROOT / bench.data / "meta.json")
     tagged = kept(bench) / "tags.json"
     # the embedding tags are what every run reads; SmolLM2's only feed the kept figures
     for command in tag_commands(bench)[: 1 if tagged.is_file() else None]:
-        run(command, ROOT / command[command.index("--out") + 1] / "summary.json")
+        run_coldrec(command, ROOT / command[command.index("--out") + 1] / "summary.json")
     if not tagged.is_file():
         tagged.parent.mkdir(parents=True, exist_ok=True)
         tagged.write_text(json.dumps(tag_figures(bench), indent=1))

@@ -1,0 +1,244 @@
+"""The LLM as ranker (issue 28) on Amazon Beauty: E0's top 20 for sampled test users,
+ranked by the LLM with the LLMRank prompts, beside E0's own order, their fusion and a
+random order (the chance line), with the invalid answers and what the calls cost.
+
+Runs, with the commands printed in the result:
+
+1. E0, seed 0 (``coldrec run configs/beauty/e0.yaml`` without its baselines): its rank
+   run writes the fused ranking of the test users and of the validation view
+   (``ranked.parquet``, ``valid_ranked.parquet``);
+2. ``coldrec llm-rank`` over that run for each backend × prompt × bootstrap of the grid
+   (the same seeded users everywhere; α chosen on as many validation users):
+   ``embedding`` (MiniLM similarity, no LLM), ``smollm2`` (SmolLM2-135M through the
+   ``transformers`` backend) and, with ``--server``, ``smollm2_http`` (the same model
+   behind a local ``llama_cpp.server``, through the ``openai`` backend: the transport
+   must not change the numbers beyond noise). Bootstrap 3's first shuffle is bootstrap
+   1's, so the answer cache serves it;
+3. with ``--judge``, ``coldrec judge`` on the same data and as many users: the
+   ``embedding`` judge, then SmolLM2 against it (Cohen's κ, confusion matrix), each
+   judge's grade AUC, pairwise accuracy and listwise AUC against the held-out
+   interactions.
+
+Each finished run's summary is kept in ``benchmarks/results/llm_rank_beauty/`` (committed:
+a kept run is not repeated). Writes ``benchmarks/results/llm_rank_beauty.{md,json}``.
+Run from the project root: ``.venv/bin/python benchmarks/llm_rank.py [--users 200]
+[--backends embedding smollm2] [--server]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from _common import BEAUTY, RESULTS, ROOT, write_results
+from beauty_baselines import run_coldrec
+
+E0 = Path("runs") / "llm_rank_beauty" / "e0"
+RUN = E0 / "rank" / "seed0"
+KEPT = RESULTS / "llm_rank_beauty"
+PROMPTS = ("sequential", "recency")
+BOOTSTRAPS = (1, 3)
+BACKENDS = {
+    "embedding": ["--backend", "embedding"],
+    "smollm2": ["--backend", "transformers"],
+    "smollm2_http": ["--backend", "openai", "--model", "smollm2"],  # + --base-url
+}
+SEGMENTS = ("all", "warm", "cold")
+JUDGES = {"embedding": ["--backend", "embedding"], "smollm2": ["--backend", "transformers"]}
+COST_HEADER = ("| run | users asked | calls | prompt tokens per user | completion tokens per user "
+               "| seconds per user (1 thread, uncached) | tokens per 1,000 users |\n"
+               "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200, help="test (and validation) users")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=["embedding",
+                        "smollm2"])  # fmt: skip
+    parser.add_argument("--judge", action="store_true", help="also coldrec judge (two judges)")
+    parser.add_argument("--server", action="store_true",
+                        help="also SmolLM2 behind llama_cpp.server (openai backend)")  # fmt: skip
+    args = parser.parse_args()
+    if not BEAUTY.is_dir():
+        raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
+    e0 = ["run", "configs/beauty/e0.yaml", "--out", str(E0), "--set", "seeds=[0]",
+          "--set", "baselines={}"]  # fmt: skip
+    run_coldrec(e0, ROOT / RUN / "valid_ranked.parquet")
+    backends = [*args.backends, *(["smollm2_http"] if args.server else [])]
+    commands = [e0]
+    for backend in backends:
+        with served(backend) as extra:
+            for prompt in PROMPTS:
+                for bootstrap in BOOTSTRAPS:
+                    command = llm_rank_command(backend, prompt, bootstrap, args.users, extra)
+                    commands.append(command)
+                    kept = KEPT / f"{variant(backend, prompt, bootstrap)}_u{args.users}.json"
+                    if not kept.is_file():
+                        out = command[command.index("--out") + 1]
+                        run_coldrec(command, ROOT / out / "summary.json")
+                        KEPT.mkdir(parents=True, exist_ok=True)
+                        kept.write_text((ROOT / out / "summary.json").read_text())
+    judged = judge(args.users, commands) if args.judge else {}
+    report(backends, args.users, commands, judged)
+
+
+def judge(users: int, commands: list[list[str]]) -> dict[str, Any]:
+    """The embedding judge, then SmolLM2 against it, on ``users`` test users; their kept
+    summaries."""
+    outs = {name: E0.parent / f"judge_{name}_u{users}" for name in JUDGES}
+    found = {}
+    for name, flags in JUDGES.items():
+        against = [] if name == "embedding" else ["--against", str(outs["embedding"])]
+        command = ["judge", "--dataset", str(E0 / "data"), *flags, "--users", str(users),
+                   *against, "--out", str(outs[name])]  # fmt: skip
+        commands.append(command)
+        kept = KEPT / f"judge_{name}_u{users}.json"
+        if not kept.is_file():
+            run_coldrec(command, ROOT / outs[name] / "summary.json")
+            KEPT.mkdir(parents=True, exist_ok=True)
+            kept.write_text((ROOT / outs[name] / "summary.json").read_text())
+        found[name] = json.loads(kept.read_text())
+    return found
+
+
+def variant(backend: str, prompt: str, bootstrap: int) -> str:
+    return f"{backend}_{prompt}_b{bootstrap}"
+
+
+def llm_rank_command(
+    backend: str, prompt: str, bootstrap: int, users: int, extra: list[str]
+) -> list[str]:
+    out = E0.parent / f"{variant(backend, prompt, bootstrap)}_u{users}"
+    return ["llm-rank", "--dataset", str(E0 / "data"), "--run", str(RUN), "--users",
+            str(users), "--set", f"prompt={prompt}", "--set", f"bootstrap={bootstrap}",
+            *BACKENDS[backend], *extra, "--out", str(out)]  # fmt: skip
+
+
+@contextlib.contextmanager
+def served(backend: str) -> Iterator[list[str]]:
+    """The extra flags of ``backend``: a local llama.cpp server's URL for the HTTP one."""
+    if backend != "smollm2_http":
+        yield []
+        return
+    from coldrec.llm.server import local_server
+
+    log = ROOT / E0.parent / "server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with local_server(n_ctx=4096, log=log) as base:
+        yield ["--base-url", base]
+
+
+def report(
+    backends: list[str], users: int, commands: list[list[str]], judged: dict[str, Any]
+) -> None:
+    summaries = {variant(b, p, n): json.loads((KEPT / f"{variant(b, p, n)}_u{users}.json")
+                                              .read_text())
+                 for b in backends for p in PROMPTS for n in BOOTSTRAPS}  # fmt: skip
+    first = next(iter(summaries.values()))
+    rows = [row("E0 alone (its top 20)", first["metrics"]["model"]),
+            row("random order of the same 20 (expected)", first["metrics"]["random"])]  # fmt: skip
+    for name, summary in summaries.items():
+        rows.append(row(f"{name}: LLM order", summary["metrics"]["llm"], summary))
+        rows.append(row(f"{name}: fused, α {summary['alpha']:g}", summary["metrics"]["fused"]))
+    cost = [cost_row(name, summary) for name, summary in summaries.items()]
+    header = " | ".join(f"{s} NDCG@10 | {s} R@10" for s in SEGMENTS)
+    listed = "\n".join(f"    coldrec {shlex.join(c)}" for c in commands)
+    title = f"The LLM as ranker on Amazon Beauty (E0's top 20, {first['users']['test']} users)"
+    markdown = f"""# {title}
+
+Global time split; E0 (Two-Tower + SASRec, seed 0) ranks every test user's candidates; for
+{first["users"]["test"]} seeded test users with a history its top 20 go to the LLM with
+the user's 50 most recent items. α of the fusion is chosen on
+{first["users"]["valid"]} validation users (E0's validation twin), never on test. The
+random line is the exact expectation over random orders of the same 20. Recall@20 is
+the same for every order of the same 20 items, so the table stops at 10.
+
+| order | {header} | invalid answers |
+|---|{"---:|" * (2 * len(SEGMENTS) + 1)}
+{chr(10).join(rows)}
+
+What it cost (every call of the run: test and validation users; cached answers counted
+at what they cost when made):
+
+{COST_HEADER}
+{chr(10).join(cost)}
+
+`embedding` is no LLM: MiniLM similarity of the user's mean history vector with each
+candidate. SmolLM2-135M follows the answer schema but ranks poorly; it proves the
+plumbing, and the same commands measure a capable model behind any OpenAI-compatible
+server (`--backend openai --base-url …`, `--set llm.price_per_million=[P,C]` for its cost).
+
+{judge_markdown(judged)}Commands:
+
+{listed}
+"""
+    figures = {"users": users, "summaries": summaries, "judges": judged}
+    write_results("llm_rank_beauty", figures, markdown)
+
+
+def judge_markdown(judged: dict[str, Any]) -> str:
+    """The judges' agreement with the held-out interactions and with each other."""
+    if not judged:
+        return ""
+    rows = [f"| {name} ({s['backend']['note']}) | {s['users']} | {s['grade_auc']:.3f} | "
+            f"{s['pairwise_accuracy']:.3f} | {s['listwise_auc']:.3f} | "
+            f"{s['listwise_tau_b']:.3f} |" for name, s in judged.items()]  # fmt: skip
+    against = judged["smollm2"]["against"]
+    matrix = "\n".join(f"| {grade} | {' | '.join(str(n) for n in counts)} |"
+                       for grade, counts in enumerate(against["confusion"]))  # fmt: skip
+    return f"""## The LLM as judge (`coldrec judge`, the same data)
+
+Per sampled test user: 5 held-out items and 5 never-touched trained items, judged
+pointwise (grade 0-3), pairwise (held-out against random) and listwise.
+
+| judge | users | grade AUC | pairwise accuracy | listwise AUC | listwise τ_b |
+|---|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+SmolLM2 against the embedding judge: Cohen's κ {against["kappa"]:.3f} over
+{against["rows"]:,} graded pairs; confusion (rows SmolLM2's grade, columns the embedding
+judge's):
+
+| grade | 0 | 1 | 2 | 3 |
+|---|---:|---:|---:|---:|
+{matrix}
+
+"""
+
+
+def row(
+    label: str, table: dict[str, dict[str, float]], summary: dict[str, Any] | None = None
+) -> str:
+    cells = " | ".join(f"{table[s]['ndcg@10']:.4f} | {table[s]['recall@10']:.4f}" for s in SEGMENTS)
+    invalid = ""
+    if summary is not None and summary["backend"]["llm"]:
+        faults = [summary["ranking_faults"][split] for split in ("test", "valid")]
+        answers = sum(f["answers"] for f in faults)
+        bad = sum(f["unusable"] + f["partial"] for f in faults)
+        invalid = f"{bad / max(1, answers):.1%} of {answers:,}"
+    return f"| {label} | {cells} | {invalid} |"
+
+
+def cost_row(name: str, summary: dict[str, Any]) -> str:
+    """Tokens and seconds per user asked (the seconds as if no answer had been cached:
+    the mean seconds of the calls made, times the calls)."""
+    stages = summary["calls"].values()
+    keys = ("calls", "cached", "latency_s", "answer_prompt_tokens", "answer_completion_tokens")
+    total = {key: sum(stage[key] for stage in stages) for key in keys}
+    asked = summary["users"]["test"] + summary["users"]["valid"]
+    prompt, completion = (
+        total[f"answer_{kind}_tokens"] / asked for kind in ("prompt", "completion")
+    )
+    made = total["calls"] - total["cached"]
+    seconds = total["latency_s"] / made * total["calls"] / asked if made else float("nan")
+    return (f"| {name} | {asked:,} | {total['calls']:,} | {prompt:,.0f} | {completion:,.0f} | "
+            f"{seconds:.2f} | {1000 * (prompt + completion):,.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
