@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -76,28 +77,39 @@ class Recording(EmbeddingJudge):
 
 def full_size_tokens(method: str) -> dict[str, dict[str, float]]:
     """Prompt and completion tokens per user and stage at the default sizes."""
+    return stage_tokens({"method": method}, RUNS / "data", RUNS / "two_tower",
+                        OUT / f"tokens_{method}")  # fmt: skip
+
+
+def stage_tokens(
+    stages: dict[str, Any], data: Path, retrieval: Path, out: Path, users: int = TOKEN_SAMPLE
+) -> dict[str, dict[str, float]]:
+    """Requests, prompt and completion tokens per user and stage of the stages at the
+    sizes ``stages``, for the first ``users`` eligible users of the Dataset in ``data``
+    over the retrieve run ``retrieval``: their prompts answered by the embedding judge
+    (never sent to an LLM) and counted with SmolLM2's tokenizer."""
     from llama_cpp import Llama
 
     tokenizer = Llama(model_path=str(smollm2_path()), vocab_only=True, verbose=False)
-    config = validate(SuperviseConfig, {"stages": {"method": method}})
-    dataset = Dataset.load(ROOT / RUNS / "data")
-    catalogue = _catalogue(config, dataset, ROOT / RUNS / "two_tower", None,
-                           ROOT / OUT / f"tokens_{method}")  # fmt: skip
-    users = eligible_users(config, dataset, catalogue.candidates)[:TOKEN_SAMPLE]
+    config = validate(SuperviseConfig, {"stages": stages})
+    dataset = Dataset.load(ROOT / data)
+    catalogue = _catalogue(config, dataset, ROOT / retrieval / "candidates.parquet",
+                           ROOT / retrieval / "model", None, ROOT / out)  # fmt: skip
+    chosen = eligible_users(config, dataset, catalogue.candidates)[:users]
     backend = Recording()
     with LLM(LLMConfig(cache=False), backend=backend) as llm:
-        run_stages([catalogue.user_run(int(u)) for u in users], stages_for(catalogue), llm)
+        run_stages([catalogue.user_run(int(u)) for u in chosen], stages_for(catalogue), llm)
 
     def count(text: str) -> int:
         return len(tokenizer.tokenize(text.encode(), add_bos=False))
 
-    out: dict[str, dict[str, float]] = {}
+    found: dict[str, dict[str, float]] = {}
     for request, answer in backend.seen:
-        stage = out.setdefault(request.stage, {"requests": 0, "prompt": 0, "completion": 0})
+        stage = found.setdefault(request.stage, {"requests": 0, "prompt": 0, "completion": 0})
         stage["requests"] += 1
         stage["prompt"] += sum(count(m["content"]) + 4 for m in request.messages)
         stage["completion"] += count(answer)
-    return {name: {k: v / len(users) for k, v in stage.items()} for name, stage in out.items()}
+    return {name: {k: v / len(chosen) for k, v in stage.items()} for name, stage in found.items()}
 
 
 def label_hits(name: str) -> dict[str, float]:
