@@ -269,3 +269,18 @@ def test_an_experiment_runs_llm_rank_after_each_rank(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="add a rank node"):
         validate(ExperimentConfig, {**TINY, "rank": None, "supervise": None, "losses": [],
                                     "llm_rank": node})  # fmt: skip
+
+
+def test_a_larger_user_sample_holds_the_smaller_one(served_run: Path, tmp_path: Path) -> None:
+    """So that a run over more users reuses every cached answer of a smaller one."""
+    samples = []
+    for users in (10, 30):
+        config = LLMRankConfig(users=users, top_c=10, llm={"backend": {"kind": "embedding"}})
+        run_llm_rank(
+            config, served_run / "data", served_run / "rank" / "seed0", tmp_path / str(users)
+        )
+        rankings = pd.read_parquet(tmp_path / str(users) / "rankings.parquet")
+        samples.append(
+            {(s, u) for s, u in zip(rankings["split"], rankings["user_idx"], strict=True)}
+        )
+    assert samples[0] < samples[1] and len(samples[1]) == 60

@@ -163,13 +163,14 @@ class _Ranked:
 
 def _sampled_rows(plan: EvaluationPlan, ranked: Candidates, config: LLMRankConfig) -> np.ndarray:
     """Rows of ``plan`` (users with a history and ``top_c`` ranked items), a seeded sample
-    of ``users`` of them, in plan order."""
+    of ``users`` of them (the first of a seeded shuffle), in plan order."""
     widths = (ranked.for_users(plan.users[: plan.n_with_history]) >= 0).sum(axis=1)
     eligible = np.flatnonzero(widths >= config.top_c)
     if not len(eligible):
         raise ConfigError(f"no evaluated user has {config.top_c} ranked candidates: lower top_c")
-    rng = np.random.default_rng(config.seed)
-    return np.sort(rng.choice(eligible, min(config.users, len(eligible)), replace=False))
+    # a prefix of one seeded order: a larger sample holds a smaller one (and its cached answers)
+    order = np.random.default_rng(config.seed).permutation(eligible)
+    return np.sort(order[: config.users])
 
 
 def expected_random_hits(hits: np.ndarray) -> np.ndarray:
