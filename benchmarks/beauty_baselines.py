@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from _common import BEAUTY, RESULTS, ROOT
 
@@ -31,6 +32,18 @@ def run_coldrec(command: list[str], done: Path | None = None) -> None:
     print("coldrec", shlex.join(command), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True, env=env)
+
+
+def kept_run(command: list[str], kept: Path) -> dict[str, Any]:
+    """The ``summary.json`` of a coldrec command's run folder (its ``--out``), kept at
+    ``kept`` (committed, so a finished run is never repeated): run first if missing."""
+    if not kept.is_file():
+        made = ROOT / command[command.index("--out") + 1] / "summary.json"
+        run_coldrec(command, made)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(made.read_text())
+    result: dict[str, Any] = json.loads(kept.read_text())
+    return result
 
 
 # Independent reference evaluation of the same protocol (issue 3), Recall@20 / NDCG@20.

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, ROOT, write_results
-from beauty_baselines import run_coldrec
+from beauty_baselines import kept_run
 from supervise_beauty import stage_tokens
 
 E0 = Path("runs") / "llm_rank_beauty" / "e0"
@@ -64,7 +64,7 @@ def main() -> None:
         for setting, sizes in SETTINGS.items() if users else ():
             command = supervise_command(judge, setting, sizes, users)
             commands.append(command)
-            summary = kept_summary(command, f"{slug(judge, setting)}_u{users}")
+            summary = kept_run(command, KEPT / f"{slug(judge, setting)}_u{users}.json")
             if judge == "smollm2":
                 tokens = per_user_tokens(summary)
             else:
@@ -82,17 +82,6 @@ def supervise_command(judge: str, setting: str, sizes: dict[str, Any], users: in
     return ["supervise", "--dataset", str(E0 / "data"), "--candidates", str(E0 / "retrieve"),
             *JUDGES[judge], "--users", str(users), "--set", "users=sample", *flags,
             "--out", str(OUT / f"{slug(judge, setting)}_u{users}")]  # fmt: skip
-
-
-def kept_summary(command: list[str], name: str) -> dict[str, Any]:
-    """The run's summary, kept under ``benchmarks/results/label_cost/`` (made if missing)."""
-    kept = KEPT / f"{name}.json"
-    if not kept.is_file():
-        made = ROOT / command[command.index("--out") + 1] / "summary.json"
-        run_coldrec(command, made)
-        KEPT.mkdir(parents=True, exist_ok=True)
-        kept.write_text(made.read_text())
-    return json.loads(kept.read_text())
 
 
 def embedding_tokens(setting: str, sizes: dict[str, Any]) -> dict[str, float]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import BEAUTY, RESULTS, ROOT, write_results
-from beauty_baselines import run_coldrec
+from beauty_baselines import kept_run, run_coldrec
 
 E0 = Path("runs") / "llm_rank_beauty" / "e0"
 RUN = E0 / "rank" / "seed0"
@@ -73,16 +73,12 @@ def main() -> None:
     commands = [e0]
     for backend in backends:
         with served(backend) as extra:
-            for prompt in PROMPTS:
-                for bootstrap in BOOTSTRAPS:
-                    command = llm_rank_command(backend, prompt, bootstrap, args.users, extra)
-                    commands.append(command)
-                    kept = KEPT / f"{variant(backend, prompt, bootstrap)}_u{args.users}.json"
-                    if not kept.is_file():
-                        out = command[command.index("--out") + 1]
-                        run_coldrec(command, ROOT / out / "summary.json")
-                        KEPT.mkdir(parents=True, exist_ok=True)
-                        kept.write_text((ROOT / out / "summary.json").read_text())
+            for prompt, bootstrap in grid(backend):
+                command = llm_rank_command(backend, prompt, bootstrap, args.users, extra)
+                commands.append(command)
+                kept_run(
+                    command, KEPT / f"{variant(backend, prompt, bootstrap)}_u{args.users}.json"
+                )
     judged = judge(args.users, commands) if args.judge else {}
     report(backends, args.users, commands, judged)
 
@@ -97,13 +93,16 @@ def judge(users: int, commands: list[list[str]]) -> dict[str, Any]:
         command = ["judge", "--dataset", str(E0 / "data"), *flags, "--users", str(users),
                    *against, "--out", str(outs[name])]  # fmt: skip
         commands.append(command)
-        kept = KEPT / f"judge_{name}_u{users}.json"
-        if not kept.is_file():
-            run_coldrec(command, ROOT / outs[name] / "summary.json")
-            KEPT.mkdir(parents=True, exist_ok=True)
-            kept.write_text((ROOT / outs[name] / "summary.json").read_text())
-        found[name] = json.loads(kept.read_text())
+        found[name] = kept_run(command, KEPT / f"judge_{name}_u{users}.json")
     return found
+
+
+def grid(backend: str) -> list[tuple[str, int]]:
+    """The (prompt, bootstrap) runs of ``backend``: one for the embedding stand-in, which
+    reads neither (its order is the similarity's)."""
+    if backend == "embedding":
+        return [("sequential", 1)]
+    return [(prompt, bootstrap) for prompt in PROMPTS for bootstrap in BOOTSTRAPS]
 
 
 def variant(backend: str, prompt: str, bootstrap: int) -> str:
@@ -138,7 +137,7 @@ def report(
 ) -> None:
     summaries = {variant(b, p, n): json.loads((KEPT / f"{variant(b, p, n)}_u{users}.json")
                                               .read_text())
-                 for b in backends for p in PROMPTS for n in BOOTSTRAPS}  # fmt: skip
+                 for b in backends for p, n in grid(b)}  # fmt: skip
     first = next(iter(summaries.values()))
     rows = [row("E0 alone (its top 20)", first["metrics"]["model"]),
             row("random order of the same 20 (expected)", first["metrics"]["random"])]  # fmt: skip
