@@ -83,6 +83,17 @@ def test_the_prompts() -> None:
     assert "They disliked:\n<context>\n- bad" in rest
 
 
+@pytest.mark.parametrize("c", [2, 20, 50])
+def test_the_answer_budget_holds_a_full_ranking_written_one_quoted_number_a_line(c: int) -> None:
+    """A constrained decoder may write integer enums as strings, one to a line; a token is
+    at least one character, so the characters bound the tokens (SmolLM2's 20-candidate
+    answers were cut at the old budget of 4 tokens a candidate). The judge's grade and A/B
+    arrays take the same budget (enum_array_tokens)."""
+    request = ranking_request("sequential", ["old"], [f"item {k}" for k in range(c)])
+    answer = json.dumps({"ranking": [str(k) for k in range(c, 0, -1)]}, indent=2)
+    assert len(answer) <= request.max_tokens
+
+
 class Recording(Backend):
     """Answers every ranking request with the shown order (1, 2, …) and keeps the
     prompts."""

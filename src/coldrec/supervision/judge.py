@@ -45,6 +45,7 @@ from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.errors import DataError
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM, LLMConfig
+from coldrec.llm.schemas import enum_array_tokens
 from coldrec.supervision.llm_rank import Faults, borda, complete_ranking, ranking_request
 
 __all__ = ["JudgeConfig", "auc", "cohen_kappa", "confusion", "kendall_tau_b", "run_judge"]
@@ -195,7 +196,8 @@ class _Judge:
             requests.append(Request(
                 [{"role": "system", "content": _POINTWISE}, {"role": "user", "content": prompt}],
                 schema, temperature=0.0 if repeat == 0 else self.config.temperature,
-                max_tokens=3 * c + 20, stage="judge_pointwise", sample=repeat))  # fmt: skip
+                max_tokens=enum_array_tokens(c), stage="judge_pointwise",
+                sample=repeat))  # fmt: skip
         grades = []
         for order, answer in zip(shown, self.llm.batch(requests), strict=True):
             got = answer.field("grades")
@@ -265,9 +267,10 @@ class _Judge:
             prompt = (f"History:\n<context>\n{self.shown_history(user)}\n</context>\n"
                       f"Pairs:\n{listing}\nFor each of the {c} pairs, which would they rather "
                       'buy next? Answer as JSON: {"choices": ["A" or "B", ...]}')  # fmt: skip
-            requests.append(Request([{"role": "system", "content": _PAIRWISE},
-                                     {"role": "user", "content": prompt}], schema,
-                                    max_tokens=5 * c + 20, stage="judge_pairwise"))  # fmt: skip
+            messages = [{"role": "system", "content": _PAIRWISE},
+                        {"role": "user", "content": prompt}]  # fmt: skip
+            requests.append(Request(messages, schema, max_tokens=enum_array_tokens(c),
+                                    stage="judge_pairwise"))  # fmt: skip
             spans.append(index)
         out = np.full(len(pairs), np.nan)
         for span, answer in zip(spans, self.llm.batch(requests), strict=True):
