@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -62,7 +62,7 @@ class LLMRankConfig(RerankConfig):
     answer: Literal["scores", "ranking"] = "ranking"
     users: int = Field(200, gt=0)
     """Test users ranked, and validation users α is chosen on (seeded samples)."""
-    ks: tuple[int, ...] = (10, 20)
+    ks: tuple[Annotated[int, Field(gt=0)], ...] = Field((10, 20), min_length=1)
     """Cut-offs of the reported Recall and NDCG (α is chosen by NDCG at the first)."""
 
 
@@ -97,15 +97,14 @@ def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path
                   "fused": test.fused_order(alpha)}  # fmt: skip
         table = {name: test.metrics(order) for name, order in orders.items()}
         table["random"] = test.metrics(None)
-        faults = [part.relevance.faults for part in (valid, test)]
+        parts = (("test", test), ("valid", valid))
         summary = {
             "users": {"test": len(test.users), "valid": len(valid.users)},
             "top_c": config.top_c, "ks": list(config.ks), "prompt": config.prompt,
             "answer": config.answer, "bootstrap": config.bootstrap,
             "metrics": table, "alpha": alpha, "validation_curve": curve,
-            "invalid_users": {"test": test.relevance.invalid_users(),
-                              "valid": valid.relevance.invalid_users()},
-            "ranking_faults": {"test": faults[1].as_dict(), "valid": faults[0].as_dict()},
+            "invalid_users": {name: part.relevance.invalid_users() for name, part in parts},
+            "ranking_faults": {name: part.relevance.faults.as_dict() for name, part in parts},
             "backend": llm.described(), "calls": llm.totals(),
         }  # fmt: skip
     with atomic_write(out / "rankings.parquet") as path:
