@@ -32,6 +32,7 @@ import contextlib
 import json
 import shlex
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,10 @@ def main() -> None:
     commands = [e0]
     for backend in backends:
         with served(backend) as extra:
-            for prompt, bootstrap in grid(backend):
-                command = llm_rank_command(backend, prompt, bootstrap, args.users, extra)
+            for run in grid(backend):
+                command = run.command(args.users, extra)
                 commands.append(command)
-                kept_run(
-                    command, KEPT / f"{variant(backend, prompt, bootstrap)}_u{args.users}.json"
-                )
+                kept_run(command, KEPT / f"{run.name}_u{args.users}.json")
     judged = judge(args.users, commands) if args.judge else {}
     report(backends, args.users, commands, judged)
 
@@ -97,25 +96,36 @@ def judge(users: int, commands: list[list[str]]) -> dict[str, Any]:
     return found
 
 
-def grid(backend: str) -> list[tuple[str, int]]:
-    """The (prompt, bootstrap) runs of ``backend``: one for the embedding stand-in, which
-    reads neither (its order is the similarity's)."""
+@dataclass(frozen=True)
+class Variant:
+    """One ``coldrec llm-rank`` run of the grid."""
+
+    backend: str
+    prompt: str = "sequential"
+    bootstrap: int = 1
+    answer: str = "ranking"
+
+    @property
+    def name(self) -> str:
+        scores = "_scores" if self.answer == "scores" else ""
+        return f"{self.backend}_{self.prompt}_b{self.bootstrap}{scores}"
+
+    def command(self, users: int, extra: list[str]) -> list[str]:
+        return ["llm-rank", "--dataset", str(E0 / "data"), "--run", str(RUN), "--users",
+                str(users), "--set", f"prompt={self.prompt}", "--set",
+                f"bootstrap={self.bootstrap}", "--set", f"answer={self.answer}",
+                *BACKENDS[self.backend], *extra, "--out",
+                str(E0.parent / f"{self.name}_u{users}")]  # fmt: skip
+
+
+def grid(backend: str) -> list[Variant]:
+    """The runs of ``backend``: one for the embedding stand-in, which reads neither prompt
+    nor bootstrap (its order is the similarity's); for an LLM each prompt with and without
+    bootstrapping, and the 0–10 scores answer (which cannot repeat or miss a candidate)."""
     if backend == "embedding":
-        return [("sequential", 1)]
-    return [(prompt, bootstrap) for prompt in PROMPTS for bootstrap in BOOTSTRAPS]
-
-
-def variant(backend: str, prompt: str, bootstrap: int) -> str:
-    return f"{backend}_{prompt}_b{bootstrap}"
-
-
-def llm_rank_command(
-    backend: str, prompt: str, bootstrap: int, users: int, extra: list[str]
-) -> list[str]:
-    out = E0.parent / f"{variant(backend, prompt, bootstrap)}_u{users}"
-    return ["llm-rank", "--dataset", str(E0 / "data"), "--run", str(RUN), "--users",
-            str(users), "--set", f"prompt={prompt}", "--set", f"bootstrap={bootstrap}",
-            *BACKENDS[backend], *extra, "--out", str(out)]  # fmt: skip
+        return [Variant(backend)]
+    ranked = [Variant(backend, prompt, bootstrap) for prompt in PROMPTS for bootstrap in BOOTSTRAPS]
+    return [*ranked, Variant(backend, answer="scores")]
 
 
 @contextlib.contextmanager
@@ -135,9 +145,9 @@ def served(backend: str) -> Iterator[list[str]]:
 def report(
     backends: list[str], users: int, commands: list[list[str]], judged: dict[str, Any]
 ) -> None:
-    summaries = {variant(b, p, n): json.loads((KEPT / f"{variant(b, p, n)}_u{users}.json")
+    summaries = {run.name: json.loads((KEPT / f"{run.name}_u{users}.json")
                                               .read_text())
-                 for b in backends for p, n in grid(b)}  # fmt: skip
+                 for b in backends for run in grid(b)}  # fmt: skip
     first = next(iter(summaries.values()))
     rows = [row("E0 alone (its top 20)", first["metrics"]["model"]),
             row("random order of the same 20 (expected)", first["metrics"]["random"])]  # fmt: skip
@@ -216,7 +226,7 @@ def row(
     cells = " | ".join(f"{table[s]['ndcg@10']:.4f} | {table[s]['recall@10']:.4f}" for s in SEGMENTS)
     invalid = ""
     if summary is not None and summary["backend"]["llm"]:
-        faults = [summary["ranking_faults"][split] for split in ("test", "valid")]
+        faults = [summary["answer_faults"][split] for split in ("test", "valid")]
         answers = sum(f["answers"] for f in faults)
         bad = sum(f["unusable"] + f["partial"] for f in faults)
         invalid = f"{bad / max(1, answers):.1%} of {answers:,}"

@@ -227,7 +227,7 @@ def test_llm_rank_compares_the_llm_order_with_the_runs(served_run: Path, tmp_pat
         assert sorted(rows["llm_points"]) == list(range(1, 21))
     assert summary["alpha"] in config.alphas and len(summary["validation_curve"]) == 11
     answers = summary["users"]["test"] + summary["users"]["valid"]
-    faults = summary["ranking_faults"]
+    faults = summary["answer_faults"]
     assert faults["test"]["answers"] + faults["valid"]["answers"] == answers
     assert faults["test"]["invalid_rate"] == 0.0
 

@@ -74,12 +74,17 @@ def test_alpha_one_keeps_the_models_order_and_zero_the_llms_on_top(
         assert reranked.relevance.invalid_users() == 0
 
 
-def test_an_invalid_answer_keeps_the_models_order(small_dataset: Dataset, tmp_path: Path) -> None:
+@pytest.mark.parametrize("answers", [[1, 2, 3], [1, 2, 3, 11], [1, 2, True, 4]])
+def test_an_invalid_answer_keeps_the_models_order(
+    small_dataset: Dataset, tmp_path: Path, answers: list[int]
+) -> None:
+    """Three scores for four candidates, one above 10 (a grammar may ignore the bound), a
+    boolean: each answer is unusable and counted."""
     scores = np.random.default_rng(1).random((small_dataset.n_users, small_dataset.n_items))
     config = RerankConfig(top_c=4, llm={"backend": {"kind": "embedding"}})
     history = small_dataset.sequences(*HISTORY_SPLITS)
     user = next(u for u, h in enumerate(history) if len(h))
-    with replayed(tmp_path, [1, 2, 3]) as llm:  # three scores for four candidates
+    with replayed(tmp_path, answers) as llm:
         reranked = LLMReranked(FixedScores(scores), small_dataset, config, llm, alpha=0.0)
         got = reranked.score(np.array([user]))[0]
     masked = scores[user].copy()
@@ -88,6 +93,7 @@ def test_an_invalid_answer_keeps_the_models_order(small_dataset: Dataset, tmp_pa
     assert np.argsort(-got, kind="stable")[:4].tolist() == np.argsort(-masked, kind="stable")[
         :4].tolist()  # fmt: skip
     assert reranked.relevance.invalid_users() == 1
+    assert (reranked.relevance.faults.answers, reranked.relevance.faults.unusable) == (1, 1)
 
 
 def test_the_chosen_alpha_is_the_best_of_the_recorded_curve(

@@ -407,7 +407,7 @@ def llm_rank_command(
     for name, segments in summary["metrics"].items():
         table.add_row(name, *(f"{segments[s][k]:.4f}" for s in ("all", "warm", "cold")))
     console.print(table)
-    faults = summary["ranking_faults"]["test"]
+    faults = summary["answer_faults"]["test"]
     if faults["answers"]:
         console.print(f"invalid answers {faults['invalid_rate']:.1%} of {faults['answers']:,}")
 

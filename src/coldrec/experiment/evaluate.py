@@ -142,6 +142,6 @@ def _reranked(
         summary = {"alpha": alpha, "validation_curve": curve,
                    "invalid_users": reranked.relevance.invalid_users(),
                    "users": len(reranked.relevance.scores),
-                   "ranking_faults": reranked.relevance.faults.as_dict(),
+                   "answer_faults": reranked.relevance.faults.as_dict(),
                    "backend": llm.described(), "calls": llm.totals()}  # fmt: skip
     return metrics, summary

@@ -104,7 +104,7 @@ def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path
             "answer": config.answer, "bootstrap": config.bootstrap,
             "metrics": table, "alpha": alpha, "validation_curve": curve,
             "invalid_users": {name: part.relevance.invalid_users() for name, part in parts},
-            "ranking_faults": {name: part.relevance.faults.as_dict() for name, part in parts},
+            "answer_faults": {name: part.relevance.faults.as_dict() for name, part in parts},
             "backend": llm.described(), "calls": llm.totals(),
         }  # fmt: skip
     with atomic_write(out / "rankings.parquet") as path:
@@ -201,7 +201,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     for order, table in summary["metrics"].items():
         values = [table[s][f"{m}@{k}"] for s in segments for k in ks for m in METRICS]
         lines.append(f"| {order} | {' | '.join(f'{v:.4f}' for v in values)} |")
-    faults = summary["ranking_faults"]["test"]
+    faults = summary["answer_faults"]["test"]
     answers = list(summary["calls"].values())
     tokens = sum(p["answer_prompt_tokens"] + p["answer_completion_tokens"] for p in answers)
     users = summary["users"]

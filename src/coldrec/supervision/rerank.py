@@ -136,7 +136,7 @@ class CandidateRelevance:
         self.history = dataset.sequences(*HISTORY_SPLITS)
         self.scores: dict[int, np.ndarray] = {}
         self.faults = Faults()
-        """``answer: ranking``: what was wrong with the answers."""
+        """What was wrong with the LLM's answers (a scores answer is usable or not)."""
         self._profiles: np.ndarray | None = None
         self._items: np.ndarray | None = None
 
@@ -187,7 +187,9 @@ class CandidateRelevance:
         out = np.full(top.shape, np.nan)
         for row, answer in enumerate(self.llm.batch(requests)):
             got = answer.field("scores")
-            if isinstance(got, list) and len(got) == c:
+            usable = isinstance(got, list) and len(got) == c and all(map(_is_score, got))
+            self.faults.add(Faults(answers=1, unusable=int(not usable)))
+            if usable:
                 out[row] = np.asarray(got, dtype=float)
         return out
 
@@ -220,6 +222,11 @@ class CandidateRelevance:
             if rankings:
                 out[row] = borda(rankings, top.shape[1]) / len(rankings)
         return out
+
+
+def _is_score(value: Any) -> bool:
+    """An integer 0–10 (a grammar may let a bound through; a boolean is no score)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10
 
 
 def choose_alpha(
