@@ -4,7 +4,7 @@ random order (the chance line), with the invalid answers and what the calls cost
 
 Runs, with the commands printed in the result:
 
-1. E0, seed 0 (``coldrec run configs/beauty/e0.yaml`` without its baselines): its rank
+1. E0, seed 0 (``coldrec run configs/beauty/e0.yaml``, its two cheap baselines beside): its rank
    run writes the fused ranking of the test users and of the validation view
    (``ranked.parquet``, ``valid_ranked.parquet``);
 2. ``coldrec llm-rank`` over that run for each backend × prompt × bootstrap of the grid
@@ -38,6 +38,7 @@ from typing import Any
 
 from _common import BEAUTY, RESULTS, ROOT, write_results
 from beauty_baselines import kept_run, run_coldrec
+from coldrec.experiment.llm_rank import figure
 
 E0 = Path("runs") / "llm_rank_beauty" / "e0"
 RUN = E0 / "rank" / "seed0"
@@ -67,8 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     if not BEAUTY.is_dir():
         raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
-    e0 = ["run", "configs/beauty/e0.yaml", "--out", str(E0), "--set", "seeds=[0]",
-          "--set", "baselines={}"]  # fmt: skip
+    e0 = ["run", "configs/beauty/e0.yaml", "--out", str(E0), "--set", "seeds=[0]"]
     run_coldrec(e0, ROOT / RUN / "valid_ranked.parquet")
     backends = [*args.backends, *(["smollm2_http"] if args.server else [])]
     commands = [e0]
@@ -223,7 +223,8 @@ judge's):
 def row(
     label: str, table: dict[str, dict[str, float]], summary: dict[str, Any] | None = None
 ) -> str:
-    cells = " | ".join(f"{table[s]['ndcg@10']:.4f} | {table[s]['recall@10']:.4f}" for s in SEGMENTS)
+    cells = " | ".join(f"{figure(table[s]['ndcg@10'])} | {figure(table[s]['recall@10'])}"
+                       for s in SEGMENTS)  # fmt: skip
     invalid = ""
     if summary is not None and summary["backend"]["llm"]:
         faults = [summary["answer_faults"][split] for split in ("test", "valid")]

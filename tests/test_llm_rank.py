@@ -21,6 +21,7 @@ from coldrec.config import validate
 from coldrec.data import Dataset
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS
+from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
 from coldrec.eval.metrics import METRICS
 from coldrec.experiment.config import ExperimentConfig
@@ -35,7 +36,7 @@ from coldrec.experiment.run import run_experiment
 from coldrec.llm.base import Backend, Generation, Request
 from coldrec.llm.client import LLM, LLMConfig
 from coldrec.supervision.llm_rank import borda, complete_ranking, ranking_request
-from coldrec.supervision.rerank import LLMReranked, RerankConfig
+from coldrec.supervision.rerank import LLMReranked, RerankConfig, fused_scores
 from tests.test_experiment import TINY
 
 
@@ -88,7 +89,7 @@ def test_the_answer_budget_holds_a_full_ranking_written_one_quoted_number_a_line
     """A constrained decoder may write integer enums as strings, one to a line; a token is
     at least one character, so the characters bound the tokens (SmolLM2's 20-candidate
     answers were cut at the old budget of 4 tokens a candidate). The judge's grade and A/B
-    arrays take the same budget (enum_array_tokens)."""
+    arrays take the same budget (array_answer_tokens)."""
     request = ranking_request("sequential", ["old"], [f"item {k}" for k in range(c)])
     answer = json.dumps({"ranking": [str(k) for k in range(c, 0, -1)]}, indent=2)
     assert len(answer) <= request.max_tokens
@@ -195,41 +196,63 @@ def test_candidates_ranked_by_a_scorer_keep_padding_last_and_cut_to_width() -> N
 
 def test_llm_rank_compares_the_llm_order_with_the_runs(served_run: Path, tmp_path: Path) -> None:
     """The recording double ranks the candidates in the order shown (a seeded shuffle):
-    each row of the table must equal the metric recomputed from the written rankings."""
+    each order's Recall@10 in each segment must equal the one recomputed by hand from the
+    written rankings, the fused order's at the chosen α included."""
     dataset = Dataset.load(served_run / "data")
-    config = LLMRankConfig(users=25, top_c=20, llm={"cache": False})
-    with patch("coldrec.experiment.llm_rank.LLM", recording_llm):
+    config = LLMRankConfig(users=25, top_c=20, ks=(10,), llm={"cache": False})
+    backend = Recording()
+    with patch("coldrec.experiment.llm_rank.LLM", recording_llm(backend)):
         summary = run_llm_rank(config, served_run / "data", served_run / "rank" / "seed0",
                                tmp_path / "llm_rank")  # fmt: skip
     rankings = pd.read_parquet(tmp_path / "llm_rank" / "rankings.parquet")
-    test = rankings[rankings["split"] == "test"]
+    test = rankings[rankings["split"] == "test"].copy()
     assert summary["users"]["test"] == test["user_idx"].nunique() == 25
     history = dataset.sequences(*HISTORY_SPLITS)
     held = dataset.split("test").groupby("user_idx")["item_idx"].agg(set)
+    cold = set(np.flatnonzero(dataset.items["cold"].to_numpy()).tolist())
+    users = test.groupby("user_idx", sort=False)
+    scores = np.stack([g["model_score"].to_numpy() for _, g in users])
+    points = np.stack([g["llm_points"].to_numpy() for _, g in users])
+    fused = fused_scores(scores, points, summary["alpha"], config.temperature)
+    test["fused"] = fused.ravel()
 
-    def recall_at(k: int, column: str, ascending: bool) -> float:
+    def recall_at_10(column: str, ascending: bool, segment: str) -> float:
         values = []
-        for user, rows in test.groupby("user_idx"):
+        for user, rows in users:
             targets = held[user] - set(history[user].tolist())
-            top = rows.sort_values(column, ascending=ascending, kind="stable")["item_idx"][:k]
-            values.append(len(targets & set(top)) / len(targets))
+            if segment != "all":
+                targets = {t for t in targets if (t in cold) == (segment == "cold")}
+            if targets:
+                order = test.loc[rows.index].sort_values(column, ascending=ascending,
+                                                          kind="stable")  # fmt: skip
+                values.append(len(targets & set(order["item_idx"][:10])) / len(targets))
         return float(np.mean(values))
 
     table = summary["metrics"]
-    assert table["model"]["all"]["recall@10"] == pytest.approx(
-        recall_at(10, "model_position", True)
-    )
-    assert table["llm"]["all"]["recall@10"] == pytest.approx(recall_at(10, "llm_points", False))
-    # every order of the same 20 holds the same hits in its first 20
-    for name in ("llm", "fused", "random"):
-        assert table[name]["all"]["recall@20"] == pytest.approx(table["model"]["all"]["recall@20"])
-    for _, rows in test.groupby("user_idx"):  # one shuffle answered in its order: C … 1
+    for segment in ("all", "warm", "cold"):
+        for name, column, ascending in (("model", "model_position", True),
+                                        ("llm", "llm_points", False),
+                                        ("fused", "fused", False)):  # fmt: skip
+            expected = recall_at_10(column, ascending, segment)
+            assert table[name][segment]["recall@10"] == pytest.approx(expected), (name, segment)
+    for _, rows in users:  # one shuffle answered in its order: C … 1
         assert sorted(rows["llm_points"]) == list(range(1, 21))
-    assert summary["alpha"] in config.alphas and len(summary["validation_curve"]) == 11
     answers = summary["users"]["test"] + summary["users"]["valid"]
     faults = summary["answer_faults"]
     assert faults["test"]["answers"] + faults["valid"]["answers"] == answers
     assert faults["test"]["invalid_rate"] == 0.0
+    # the validation users' prompts (asked first) show the view's history only
+    share = json.loads((served_run / "rank" / "seed0" / "config.json").read_text())["model"][
+        "valid_share"]  # fmt: skip
+    view = validation_view(dataset, share)
+    before = view.sequences(*HISTORY_SPLITS)
+    after = view.split("test").groupby("user_idx")["item_idx"].agg(set)
+    valid_users = rankings.loc[rankings["split"] == "valid", "user_idx"].unique()
+    texts = dataset.item_text
+    for user, text in zip(valid_users, backend.prompts, strict=False):
+        shown = set(re.findall(r"^- (.*)$", text.split("Candidates:")[0], flags=re.MULTILINE))
+        assert shown <= {texts[i] for i in before[user]}
+        assert not shown & {texts[i] for i in after[user] - set(before[user].tolist())}
 
 
 def test_llm_rank_needs_a_run_with_rankings(served_run: Path, tmp_path: Path) -> None:
@@ -253,8 +276,13 @@ class Rows:
         return self.scores
 
 
-def recording_llm(config: LLMConfig, log: Path | None = None) -> LLM:
-    return LLM(config, log=log, backend=Recording())
+def recording_llm(backend: Backend) -> Any:
+    """A stand-in for the LLM class that answers with ``backend``."""
+
+    def made(config: LLMConfig, log: Path | None = None) -> LLM:
+        return LLM(config, log=log, backend=backend)
+
+    return made
 
 
 def test_llm_rank_command_with_the_embedding_stand_in(served_run: Path, tmp_path: Path) -> None:
@@ -277,7 +305,7 @@ def test_an_experiment_runs_llm_rank_after_each_rank(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "run" / "llm_rank" / "seed0" / "summary.json").read_text())
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "## The LLM as ranker" in report and summary_markdown(summary) in report
-    with pytest.raises(ConfigError, match="add a rank node"):
+    with pytest.raises(ConfigError, match="add a rank node in hybrid mode"):
         validate(ExperimentConfig, {**TINY, "rank": None, "supervise": None, "losses": [],
                                     "llm_rank": node})  # fmt: skip
 

@@ -27,7 +27,7 @@ from coldrec.errors import ColdrecError, ConfigError, brief
 from coldrec.eval.report import write_report
 from coldrec.experiment.config import ExperimentConfig
 from coldrec.experiment.evaluate import MODEL_KINDS, EvaluateConfig, run_evaluation
-from coldrec.experiment.llm_rank import LLMRankConfig, run_llm_rank
+from coldrec.experiment.llm_rank import LLMRankConfig, figure, run_llm_rank
 from coldrec.experiment.run import STEPS, run_experiment
 from coldrec.llm import BACKEND_KINDS, LLMConfig
 from coldrec.llm.check import check
@@ -405,7 +405,7 @@ def llm_rank_command(
     for column in ("order", f"all {k}", f"warm {k}", f"cold {k}"):
         table.add_column(column)
     for name, segments in summary["metrics"].items():
-        table.add_row(name, *(f"{segments[s][k]:.4f}" for s in ("all", "warm", "cold")))
+        table.add_row(name, *(figure(segments[s][k]) for s in ("all", "warm", "cold")))
     console.print(table)
     faults = summary["answer_faults"]["test"]
     if faults["answers"]:

@@ -92,6 +92,9 @@ class ExperimentConfig(BaseModel):
             settings = _plain(data.get(node))
             if isinstance(settings, dict):
                 filled[node] = {"encoder": encoder, **_seeded(node, settings, seed)}
+        llm_rank = _plain(data.get("llm_rank"))
+        if isinstance(llm_rank, dict):  # its seed is the user sample's, not upstream
+            filled["llm_rank"] = {"encoder": encoder, **llm_rank}
         return filled
 
     @model_validator(mode="after")
@@ -103,8 +106,11 @@ class ExperimentConfig(BaseModel):
             raise ValueError("the tag node's tags are read by a stars ranker only")
         if stars and self.losses:
             raise ValueError("stars trains without pseudo labels: drop the losses")
-        if self.llm_rank is not None and self.rank is None:
-            raise ValueError("llm_rank ranks the ranker's top candidates: add a rank node")
+        if self.llm_rank is not None and (self.rank is None or self.rank.mode != "hybrid"
+                                          or self.rank.alpha is not None):  # fmt: skip
+            raise ValueError("llm_rank ranks the ranker's top candidates and chooses its α on "
+                             "the ranker's validation ranking: add a rank node in hybrid mode "
+                             "that chooses its own alpha")  # fmt: skip
         readers = [name for name, base in self.baselines.items()
                    if getattr(base.model, "data_level", False)]  # fmt: skip
         if readers and self.augment is None:

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from coldrec._util.io import atomic_write, read_json, write_json_atomic
 from coldrec._util.sparse import hit_matrix, list_lengths
@@ -45,8 +45,16 @@ from coldrec.eval.metrics import mean_metrics
 from coldrec.eval.protocol import EvaluationPlan, Selection
 from coldrec.llm.client import LLM
 from coldrec.supervision.rerank import CandidateRelevance, RerankConfig, fused_scores
+from coldrec.training.runs import json_safe
 
-__all__ = ["LLMRankConfig", "expected_random_hits", "run_llm_rank", "run_rankings"]
+__all__ = [
+    "LLMRankConfig",
+    "expected_random_hits",
+    "figure",
+    "run_llm_rank",
+    "run_rankings",
+    "summary_markdown",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +71,23 @@ class LLMRankConfig(RerankConfig):
     users: int = Field(200, gt=0)
     """Test users ranked, and validation users α is chosen on (seeded samples)."""
     ks: tuple[Annotated[int, Field(gt=0)], ...] = Field((10, 20), min_length=1)
-    """Cut-offs of the reported Recall and NDCG (α is chosen by NDCG at the first)."""
+    """Cut-offs of the reported Recall and NDCG (α is chosen by NDCG at the first), at
+    most ``top_c`` (by default 10 and 20, those of them inside ``top_c``, else ``top_c``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_cut_offs_inside_the_ranked(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ks" not in data:
+            c = data.get("top_c", 20)
+            if isinstance(c, int):
+                return {**data, "ks": tuple(k for k in (10, 20) if k <= c) or (c,)}
+        return data
+
+    @model_validator(mode="after")
+    def _cut_offs_inside_the_ranked(self) -> Self:
+        if max(self.ks) > self.top_c:
+            raise ValueError(f"ks {list(self.ks)} reach past the {self.top_c} ranked candidates")
+        return self
 
 
 def run_rankings(run: Path) -> tuple[Candidates, Candidates]:
@@ -72,7 +96,8 @@ def run_rankings(run: Path) -> tuple[Candidates, Candidates]:
         if (run / test).is_file():
             if not (run / valid).is_file():
                 raise ConfigError(f"{run / valid} is missing: α is chosen on the validation "
-                                  "view's ranking (early stopping writes it)")  # fmt: skip
+                                  "view's ranking, which a rank run writes when it chooses its "
+                                  "own α (hybrid mode, no alpha set)")  # fmt: skip
             return Candidates.load(run / test), Candidates.load(run / valid)
     raise ConfigError(f"{run} holds no ranking: give a 'coldrec rank' run (ranked.parquet) "
                       "or a 'coldrec retrieve' run (candidates.parquet)")  # fmt: skip
@@ -109,7 +134,7 @@ def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path
         }  # fmt: skip
     with atomic_write(out / "rankings.parquet") as path:
         pd.concat([valid.frame("valid"), test.frame("test")]).to_parquet(path, index=False)
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / "summary.json", json_safe(summary))  # an empty segment: null
     log.info("llm-rank: %d test users ranked, written to %s", len(test.users), out)
     return summary
 
@@ -192,6 +217,11 @@ def _choose_alpha(valid: _Ranked, config: LLMRankConfig) -> tuple[float, list[di
     return float(best["alpha"]), curve
 
 
+def figure(value: float | None) -> str:
+    """A metric as printed: four decimals, or "–" where it is undefined (no users)."""
+    return "–" if value is None or value != value else f"{value:.4f}"
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table (each order's Recall and NDCG per segment) and a
     line on α, the answers and what the calls cost."""
@@ -200,7 +230,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [f"| order | {' | '.join(names)} |", f"|---|{'---:|' * len(names)}"]
     for order, table in summary["metrics"].items():
         values = [table[s][f"{m}@{k}"] for s in segments for k in ks for m in METRICS]
-        lines.append(f"| {order} | {' | '.join(f'{v:.4f}' for v in values)} |")
+        lines.append(f"| {order} | {' | '.join(figure(v) for v in values)} |")
     faults = summary["answer_faults"]["test"]
     answers = list(summary["calls"].values())
     tokens = sum(p["answer_prompt_tokens"] + p["answer_completion_tokens"] for p in answers)

@@ -14,8 +14,8 @@ from typing import Any
 
 __all__ = [
     "SCORES",
+    "array_answer_tokens",
     "choice_schema",
-    "enum_array_tokens",
     "grammar_safe",
     "profile_schema",
     "scored_schema",
@@ -25,10 +25,10 @@ SCORES = tuple(range(6))
 """The scores 0–5 an LLM gives an item."""
 
 
-def enum_array_tokens(n: int) -> int:
-    """``max_tokens`` enough for a JSON object holding an array of ``n`` short ``enum``
-    values (numbers, letters) written one to a line: a constrained decoder may quote
-    integer enums (lm-format-enforcer's are strings, turned back), so an item can take
+def array_answer_tokens(n: int) -> int:
+    """``max_tokens`` enough for a JSON object holding an array of ``n`` short values
+    (numbers, letters) written one to a line: a constrained decoder may quote integer
+    enums (lm-format-enforcer's are strings, turned back), so an item can take
     ``    "12",`` and a newline, 10 characters, and a token is at least one (4 tokens an
     item cut SmolLM2's 20-candidate rankings short)."""
     return 10 * n + 30

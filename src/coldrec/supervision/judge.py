@@ -45,7 +45,7 @@ from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.errors import DataError
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM, LLMConfig
-from coldrec.llm.schemas import enum_array_tokens
+from coldrec.llm.schemas import array_answer_tokens
 from coldrec.supervision.llm_rank import Faults, borda, complete_ranking, ranking_request
 
 __all__ = ["JudgeConfig", "auc", "cohen_kappa", "confusion", "kendall_tau_b", "run_judge"]
@@ -196,7 +196,7 @@ class _Judge:
             requests.append(Request(
                 [{"role": "system", "content": _POINTWISE}, {"role": "user", "content": prompt}],
                 schema, temperature=0.0 if repeat == 0 else self.config.temperature,
-                max_tokens=enum_array_tokens(c), stage="judge_pointwise",
+                max_tokens=array_answer_tokens(c), stage="judge_pointwise",
                 sample=repeat))  # fmt: skip
         grades = []
         for order, answer in zip(shown, self.llm.batch(requests), strict=True):
@@ -269,7 +269,7 @@ class _Judge:
                       'buy next? Answer as JSON: {"choices": ["A" or "B", ...]}')  # fmt: skip
             messages = [{"role": "system", "content": _PAIRWISE},
                         {"role": "user", "content": prompt}]  # fmt: skip
-            requests.append(Request(messages, schema, max_tokens=enum_array_tokens(c),
+            requests.append(Request(messages, schema, max_tokens=array_answer_tokens(c),
                                     stage="judge_pairwise"))  # fmt: skip
             spans.append(index)
         out = np.full(len(pairs), np.nan)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from coldrec.llm.base import Request
-from coldrec.llm.schemas import enum_array_tokens
+from coldrec.llm.schemas import array_answer_tokens
 
 __all__ = ["Faults", "PromptKind", "borda", "complete_ranking", "ranking_request"]
 
@@ -130,4 +130,4 @@ def ranking_request(
         "minItems": c, "maxItems": c}}}  # fmt: skip
     messages = [{"role": "system", "content": _SYSTEM},
                 {"role": "user", "content": "\n\n".join(parts)}]  # fmt: skip
-    return Request(messages, schema, max_tokens=enum_array_tokens(c), stage=f"rank_{kind}")
+    return Request(messages, schema, max_tokens=array_answer_tokens(c), stage=f"rank_{kind}")

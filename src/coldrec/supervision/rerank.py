@@ -31,6 +31,7 @@ from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.eval.protocol import Scorer, Selection, evaluate
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM, LLMConfig
+from coldrec.llm.schemas import array_answer_tokens
 from coldrec.supervision.llm_rank import (
     Faults,
     PromptKind,
@@ -58,8 +59,8 @@ class RerankConfig(BaseModel):
     """Most recent history items shown."""
     temperature: float = Field(1.0, gt=0)
     """τ of the softmax over the LLM's scores."""
-    alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = tuple(
-        round(0.1 * step, 1) for step in range(11)
+    alphas: tuple[Annotated[float, Field(ge=0, le=1)], ...] = Field(
+        tuple(round(0.1 * step, 1) for step in range(11)), min_length=1
     )
     """The α values tried on validation."""
     encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
@@ -183,7 +184,8 @@ class CandidateRelevance:
                       f"{listing}\n</context>\nScore each of the {c} candidates. Answer as "
                       'JSON: {"scores": [...]}')  # fmt: skip
             messages = [{"role": "system", "content": _RANK}, {"role": "user", "content": prompt}]
-            requests.append(Request(messages, schema, max_tokens=4 * c + 20, stage="rerank"))
+            requests.append(Request(messages, schema, max_tokens=array_answer_tokens(c),
+                                    stage="rerank"))  # fmt: skip
         out = np.full(top.shape, np.nan)
         for row, answer in enumerate(self.llm.batch(requests)):
             got = answer.field("scores")
