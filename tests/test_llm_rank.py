@@ -18,10 +18,11 @@ from typer.testing import CliRunner
 
 from coldrec.cli import app
 from coldrec.config import validate
-from coldrec.data import Dataset
+from coldrec.data import Dataset, prepare
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import HISTORY_SPLITS
 from coldrec.data.prepare import validation_view
+from coldrec.data.sources import SyntheticSource
 from coldrec.errors import ConfigError
 from coldrec.eval.metrics import METRICS
 from coldrec.experiment.config import ExperimentConfig
@@ -263,6 +264,13 @@ def test_llm_rank_needs_a_run_with_rankings(served_run: Path, tmp_path: Path) ->
     (copy / "ranked.parquet").write_bytes((served_run / "rank/seed0/ranked.parquet").read_bytes())
     with pytest.raises(ConfigError, match=r"valid_ranked\.parquet is missing"):
         run_rankings(copy)
+    other = tmp_path / "other"
+    Dataset.load(served_run / "data").save(other)  # the same data keeps its hash …
+    config = LLMRankConfig(users=5, top_c=10, llm={"backend": {"kind": "embedding"}})
+    run_llm_rank(config, other, served_run / "rank" / "seed0", tmp_path / "same")
+    prepare(SyntheticSource(n_users=300, n_items=200, seed=6).load()).save(other)  # … not this
+    with pytest.raises(ConfigError, match="made from other data"):
+        run_llm_rank(config, other, served_run / "rank" / "seed0", tmp_path / "other_run")
 
 
 class Rows:

@@ -108,6 +108,7 @@ def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path
     ``out`` and return the summary (see the module doc)."""
     dataset = Dataset.load(dataset_path)
     test_ranked, valid_ranked = run_rankings(run)
+    _check_same_data(run, dataset)
     share = read_json(run / "config.json")["model"]["valid_share"]
     view = validation_view(dataset, share)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +138,17 @@ def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path
     write_json_atomic(out / "summary.json", json_safe(summary))  # an empty segment: null
     log.info("llm-rank: %d test users ranked, written to %s", len(test.users), out)
     return summary
+
+
+def _check_same_data(run: Path, dataset: Dataset) -> None:
+    """Refuse a Dataset other than the one ``run`` was made from (its metrics files record
+    the data's hash): its user and item ids would mean other users and items."""
+    for metrics in sorted(run.glob("metrics-seed*.json")):
+        made_from = read_json(metrics).get("data_hash")
+        if made_from is not None and made_from != dataset.data_hash():
+            raise ConfigError(f"{run} was made from other data than the Dataset given "
+                              f"({metrics.name}: data_hash {made_from}): give the run's "
+                              "own Dataset")  # fmt: skip
 
 
 class _Ranked:
