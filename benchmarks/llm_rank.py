@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +59,9 @@ COST_HEADER = ("| run | users asked | calls | prompt tokens per user | completio
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200, help="test (and validation) users")
+    parser.add_argument(
+        "--llm-users", type=int, help="users of the LLM backends (default: --users)"
+    )
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=["embedding",
                         "smollm2"])  # fmt: skip
     parser.add_argument("--judge", action="store_true", help="also coldrec judge (two judges)")
@@ -72,14 +74,17 @@ def main() -> None:
     run_coldrec(e0, ROOT / RUN / "valid_ranked.parquet")
     backends = [*args.backends, *(["smollm2_http"] if args.server else [])]
     commands = [e0]
+    users = {b: args.users if b == "embedding" else args.llm_users or args.users for b in backends}
+    summaries = {}
     for backend in backends:
         with served(backend) as extra:
             for run in grid(backend):
-                command = run.command(args.users, extra)
+                command = run.command(users[backend], extra)
                 commands.append(command)
-                kept_run(command, KEPT / f"{run.name}_u{args.users}.json")
-    judged = judge(args.users, commands) if args.judge else {}
-    report(backends, args.users, commands, judged)
+                name = f"{run.name}_u{users[backend]}"
+                summaries[name] = kept_run(command, KEPT / f"{name}.json")
+    judged = judge(args.llm_users or args.users, commands) if args.judge else {}
+    report(summaries, commands, judged)
 
 
 def judge(users: int, commands: list[list[str]]) -> dict[str, Any]:
@@ -142,30 +147,28 @@ def served(backend: str) -> Iterator[list[str]]:
         yield ["--base-url", base]
 
 
-def report(
-    backends: list[str], users: int, commands: list[list[str]], judged: dict[str, Any]
-) -> None:
-    summaries = {run.name: json.loads((KEPT / f"{run.name}_u{users}.json")
-                                              .read_text())
-                 for b in backends for run in grid(b)}  # fmt: skip
-    first = next(iter(summaries.values()))
-    rows = [row("E0 alone (its top 20)", first["metrics"]["model"]),
-            row("random order of the same 20 (expected)", first["metrics"]["random"])]  # fmt: skip
+def report(summaries: dict[str, Any], commands: list[list[str]], judged: dict[str, Any]) -> None:
+    rows = []
+    for users in sorted({s["users"]["test"] for s in summaries.values()}):
+        first = next(s for s in summaries.values() if s["users"]["test"] == users)
+        rows += [row(f"E0 alone (its top 20), {users} users", first["metrics"]["model"]),
+                 row(f"random order of the same 20 (expected), {users} users",
+                     first["metrics"]["random"])]  # fmt: skip
     for name, summary in summaries.items():
         rows.append(row(f"{name}: LLM order", summary["metrics"]["llm"], summary))
         rows.append(row(f"{name}: fused, α {summary['alpha']:g}", summary["metrics"]["fused"]))
     cost = [cost_row(name, summary) for name, summary in summaries.items()]
     header = " | ".join(f"{s} NDCG@10 | {s} R@10" for s in SEGMENTS)
     listed = "\n".join(f"    coldrec {shlex.join(c)}" for c in commands)
-    title = f"The LLM as ranker on Amazon Beauty (E0's top 20, {first['users']['test']} users)"
+    title = "The LLM as ranker on Amazon Beauty (E0's top 20)"
     markdown = f"""# {title}
 
 Global time split; E0 (Two-Tower + SASRec, seed 0) ranks every test user's candidates; for
-{first["users"]["test"]} seeded test users with a history its top 20 go to the LLM with
-the user's 50 most recent items. α of the fusion is chosen on
-{first["users"]["valid"]} validation users (E0's validation twin), never on test. The
-random line is the exact expectation over random orders of the same 20. Recall@20 is
-the same for every order of the same 20 items, so the table stops at 10.
+a seeded sample of test users with a history (a run's `_u<N>`: N users; a smaller sample
+is the start of a larger one) its top 20 go to the LLM with the user's 50 most recent
+items. α of the fusion is chosen on as many validation users (E0's validation twin),
+never on test. The random line is the exact expectation over random orders of the same
+20. Recall@20 is the same for every order of the same 20 items, so the table stops at 10.
 
 | order | {header} | invalid answers |
 |---|{"---:|" * (2 * len(SEGMENTS) + 1)}
@@ -186,7 +189,7 @@ server (`--backend openai --base-url …`, `--set llm.price_per_million=[P,C]` f
 
 {listed}
 """
-    figures = {"users": users, "summaries": summaries, "judges": judged}
+    figures = {"summaries": summaries, "judges": judged}
     write_results("llm_rank_beauty", figures, markdown)
 
 
