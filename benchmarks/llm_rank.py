@@ -21,7 +21,7 @@ Runs, with the commands printed in the result:
 
 Each finished run's summary is kept in ``benchmarks/results/llm_rank_beauty/`` (committed:
 a kept run is not repeated). Writes ``benchmarks/results/llm_rank_beauty.{md,json}``.
-Run from the project root: ``.venv/bin/python benchmarks/llm_rank.py [--users 200]
+Run from the project root: ``.venv/bin/python benchmarks/llm_rank.py [--users 200] [--llm-users 20]
 [--backends embedding smollm2] [--server]``.
 """
 
