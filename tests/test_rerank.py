@@ -13,6 +13,7 @@ import pytest
 
 from coldrec.data import Dataset
 from coldrec.data.dataset import HISTORY_SPLITS
+from coldrec.llm.base import Backend, Generation, Request
 from coldrec.llm.client import LLM, LLMConfig
 from coldrec.supervision.rerank import LLMReranked, RerankConfig, choose_alpha, fused_scores
 
@@ -107,3 +108,30 @@ def test_the_chosen_alpha_is_the_best_of_the_recorded_curve(
     means = [(p["warm"] + p["cold"]) / 2 for p in curve]
     best = max(means)
     assert alpha == max(p["alpha"] for p, m in zip(curve, means, strict=True) if m == best)
+
+
+def test_the_scores_answer_bounds_each_score_by_an_enum(small_dataset: Dataset) -> None:
+    """Grammars and lm-format-enforcer ignore an integer's minimum and maximum (SmolLM2
+    scored 20 candidates 1 … 20): only an enum holds a score to 0–10."""
+    asked: list[Request] = []
+
+    class Capturing(Backend):
+        name = "capturing"
+
+        @property
+        def identity(self) -> str:
+            return "capturing:test"
+
+        def generate(self, request: Request) -> Generation:
+            asked.append(request)
+            return Generation(json.dumps({"scores": [5] * 4}))
+
+    scores = np.random.default_rng(2).random((small_dataset.n_users, small_dataset.n_items))
+    history = small_dataset.sequences(*HISTORY_SPLITS)
+    user = next(u for u, h in enumerate(history) if len(h))
+    config = RerankConfig(top_c=4, llm={"cache": False})
+    with LLM(LLMConfig(cache=False), backend=Capturing()) as llm:
+        LLMReranked(FixedScores(scores), small_dataset, config, llm, alpha=0.0).score(
+            np.array([user]))  # fmt: skip
+    items = asked[0].schema["properties"]["scores"]["items"]  # type: ignore[index]
+    assert items["enum"] == list(range(11))

@@ -172,9 +172,11 @@ class CandidateRelevance:
     def _ask(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
         titles = self.dataset.items["title"].fillna("").astype(str).to_numpy()
         c = top.shape[1]
+        # the bound as an enum: grammars and lm-format-enforcer ignore minimum/maximum
+        # (SmolLM2 answered 1 … 20, the candidates' numbers)
+        score = {"type": "integer", "enum": list(range(11)), "minimum": 0, "maximum": 10}
         schema = {"type": "object", "required": ["scores"], "properties": {"scores": {
-            "type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 10},
-            "minItems": c, "maxItems": c}}}  # fmt: skip
+            "type": "array", "items": score, "minItems": c, "maxItems": c}}}  # fmt: skip
         requests = []
         for user, candidates in zip(users, top, strict=True):
             recent = self.history[user][-self.config.history_items :]
