@@ -175,7 +175,8 @@ never on test. The random line is the exact expectation over random orders of th
 {chr(10).join(rows)}
 
 What it cost (every call of the run: test and validation users; cached answers counted
-at what they cost when made):
+at what they cost when made; seconds from the calls made anew, "–" where every answer
+came from the cache):
 
 {COST_HEADER}
 {chr(10).join(cost)}
@@ -248,9 +249,9 @@ def cost_row(name: str, summary: dict[str, Any]) -> str:
         total[f"answer_{kind}_tokens"] / asked for kind in ("prompt", "completion")
     )
     made = total["calls"] - total["cached"]
-    seconds = total["latency_s"] / made * total["calls"] / asked if made else float("nan")
+    seconds = f"{total['latency_s'] / made * total['calls'] / asked:.2f}" if made else "–"
     return (f"| {name} | {asked:,} | {total['calls']:,} | {prompt:,.0f} | {completion:,.0f} | "
-            f"{seconds:.2f} | {1000 * (prompt + completion):,.0f} |")  # fmt: skip
+            f"{seconds} | {1000 * (prompt + completion):,.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
