@@ -25,6 +25,7 @@ from coldrec.data.prepare import validation_view
 from coldrec.data.sources import SyntheticSource
 from coldrec.errors import ConfigError
 from coldrec.eval.metrics import METRICS
+from coldrec.eval.protocol import ranked_candidates
 from coldrec.experiment.config import ExperimentConfig
 from coldrec.experiment.llm_rank import (
     LLMRankConfig,
@@ -189,10 +190,10 @@ def test_candidates_ranked_by_a_scorer_keep_padding_last_and_cut_to_width() -> N
     candidates = Candidates(users=np.array([7, 9]), items=np.array([[3, 1, 2], [4, 5, -1]]),
                             scores=np.zeros((2, 3), dtype=np.float32))  # fmt: skip
     got = np.array([[0.1, 0.9, 0.5], [0.2, 0.2, 5.0]])
-    ranked = candidates.ranked_by(Rows(got), width=2)
+    ranked = ranked_candidates(candidates, Rows(got), width=2)
     assert ranked.items.tolist() == [[1, 2], [4, 5]]  # equal scores keep their order
     assert ranked.scores.ravel().tolist() == pytest.approx([0.9, 0.5, 0.2, 0.2])
-    assert candidates.ranked_by(Rows(got), width=5).items[1, 2] == -1
+    assert ranked_candidates(candidates, Rows(got), width=5).items[1, 2] == -1
 
 
 def test_llm_rank_compares_the_llm_order_with_the_runs(served_run: Path, tmp_path: Path) -> None:

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from coldrec._util.io import atomic_write, require_file
 from coldrec.errors import DataError
-
-if TYPE_CHECKING:
-    from coldrec.eval.protocol import Scorer
 
 __all__ = ["Candidates"]
 
@@ -87,24 +83,6 @@ class Candidates:
             same & (items[known, :width] >= 0), scores[:, :width], np.nan
         )
         return rows
-
-    def ranked_by(self, scorer: Scorer, width: int, batch_size: int = 1024) -> Candidates:
-        """These candidates re-ordered by ``scorer``'s scores of them (best first, ties in
-        the current order; padding and non-finite scores last, scored ``-inf``), cut to the first
-        ``width``: a ranker's output in the candidates' own format."""
-        width = min(width, self.width)
-        items = np.full((len(self.users), width), -1, dtype=np.int64)
-        scores = np.full((len(self.users), width), -np.inf, dtype=np.float32)
-        for start in range(0, len(self.users), batch_size):
-            rows = slice(start, start + batch_size)
-            mine = self.items[rows]
-            got = np.asarray(scorer.score(self.users[rows], mine), dtype=np.float32)
-            got = np.where(np.isfinite(got) & (mine >= 0), got, -np.inf)
-            order = np.argsort(-got, axis=1, kind="stable")[:, :width]
-            picked = np.take_along_axis(mine, order, axis=1)
-            kept = np.take_along_axis(got, order, axis=1)
-            items[rows], scores[rows] = picked, kept
-        return Candidates(users=self.users.copy(), items=items, scores=scores)
 
     def to_frame(self) -> pd.DataFrame:
         """The long form written to ``candidates.parquet`` (padding slots left out)."""

@@ -48,6 +48,7 @@ __all__ = [
     "Selection",
     "evaluate",
     "rank",
+    "ranked_candidates",
     "selection_score",
     "top_k",
 ]
@@ -316,3 +317,24 @@ class Selection(BaseModel):
 
 def _finite(value: float) -> float:
     return value if np.isfinite(value) else -np.inf
+
+
+def ranked_candidates(
+    candidates: Candidates, scorer: Scorer, width: int, batch_size: int = 1024
+) -> Candidates:
+    """``candidates`` re-ordered by ``scorer``'s scores of them (best first, ties in the
+    current order; padding and non-finite scores last, scored ``-inf``), cut to the first
+    ``width``: a ranker's output in the candidates' own format."""
+    width = min(width, candidates.width)
+    n = len(candidates.users)
+    items = np.full((n, width), -1, dtype=np.int64)
+    scores = np.full((n, width), -np.inf, dtype=np.float32)
+    for start in range(0, n, batch_size):
+        rows = slice(start, start + batch_size)
+        mine = candidates.items[rows]
+        got = np.asarray(scorer.score(candidates.users[rows], mine), dtype=np.float32)
+        got = np.where(np.isfinite(got) & (mine >= 0), got, -np.inf)
+        order = np.argsort(-got, axis=1, kind="stable")[:, :width]
+        items[rows] = np.take_along_axis(mine, order, axis=1)
+        scores[rows] = np.take_along_axis(got, order, axis=1)
+    return Candidates(users=candidates.users.copy(), items=items, scores=scores)

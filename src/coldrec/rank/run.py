@@ -39,7 +39,7 @@ from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
-from coldrec.eval.protocol import CANDIDATE_MS, Selection, selection_score
+from coldrec.eval.protocol import CANDIDATE_MS, Selection, ranked_candidates, selection_score
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.fusion import (
     EvidenceBlend,
@@ -189,12 +189,12 @@ def run_ranking(
     fused = FusedRanker(model, retriever, config.mode, fusion.alpha, fusion.blend)
     metrics = config.evaluate(fused, dataset, candidates, config.candidate_ms)
     fused.save(out / "model")
-    candidates.ranked_by(fused, RANKED).save(out / "ranked.parquet")
+    ranked_candidates(candidates, fused, RANKED).save(out / "ranked.parquet")
     if choose:  # the validation twin's ranking, for later stages' choices (llm-rank's α)
         assert model.validation_model is not None
         twin = FusedRanker(model.validation_model, valid_candidates, config.mode, fusion.alpha,
                            fusion.blend)  # fmt: skip
-        valid_candidates.ranked_by(twin, RANKED).save(out / "valid_ranked.parquet")
+        ranked_candidates(valid_candidates, twin, RANKED).save(out / "valid_ranked.parquet")
     inputs = {"dataset": dataset_path, "retrieval": retrieval, **labels.paths(),
               **({"tags": tags} if tags is not None else {})}  # fmt: skip
     result = run_record(config, dataset, inputs, metrics, model, fit_s=fitted - start,
