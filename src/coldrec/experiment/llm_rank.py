@@ -42,9 +42,14 @@ from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
 from coldrec.eval.metrics import mean_metrics
-from coldrec.eval.protocol import EvaluationPlan, Selection
+from coldrec.eval.protocol import EvaluationPlan
 from coldrec.llm.client import LLM
-from coldrec.supervision.rerank import CandidateRelevance, RerankConfig, fused_scores
+from coldrec.supervision.rerank import (
+    CandidateRelevance,
+    RerankConfig,
+    best_alpha,
+    fused_scores,
+)
 from coldrec.training.runs import json_safe
 
 __all__ = [
@@ -78,7 +83,7 @@ class LLMRankConfig(RerankConfig):
     @classmethod
     def _default_cut_offs_inside_the_ranked(cls, data: Any) -> Any:
         if isinstance(data, dict) and "ks" not in data:
-            c = data.get("top_c", 20)
+            c = data.get("top_c", cls.model_fields["top_c"].default)
             if isinstance(c, int):
                 return {**data, "ks": tuple(k for k in (10, 20) if k <= c) or (c,)}
         return data
@@ -225,8 +230,7 @@ def _choose_alpha(valid: _Ranked, config: LLMRankConfig) -> tuple[float, list[di
     for alpha in config.alphas:
         table = valid.metrics(valid.fused_order(alpha))
         curve.append({"alpha": alpha, "warm": table["warm"][k], "cold": table["cold"][k]})
-    best = max(curve, key=lambda p: (Selection().key(p["warm"], p["cold"]), p["alpha"]))
-    return float(best["alpha"]), curve
+    return best_alpha(curve), curve
 
 
 def figure(value: float | None) -> str:

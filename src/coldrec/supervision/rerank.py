@@ -40,7 +40,14 @@ from coldrec.supervision.llm_rank import (
     ranking_request,
 )
 
-__all__ = ["CandidateRelevance", "LLMReranked", "RerankConfig", "choose_alpha", "fused_scores"]
+__all__ = [
+    "CandidateRelevance",
+    "LLMReranked",
+    "RerankConfig",
+    "best_alpha",
+    "choose_alpha",
+    "fused_scores",
+]
 
 _RANK = ("You judge how relevant each candidate product is to a shopper, from their "
          "purchase history, from 0 (irrelevant) to 10 (what they want next), one score per "
@@ -245,7 +252,6 @@ def choose_alpha(
     re-ranking only reorders the top ``top_c``, so a cut-off inside it must judge it),
     the larger α among equals (the model's own order is the cautious choice); and the
     curve (α, warm, cold)."""
-    selection = selection or Selection()
     reranked = LLMReranked(model, view, config, llm, alpha=1.0)
     curve = []
     for alpha in config.alphas:
@@ -253,5 +259,12 @@ def choose_alpha(
         segments = evaluate(reranked, view, ks=(10,))["segments"]
         curve.append({"alpha": alpha, "warm": segments["warm"]["ndcg@10"],
                       "cold": segments["cold"]["ndcg@10"]})  # fmt: skip
+    return best_alpha(curve, selection), curve
+
+
+def best_alpha(curve: list[dict[str, Any]], selection: Selection | None = None) -> float:
+    """The α of the curve's best point (``alpha``, ``warm``, ``cold``) by ``selection``,
+    the larger α among equals (the model's own order is the cautious choice)."""
+    selection = selection or Selection()
     best = max(curve, key=lambda p: (selection.key(p["warm"], p["cold"]), p["alpha"]))
-    return float(best["alpha"]), curve
+    return float(best["alpha"])
