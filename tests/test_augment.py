@@ -90,7 +90,7 @@ def test_graph_rankers_take_augmented_edges_and_negatives(
     assert isinstance(trainer, _Trainer)
     positives = augmented.loc[augmented["kind"] == "positive"]
     codes = positives["user_idx"] * small_dataset.n_items + positives["item_idx"]
-    assert torch.isin(torch.tensor(codes.to_numpy()), trainer.pairs).all()  # new edges
+    assert torch.isin(torch.tensor(codes.to_numpy()), trainer.history.pairs).all()  # new edges
     negatives = augmented.loc[augmented["kind"] == "negative"]
     user = int(negatives["user_idx"].iloc[0])
     disliked = set(negatives.loc[negatives["user_idx"] == user, "item_idx"])

@@ -60,9 +60,10 @@ def drawn_negatives(
     checked never to be one of the user's own items."""
     trainer = model._start(dataset, torch.Generator().manual_seed(0))
     assert isinstance(trainer, _Trainer)
-    users, positives = trainer.pairs // dataset.n_items, trainer.pairs % dataset.n_items
+    pairs = trainer.history.pairs
+    users, positives = pairs // dataset.n_items, pairs % dataset.n_items
     drawn = trainer.negatives(users, positives)
-    assert not torch.isin(users[:, None] * dataset.n_items + drawn, trainer.pairs).any()
+    assert not torch.isin(users[:, None] * dataset.n_items + drawn, pairs).any()
     return trainer, positives, drawn
 
 
@@ -163,5 +164,6 @@ def test_the_rank_level_draws_hard_negatives_from_the_positives_group(
     # and was redrawn uniformly), the last two uniform
     from_leaf, uniform = hard[:, :2].float().mean(), hard[:, 2:].float().mean()
     assert from_leaf > 0.6 and from_leaf > 3 * uniform
-    loss = trainer.batch_loss(trainer.pairs[:256])
+    pairs = trainer.history.pairs[:256]
+    loss = trainer.batch_loss(pairs // small_dataset.n_items, pairs % small_dataset.n_items)
     assert torch.isfinite(loss) and loss.requires_grad

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("training",),
     ("retrieval", "llm"),
     ("supervision",),
-    ("rank", "graph", "baselines"),
+    ("rank", "graph", "coldstart", "baselines"),
     ("experiment", "serve"),
     ("cli",),
 ]

@@ -18,6 +18,14 @@ from coldrec.baselines.bm25 import BM25Config
 from coldrec.baselines.bm25_dense import BM25DenseConfig
 from coldrec.baselines.content import ItemKNNContentConfig
 from coldrec.baselines.popularity import PopularityConfig
+from coldrec.coldstart import (
+    ALDIConfig,
+    BPRMFConfig,
+    CLCRecConfig,
+    DeepMusicConfig,
+    DropoutNetConfig,
+    HeaterConfig,
+)
 from coldrec.config import kinds
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
@@ -51,7 +59,13 @@ ModelConfig = Annotated[
     | BERT4RecConfig
     | StarsConfig
     | LightGCNConfig
-    | XSimGCLConfig,
+    | XSimGCLConfig
+    | BPRMFConfig
+    | DeepMusicConfig
+    | DropoutNetConfig
+    | HeaterConfig
+    | CLCRecConfig
+    | ALDIConfig,
     Field(discriminator="kind"),
 ]
 """Any model config; ``kind`` selects the model."""

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from coldrec.data.dataset import HISTORY_SPLITS, Dataset
+from coldrec.data.dataset import Dataset
 from coldrec.data.taxonomy import build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig
 from coldrec.errors import ConfigError
@@ -48,6 +48,7 @@ from coldrec.graph.losses import in_batch_adaptive_info_nce, labpr, same_group
 from coldrec.training.loop import TrainedConfig, TrainingConfig
 from coldrec.training.model import TrainedModel
 from coldrec.training.negatives import SubclassSampler
+from coldrec.training.pairs import HistoryPairs, history_edges
 from coldrec.training.saving import Saved
 from coldrec.training.scores import scores_at
 
@@ -187,9 +188,7 @@ class GraphRecommender(TrainedModel):
         return (torch.as_tensor(rows, dtype=torch.float32) @ self.text_map).numpy()
 
     def _start(self, dataset: Dataset, generator: torch.Generator) -> _Trainer:
-        history = dataset.interactions.loc[dataset.interactions["split"].isin(HISTORY_SPLITS)]
-        users = history["user_idx"].to_numpy(np.int64)
-        items = history["item_idx"].to_numpy(np.int64)
+        users, items = history_edges(dataset)
         if self.augmentation is not None:
             extra = self.augmentation.loc[self.augmentation["kind"] == "positive"]
             users = np.concatenate([users, extra["user_idx"].to_numpy(np.int64)])
@@ -250,10 +249,7 @@ class _Trainer:
         self.model, self.dataset, self.generator = model, dataset, generator
         self.net: GraphNet = model.net
         self.adjacency = model._adjacency
-        pairs = np.unique(users * dataset.n_items + items)
-        self.pairs = torch.as_tensor(pairs)
-        self.n_items = dataset.n_items
-        self.pool = torch.as_tensor(np.flatnonzero(model._linked))
+        self.history = HistoryPairs(users, items, dataset.n_items)
         self.disliked = _disliked(model.augmentation, dataset, model._linked)
         self.level = model.config.rank_level
         self.item_group = torch.zeros(dataset.n_items, dtype=torch.long)
@@ -263,41 +259,26 @@ class _Trainer:
             leaves = build_taxonomy(dataset).item_leaf
             self.item_group = torch.as_tensor(leaves, dtype=torch.long)
             self.user_group = torch.as_tensor(_dominant(users, leaves[items], dataset.n_users))
-            self.grouped = SubclassSampler(leaves, self.pool.numpy(), self.level.hard_share)
+            self.grouped = SubclassSampler(leaves, self.history.pool.numpy(), self.level.hard_share)
         options = model.config.training
         self.optimiser = torch.optim.Adam(self.net.parameters(), lr=options.lr,
                                           weight_decay=options.weight_decay)  # fmt: skip
 
     def train_epoch(self, epoch: int) -> float:
-        order = torch.randperm(len(self.pairs), generator=self.generator)
-        total = 0.0
-        for batch in order.split(self.model.config.training.batch_size):
-            loss = self.batch_loss(self.pairs[batch])
-            self.optimiser.zero_grad()
-            loss.backward()
-            self.optimiser.step()
-            total += loss.item() * len(batch)
-        return total / len(self.pairs)
+        return self.history.train_epoch(self.optimiser, self.model.config.training.batch_size,
+                                        self.generator, self.batch_loss)  # fmt: skip
 
     def negatives(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """Negatives of each (user, positive) pair among the trained items, never one of
         the user's own: one uniform, or with the rank level ``n_negatives``, some from the
         positive's group (batch × k)."""
+        pool = self.history.pool
         if self.grouped is None:
-            draw = self.pool[torch.randint(len(self.pool), (len(users), 1),
-                                           generator=self.generator)]  # fmt: skip
+            draw = pool[torch.randint(len(pool), (len(users), 1), generator=self.generator)]
         else:
             assert self.level is not None
             draw = self.grouped.sample_for(positives, self.level.n_negatives, self.generator)
-        draw = self._with_disliked(users, draw)
-        users = users[:, None].expand_as(draw)
-        for _ in range(20):  # redraw collisions uniformly (a user owning most items is rare)
-            owned = torch.isin(users * self.n_items + draw, self.pairs)
-            if not owned.any():
-                break
-            redraw = torch.randint(len(self.pool), (int(owned.sum()),), generator=self.generator)
-            draw[owned] = self.pool[redraw]
-        return draw
+        return self.history.unowned(users, self._with_disliked(users, draw), self.generator)
 
     def _with_disliked(self, users: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
         """``draw`` with each entry replaced, with probability ``disliked_share``, by one
@@ -313,11 +294,10 @@ class _Trainer:
         picked = items[(starts[users][:, None] + offsets).clamp_max(len(items) - 1)]
         return torch.where(swap, picked, draw)
 
-    def batch_loss(self, pairs: torch.Tensor) -> torch.Tensor:
+    def batch_loss(self, users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """BPR or LABPR + ``reg``·squared ego norms (+ XSimGCL's ``lambda_cl``·InfoNCE,
-        adaptive with the rank level)."""
+        adaptive with the rank level) of a batch of (user, positive) pairs."""
         config, net, level = self.model.config, self.net, self.level
-        users, positives = pairs // self.n_items, pairs % self.n_items
         negatives = self.negatives(users, positives)
         final, contrasted = net.propagate(self.adjacency, self.generator)
         item_rows = net.n_users
@@ -332,7 +312,7 @@ class _Trainer:
         # the negatives' norms count as one negative's, so k negatives keep reg's scale
         squares = (ego[users].pow(2).sum() + ego[item_rows + positives].pow(2).sum()
                    + ego[item_rows + negatives].pow(2).sum() / negatives.shape[1])  # fmt: skip
-        reg = squares / len(pairs)
+        reg = squares / len(users)
         loss = ranking + config.reg * reg
         if isinstance(config, XSimGCLConfig) and config.lambda_cl:
             users_in, items_in = torch.unique(users), torch.unique(positives)
