@@ -71,11 +71,17 @@ def sample_command(out: Path, backend: str, users: int, candidates: int) -> list
 
 def keep(out: Path, kept: Path) -> None:
     """Copy every finished run's metrics (and the augmentation summary) to ``kept``."""
+    keep_metrics(out, kept)
+    shutil.copyfile(out / "augment" / "summary.json", kept / "augment.json")
+
+
+def keep_metrics(out: Path, kept: Path) -> None:
+    """Copy the metrics of every finished baseline run of ``coldrec run``'s ``out`` to
+    ``kept/<baseline>/seed<N>/``."""
     for path in (out / "baselines").glob("*/seed*/metrics-seed*.json"):
         target = kept / path.relative_to(out / "baselines")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-    shutil.copyfile(out / "augment" / "summary.json", kept / "augment.json")
 
 
 def report(name: str, out: Path, commands: list[list[str]]) -> None:
@@ -147,11 +153,14 @@ def sample_table(samples: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_rows(label: str, seeds: list[dict[str, Any]]) -> list[str]:
+def table_rows(
+    label: str, seeds: list[dict[str, Any]], metrics: tuple[str, ...] = METRICS
+) -> list[str]:
+    """``| label | segment | mean ± std |…`` of ``metrics`` per segment over seeds' figures."""
     lines = []
     for segment in SEGMENTS:
         cells = []
-        for metric in METRICS:
+        for metric in metrics:
             values = np.array([s[segment][metric] for s in seeds], dtype=float)
             spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
             cells.append(f"{values.mean():.4f}{spread}")

@@ -26,7 +26,7 @@ from coldrec.coldstart.clcrec import CLCRecNet, first_candidate_info_nce
 from coldrec.coldstart.heater import HeaterNet
 from coldrec.data import Dataset
 from coldrec.eval.protocol import evaluate
-from coldrec.experiment.evaluate import MODEL_KINDS
+from coldrec.experiment.evaluate import MODEL_KINDS, EvaluateConfig, run_evaluation
 
 SHORT = {"epochs": 4, "lr": 0.01}
 BACKBONE = BPRMFConfig(dim=8, early_stopping=False, training={"epochs": 15, "lr": 0.01})
@@ -189,3 +189,14 @@ def test_bprmf_learns_warm_items_and_cannot_score_cold_ones(small_dataset: Datas
     assert np.isnan(scores[:, small_dataset.cold_items]).all()
     warm = evaluate(model, small_dataset, ks=(20,))["segments"]["warm"]["recall@20"]
     assert warm > 2 * 20 / small_dataset.n_items
+
+
+def test_coldrec_evaluate_records_the_teachers_training(
+    small_dataset: Dataset, tmp_path: Path
+) -> None:
+    small_dataset.save(tmp_path / "data")
+    config = EvaluateConfig(model=CONFIGS["deepmusic"])
+    record = run_evaluation(config, tmp_path / "data", tmp_path / "run")
+    assert record["teacher"]["final"]["epochs_run"] == BACKBONE.training.epochs
+    assert record["training"]["final"]["epochs_run"] == SHORT["epochs"]
+    assert (tmp_path / "run" / "model" / "model.json").is_file()

@@ -158,7 +158,8 @@ class ContentModel(TrainedModel):
             self.user_vectors, self.item_vectors = self._vectors()
 
     def _extra(self) -> dict[str, Any]:
-        return {"content_dim": int(self.content.shape[1])}
+        teacher = self.teacher.training_log.summary() if self.teacher is not None else None
+        return {"content_dim": int(self.content.shape[1]), "teacher": teacher}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None

@@ -22,6 +22,7 @@ from coldrec.coldstart import (
     ALDIConfig,
     BPRMFConfig,
     CLCRecConfig,
+    ContentModel,
     DeepMusicConfig,
     DropoutNetConfig,
     HeaterConfig,
@@ -129,6 +130,8 @@ def run_evaluation(
                         fit_s=fitted - start, evaluate_s=done - fitted)  # fmt: skip
     if isinstance(model, SequentialRecommender) and model.transfer is not None:
         result["transfer"] = model.transfer.summary()
+    if isinstance(model, ContentModel) and model.teacher is not None:
+        result["teacher"] = model.teacher.training_log.summary()
     if reranked:
         result["rerank"] = reranked
     write_run(out, config, result)
