@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,9 +52,10 @@ BACKENDS = {
 }
 SEGMENTS = ("all", "warm", "cold")
 JUDGES = {"embedding": ["--backend", "embedding"], "smollm2": ["--backend", "transformers"]}
-COST_HEADER = ("| run | users asked | calls | prompt tokens per user | completion tokens per user "
-               "| seconds per user (1 thread, uncached) | tokens per 1,000 users |\n"
-               "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+COST_HEADER = ("| run | all NDCG@10 (LLM order) | users asked | calls | prompt tokens per user "
+               "| completion tokens per user | seconds per user (1 thread, uncached) "
+               "| tokens per 1,000 users | dollars per 1,000 users |\n"
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
 
 
 def main() -> None:
@@ -67,7 +69,16 @@ def main() -> None:
     parser.add_argument("--judge", action="store_true", help="also coldrec judge (two judges)")
     parser.add_argument("--server", action="store_true",
                         help="also SmolLM2 behind llama_cpp.server (openai backend)")  # fmt: skip
+    parser.add_argument("--price", type=float, nargs=2, metavar=("PROMPT", "COMPLETION"),
+                        help="dollars per million prompt / completion tokens for the cost "
+                             "column (a price you pay; none: tokens only)")  # fmt: skip
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the report from the kept figures")  # fmt: skip
     args = parser.parse_args()
+    if args.report:
+        kept = json.loads((RESULTS / "llm_rank_beauty.json").read_text())
+        report(kept["summaries"], kept["commands"], kept["judges"], args.price)
+        return
     if not BEAUTY.is_dir():
         raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
     e0 = ["run", "configs/beauty/e0.yaml", "--out", str(E0), "--set", "seeds=[0]"]
@@ -84,7 +95,7 @@ def main() -> None:
                 name = f"{run.name}_u{users[backend]}"
                 summaries[name] = kept_run(command, KEPT / f"{name}.json")
     judged = judge(args.llm_users or args.users, commands) if args.judge else {}
-    report(summaries, commands, judged)
+    report(summaries, commands, judged, args.price)
 
 
 def judge(users: int, commands: list[list[str]]) -> dict[str, Any]:
@@ -147,7 +158,12 @@ def served(backend: str) -> Iterator[list[str]]:
         yield ["--base-url", base]
 
 
-def report(summaries: dict[str, Any], commands: list[list[str]], judged: dict[str, Any]) -> None:
+def report(
+    summaries: dict[str, Any],
+    commands: list[list[str]],
+    judged: dict[str, Any],
+    price: list[float] | None,
+) -> None:
     rows = []
     for users in sorted({s["users"]["test"] for s in summaries.values()}):
         first = next(s for s in summaries.values() if s["users"]["test"] == users)
@@ -157,7 +173,7 @@ def report(summaries: dict[str, Any], commands: list[list[str]], judged: dict[st
     for name, summary in summaries.items():
         rows.append(row(f"{name}: LLM order", summary["metrics"]["llm"], summary))
         rows.append(row(f"{name}: fused, α {summary['alpha']:g}", summary["metrics"]["fused"]))
-    cost = [cost_row(name, summary) for name, summary in summaries.items()]
+    cost = [cost_row(name, summary, price) for name, summary in summaries.items()]
     header = " | ".join(f"{s} NDCG@10 | {s} R@10" for s in SEGMENTS)
     listed = "\n".join(f"    coldrec {shlex.join(c)}" for c in commands)
     title = "The LLM as ranker on Amazon Beauty (E0's top 20)"
@@ -174,9 +190,9 @@ never on test. The random line is the exact expectation over random orders of th
 |---|{"---:|" * (2 * len(SEGMENTS) + 1)}
 {chr(10).join(rows)}
 
-What it cost (every call of the run: test and validation users; cached answers counted
-at what they cost when made; seconds from the calls made anew, "–" where every answer
-came from the cache):
+Quality beside what it cost (every call of the run: test and validation users; cached
+answers counted at what they cost when made; seconds from the calls made anew, "–" where
+every answer came from the cache). {price_note(price)}
 
 {COST_HEADER}
 {chr(10).join(cost)}
@@ -190,7 +206,7 @@ server (`--backend openai --base-url …`, `--set llm.price_per_million=[P,C]` f
 
 {listed}
 """
-    figures = {"summaries": summaries, "judges": judged}
+    figures = {"summaries": summaries, "judges": judged, "commands": commands, "price": price}
     write_results("llm_rank_beauty", figures, markdown)
 
 
@@ -238,9 +254,19 @@ def row(
     return f"| {label} | {cells} | {invalid} |"
 
 
-def cost_row(name: str, summary: dict[str, Any]) -> str:
-    """Tokens and seconds per user asked (the seconds as if no answer had been cached:
-    the mean seconds of the calls made, times the calls)."""
+def price_note(price: list[float] | None) -> str:
+    if price is None:
+        return "No price given (`--price`): the cost column is empty."
+    return (f"Dollars at ${price[0]:g} per million prompt tokens and ${price[1]:g} per million "
+            "completion tokens, a price given to the benchmark (`--price`), not measured: "
+            "SmolLM2 here costs CPU time only; the column shows what the same tokens would cost "
+            "at a hosted model's price.")  # fmt: skip
+
+
+def cost_row(name: str, summary: dict[str, Any], price: list[float] | None) -> str:
+    """Quality (the LLM's order, all users), tokens, seconds and dollars per user asked
+    (the seconds as if no answer had been cached: the mean seconds of the calls made,
+    times the calls)."""
     stages = summary["calls"].values()
     keys = ("calls", "cached", "latency_s", "answer_prompt_tokens", "answer_completion_tokens")
     total = {key: sum(stage[key] for stage in stages) for key in keys}
@@ -250,8 +276,15 @@ def cost_row(name: str, summary: dict[str, Any]) -> str:
     )
     made = total["calls"] - total["cached"]
     seconds = f"{total['latency_s'] / made * total['calls'] / asked:.2f}" if made else "–"
-    return (f"| {name} | {asked:,} | {total['calls']:,} | {prompt:,.0f} | {completion:,.0f} | "
-            f"{seconds} | {1000 * (prompt + completion):,.0f} |")  # fmt: skip
+    dollars = (
+        "–"
+        if price is None
+        else f"${1000 * (prompt * price[0] + completion * price[1]) / 1e6:,.2f}"
+    )
+    quality = figure(summary["metrics"]["llm"]["all"]["ndcg@10"])
+    return (f"| {name} | {quality} | {asked:,} | {total['calls']:,} | {prompt:,.0f} | "
+            f"{completion:,.0f} | {seconds} | {1000 * (prompt + completion):,.0f} | "
+            f"{dollars} |")  # fmt: skip
 
 
 if __name__ == "__main__":
