@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +39,19 @@ def write_results(name: str, figures: dict[str, Any], markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     cpus = machine()["cpus"]
     (RESULTS / f"{name}.md").write_text(f"{markdown.rstrip()}\n\nMachine: {cpus} CPUs.\n")
+
+
+def peer_venv(venv: Path, pins: tuple[str, ...], modules: tuple[str, ...]) -> str:
+    """Make a peer's venv at ``venv`` unless it exists (``torch==2.13.0`` first, which
+    installs a CPU build here, then ``pins``); return the versions of ``modules`` in it."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        subprocess.run([*pip, *pins], check=True)
+    imports = ", ".join(modules)
+    versions = " ".join(f"{{{m}.__version__}}" for m in modules)
+    found = subprocess.run([str(python), "-c", f"import {imports}; print(f'{versions}')"],
+                           check=True, capture_output=True, text=True)  # fmt: skip
+    return found.stdout.strip()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, write_results
+from _common import ROOT, peer_venv, write_results
 from beauty_baselines import COLDREC, RUNS
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.eval.protocol import evaluate
@@ -68,19 +68,8 @@ class TopList:
 
 
 def install() -> str:
-    """Make the RecBole venv; returns the installed versions."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q"]
-        subprocess.run([*pip, "torch==2.13.0"], check=True)
-        subprocess.run([*pip, *RECBOLE_PINS], check=True)
-    versions = subprocess.run(
-        [str(python), "-c", "import recbole, torch, numpy; "
-         "print(recbole.__version__, torch.__version__, numpy.__version__)"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return versions.stdout.strip()
+    """Make the venv unless it exists; the installed versions."""
+    return peer_venv(VENV, RECBOLE_PINS, ("recbole", "torch", "numpy"))
 
 
 def export(dataset: Dataset) -> None:
