@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -200,3 +201,23 @@ def test_coldrec_evaluate_records_the_teachers_training(
     assert record["teacher"]["final"]["epochs_run"] == BACKBONE.training.epochs
     assert record["training"]["final"]["epochs_run"] == SHORT["epochs"]
     assert (tmp_path / "run" / "model" / "model.json").is_file()
+
+
+def test_models_seeded_alike_share_one_fitted_teacher(
+    small_dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fitted_on: list[str] = []
+    original = BPRMF.fit
+
+    def counted(self: BPRMF, dataset: Dataset, *args: Any, **kwargs: Any) -> BPRMF:
+        fitted_on.append(dataset.data_hash())
+        return original(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(BPRMF, "fit", counted)
+    first = CONFIGS["deepmusic"].build().fit(small_dataset, generator=seeded(3))
+    second = CONFIGS["heater"].build().fit(small_dataset, generator=seeded(3))
+    assert fitted_on == [small_dataset.data_hash()]  # one fit (no validation run here)
+    assert first.teacher is not second.teacher  # copies: scrambling one leaves the other
+    assert torch.equal(first.fitted_teacher().user_vectors, second.fitted_teacher().user_vectors)
+    CONFIGS["deepmusic"].build().fit(small_dataset, generator=seeded(4))
+    assert len(fitted_on) == 2  # another seed, another teacher

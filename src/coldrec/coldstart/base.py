@@ -4,13 +4,17 @@ inner product of user and item vectors, warm and cold items in one list.
 
 The teacher is fitted (its epochs chosen on its own validation carve-out) on each Dataset
 the model trains on, the validation view included, so the model's own epoch choice never
-sees a teacher that learned the held-out interactions.
+sees a teacher that learned the held-out interactions. Its seed is drawn from the model's
+generator, and the last few fitted teachers are kept for the process
+(:func:`fitted_teacher`): the content models of one run, seeded alike, share theirs.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 from abc import abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -40,6 +44,24 @@ class ContentModelConfig(TrainedConfig):
     encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     """How item text becomes the content vectors."""
     training: TrainingConfig = Field(default_factory=pair_training)
+
+
+_TEACHERS: OrderedDict[tuple[str, str, int], BPRMF] = OrderedDict()
+_TEACHERS_KEPT = 4
+"""Fitted teachers by (config, data hash, seed); each model trains on two Datasets (the
+validation view and the whole history), so four keep two seeds' worth."""
+
+
+def fitted_teacher(config: BPRMFConfig, dataset: Dataset, seed: int) -> BPRMF:
+    """A copy of the BPR-MF of ``config`` fitted on ``dataset`` from ``seed``: fitted on the
+    first call, a kept one's copy on the next calls with the same arguments."""
+    key = (config.model_dump_json(), dataset.data_hash(), seed)
+    if key not in _TEACHERS:
+        generator = torch.Generator().manual_seed(seed)
+        _TEACHERS[key] = BPRMF(config).fit(dataset, generator=generator)
+        while len(_TEACHERS) > _TEACHERS_KEPT:
+            _TEACHERS.popitem(last=False)
+    return copy.deepcopy(_TEACHERS[key])
 
 
 def mlp(
@@ -135,7 +157,8 @@ class ContentModel(TrainedModel):
 
     def _start(self, dataset: Dataset, generator: torch.Generator) -> PairTrainer:
         if self.uses_teacher:
-            self.teacher = BPRMF(self.config.backbone).fit(dataset, generator=generator)
+            seed = int(torch.randint(2**62, (1,), generator=generator).item())
+            self.teacher = fitted_teacher(self.config.backbone, dataset, seed)
         self.history = HistoryPairs(*history_edges(dataset), dataset.n_items)
         if len(self.content) != dataset.n_items:
             vectors = TextEncoder(self.config.encoder).encode(dataset.item_text)

@@ -3,7 +3,8 @@ user vector and an item tower over ``[teacher item vector ‖ content]``, traine
 reproduce the BPR-MF teacher's score of each (user, item) pair — the training pair and
 one uniform negative — while the item's preference part is dropped (set to zero) in a
 ``dropout`` share of the rows, so that content alone learns to stand in for it. A cold
-item enters with a zero preference part; ``dropout = 1`` is a pure content model (warm items too are scored from content alone).
+item enters with a zero preference part; ``dropout = 1`` is a pure content model (warm
+items too are scored from content alone).
 
 Towers as the authors' code: hidden layers Linear → batch norm → tanh, then a linear
 output of the teacher's dimension; hidden sizes ``[200, 100]`` as the ColdRec toolkit's."""
