@@ -65,12 +65,18 @@ class HistoryPairs:
         replaced by a uniform draw from the pool, redrawn until none is left."""
         users = users[:, None].expand_as(draw)
         for _ in range(_REDRAWS):
-            owned = torch.isin(users * self.n_items + draw, self.pairs)
+            owned = self.owns(users * self.n_items + draw)
             if not owned.any():
                 break
             redraw = torch.randint(len(self.pool), (int(owned.sum()),), generator=generator)
             draw[owned] = self.pool[redraw]
         return draw
+
+    def owns(self, codes: torch.Tensor) -> torch.Tensor:
+        """Per ``user · n_items + item`` code: whether it is one of the pairs (a binary
+        search of the sorted codes; ``torch.isin`` sorts both sides on every call)."""
+        at = torch.searchsorted(self.pairs, codes).clamp_max(len(self.pairs) - 1)
+        return self.pairs[at] == codes
 
     def train_epoch(
         self,
