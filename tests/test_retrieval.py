@@ -14,6 +14,7 @@ from coldrec._util.sparse import item_lists
 from coldrec.cli import app
 from coldrec.data import Dataset
 from coldrec.data.candidates import Candidates
+from coldrec.errors import ConfigError
 from coldrec.retrieval.index import IndexConfig, build_index, search
 
 runner = CliRunner()
@@ -39,18 +40,27 @@ def test_flat_search_equals_brute_force_without_history() -> None:
         np.testing.assert_allclose(found.scores[row], scores[row, ranked], rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq", "hnsw"])
 def test_approximate_indexes_find_most_of_the_exact_top(kind: str) -> None:
     items, users = vectors(2000, 16, 0), vectors(50, 16, 1)
     exact = search(build_index(items), np.arange(50), users, 20)
-    approx = search(
-        build_index(items, IndexConfig(kind=kind, nlist=32, nprobe=8)), np.arange(50), users, 20
-    )
+    config = IndexConfig(kind=kind, nlist=32, nprobe=8, pq_m=8)
+    approx = search(build_index(items, config), np.arange(50), users, 20)
     overlap = np.mean(
         [len(np.intersect1d(a, b)) / 20 for a, b in zip(exact.items, approx.items, strict=True)]
     )
     assert overlap > 0.8
     assert (np.diff(approx.scores, axis=1) <= 1e-6).all()  # best first
+
+
+def test_ivfpq_stores_codes_learnt_from_a_sample_and_refuses_what_it_cannot_do() -> None:
+    items = vectors(3000, 16, 0)
+    index = build_index(items, IndexConfig(kind="ivfpq", nlist=16, pq_m=4, train_size=500))
+    assert index.ntotal == 3000 and index.code_size == 4  # 4 codes of 8 bits per item
+    with pytest.raises(ConfigError, match="pq_m = 5 does not divide the vectors' dimension 16"):
+        build_index(items, IndexConfig(kind="ivfpq", pq_m=5))
+    with pytest.raises(ConfigError, match="needs at least 256 items"):
+        build_index(items[:100], IndexConfig(kind="ivfpq", pq_m=4))
 
 
 def test_short_catalogue_is_padded() -> None:

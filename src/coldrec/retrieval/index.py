@@ -2,7 +2,11 @@
 
 ``flat`` (exact, ``IndexFlatIP``) is the default; ``ivf`` (``IndexIVFFlat``, inner
 product) and ``hnsw`` (``IndexHNSWFlat``, inner product) trade exactness for speed on
-large catalogues. Vectors are expected L2-normalised, so inner product is cosine.
+large catalogues, and ``ivfpq`` (``IndexIVFPQ``: each vector stored as ``pq_m`` codes of
+``pq_bits`` bits, residuals of its cluster) trades it for memory too: a million
+384-dimensional items take ``pq_m`` MB instead of 1.5 GB. The IVF kinds learn their
+clusters (and codebooks) from a seeded sample of at most ``train_size`` items. Vectors
+are expected L2-normalised, so inner product is cosine.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from scipy import sparse
 
 from coldrec._util.sparse import hit_matrix, list_lengths
 from coldrec.data.candidates import Candidates
+from coldrec.errors import ConfigError
 
 __all__ = ["IndexConfig", "build_index", "search"]
 
@@ -25,11 +30,17 @@ class IndexConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    kind: Literal["flat", "ivf", "ivfpq", "hnsw"] = "flat"
     nlist: int = Field(256, gt=0)
     """IVF: number of clusters (at most the number of items)."""
     nprobe: int = Field(32, gt=0)
     """IVF: clusters visited per query."""
+    pq_m: int = Field(48, gt=0)
+    """IVF-PQ: codes per vector (must divide the vectors' dimension)."""
+    pq_bits: int = Field(8, ge=1, le=16)
+    """IVF-PQ: bits per code (a codebook of ``2**pq_bits`` centroids per code)."""
+    train_size: int = Field(100_000, gt=0)
+    """IVF kinds: items the clusters and codebooks learn from (a seeded sample)."""
     hnsw_m: int = Field(32, gt=1)
     """HNSW: links per node."""
     ef_search: int = Field(256, gt=0)
@@ -46,18 +57,41 @@ def build_index(item_vectors: np.ndarray, config: IndexConfig | None = None) -> 
     index: faiss.Index
     if config.kind == "flat":
         index = faiss.IndexFlatIP(dim)
-    elif config.kind == "ivf":
-        quantiser = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(
-            quantiser, dim, min(config.nlist, n_items), faiss.METRIC_INNER_PRODUCT
-        )
-        index.train(vectors)
-        index.nprobe = config.nprobe
+    elif config.kind in ("ivf", "ivfpq"):
+        ivf = _ivf(config, dim, n_items)
+        ivf.train(_training_sample(vectors, config))
+        ivf.nprobe = config.nprobe
+        index = ivf
     else:
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = config.ef_search
     index.add(vectors)
     return index
+
+
+def _ivf(config: IndexConfig, dim: int, n_items: int) -> faiss.IndexIVF:
+    """An untrained IVF-Flat or IVF-PQ index (inner product)."""
+    quantiser = faiss.IndexFlatIP(dim)
+    nlist = min(config.nlist, n_items)
+    if config.kind == "ivf":
+        return faiss.IndexIVFFlat(quantiser, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if dim % config.pq_m:
+        raise ConfigError(f"index.pq_m = {config.pq_m} does not divide the vectors' "
+                          f"dimension {dim}")  # fmt: skip
+    if n_items < 2**config.pq_bits:
+        raise ConfigError(f"index.kind ivfpq with pq_bits = {config.pq_bits} needs at least "
+                          f"{2**config.pq_bits} items to learn its codebooks, got {n_items}: "
+                          "lower pq_bits or use flat")  # fmt: skip
+    return faiss.IndexIVFPQ(quantiser, dim, nlist, config.pq_m, config.pq_bits,
+                            faiss.METRIC_INNER_PRODUCT)  # fmt: skip
+
+
+def _training_sample(vectors: np.ndarray, config: IndexConfig) -> np.ndarray:
+    """At most ``train_size`` rows of ``vectors``, a sample seeded by the index settings."""
+    if len(vectors) <= config.train_size:
+        return vectors
+    rows = np.random.default_rng(0).choice(len(vectors), config.train_size, replace=False)
+    return vectors[np.sort(rows)]
 
 
 def search(
