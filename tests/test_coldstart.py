@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from coldrec.coldstart import (
     BPRMF,
@@ -24,10 +25,12 @@ from coldrec.coldstart import (
 )
 from coldrec.coldstart.aldi import aldi_losses, popularity_weights
 from coldrec.coldstart.clcrec import CLCRecNet, first_candidate_info_nce
+from coldrec.coldstart.dropoutnet import Towers
 from coldrec.coldstart.heater import HeaterNet
 from coldrec.data import Dataset
 from coldrec.eval.protocol import evaluate
 from coldrec.experiment.evaluate import MODEL_KINDS, EvaluateConfig, run_evaluation
+from coldrec.training.pairs import HistoryPairs
 
 SHORT = {"epochs": 4, "lr": 0.01}
 BACKBONE = BPRMFConfig(dim=8, early_stopping=False, training={"epochs": 15, "lr": 0.01})
@@ -65,16 +68,20 @@ def test_a_cold_items_vector_comes_from_its_content_alone(
     before = fitted.item_vectors[cold].clone()
     # scramble every ID-side vector a cold item has (the teacher's, or CLCRec's own IDs)
     if fitted.teacher is not None:
-        fitted.teacher.item_vectors[cold] = torch.randn(len(cold), fitted.dim) * 10
+        ids = fitted.teacher.item_vectors
     else:
-        net = fitted.net
-        assert isinstance(net, CLCRecNet)
-        with torch.no_grad():
-            net.items.weight[cold] = torch.randn(len(cold), fitted.dim) * 10
+        assert isinstance(fitted.net, CLCRecNet)
+        ids = fitted.net.items.weight.data
+    kept = ids[cold].clone()
+    ids[cold] = torch.randn(len(cold), fitted.dim) * 10
     fitted.export()
+    ids[cold] = kept
     assert torch.equal(fitted.item_vectors[cold], before)
     content = fitted.content[cold].numpy()
     assert fitted.new_item_vectors(content) == pytest.approx(before.numpy(), abs=1e-5)
+    # ...and that content does decide it
+    other = fitted.new_item_vectors(np.roll(content, 1, axis=0))
+    assert not np.allclose(other, before.numpy(), atol=1e-4)
 
 
 def test_cold_start_models_score_warm_and_cold_items_in_one_list(
@@ -101,6 +108,16 @@ def test_dropoutnet_at_dropout_one_is_a_pure_content_model(small_dataset: Datase
     model = config.build().fit(small_dataset, generator=seeded())
     every_item = model.new_item_vectors(model.content.numpy())
     assert model.item_vectors.numpy() == pytest.approx(every_item, abs=1e-5)
+    # in training, the item tower's preference inputs get no gradient at all
+    assert isinstance(model.net, Towers)
+    model.net.train()
+    users = torch.arange(64) % small_dataset.n_users
+    assert model.history is not None
+    model.net.zero_grad()
+    model._loss(users, model.history.pool[users % len(model.history.pool)], seeded()).backward()
+    first = model.net.item[0].weight.grad
+    assert first is not None and first[:, : model.dim].abs().max() == 0
+    assert first[:, model.dim :].abs().max() > 0
 
 
 def test_deepmusic_and_aldi_keep_the_teachers_warm_scores(small_dataset: Dataset) -> None:
@@ -157,6 +174,15 @@ def test_aldi_popularity_weights_on_hand_counted_neighbours() -> None:
     expected = np.minimum(np.tanh(4 * quality / 0.75), np.tanh(4))
     assert weights == pytest.approx(expected)
     assert weights[0] == pytest.approx(math.tanh(4))  # capped
+
+
+def test_clcrecs_representation_term_on_hand_worked_cosines() -> None:
+    # ID vector (3, 4) against contents (1, 0) (its own), (0, 2), (−1, 0): cosines 0.6, 0.8, −0.6
+    anchor = F.normalize(torch.tensor([[3.0, 4.0]]), dim=-1)
+    contents = F.normalize(torch.tensor([[[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]]]), dim=-1)
+    for temperature, expected in ((1.0, 0.925289), (2.0, 0.976061)):
+        value = first_candidate_info_nce(anchor, contents, temperature)
+        assert float(value) == pytest.approx(expected, abs=1e-6)
 
 
 def test_clcrec_info_nce_on_hand_worked_dot_products() -> None:
@@ -221,3 +247,18 @@ def test_models_seeded_alike_share_one_fitted_teacher(
     assert torch.equal(first.fitted_teacher().user_vectors, second.fitted_teacher().user_vectors)
     CONFIGS["deepmusic"].build().fit(small_dataset, generator=seeded(4))
     assert len(fitted_on) == 2  # another seed, another teacher
+
+
+def test_history_pairs_batches_draws_and_membership() -> None:
+    # user 0 owns items 0, 1, 2 (item 1 twice); user 1 owns item 3; item 4 has no pair
+    pairs = HistoryPairs(np.array([0, 0, 0, 0, 1]), np.array([0, 1, 1, 2, 3]), n_items=5)
+    assert pairs.pairs.tolist() == [0, 1, 2, 8] and pairs.pool.tolist() == [0, 1, 2, 3]
+    codes = torch.tensor([0, 2, 3, 8, 9, 24, -1])
+    assert pairs.owns(codes).tolist() == [True, True, False, True, False, False, False]
+    assert not HistoryPairs(np.array([], int), np.array([], int), 5).owns(codes).any()
+    drawn = pairs.uniform(torch.ones(200, dtype=torch.long), 3, seeded())
+    assert set(drawn.flatten().tolist()) == {0, 1, 2}  # the pool but user 1's own item 3
+    sizes = [len(users) for users, _ in pairs.batches(3, seeded())]
+    assert sizes == [4]  # 3 + a last batch of one, merged
+    seen = torch.cat([u * 5 + i for u, i in pairs.batches(2, seeded())])
+    assert sorted(seen.tolist()) == pairs.pairs.tolist()

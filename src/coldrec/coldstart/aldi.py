@@ -1,7 +1,7 @@
 """ALDI (Huang et al., SIGIR 2023, "Aligning Distillation for Cold-start Item
 Recommendation"): a content student distilled from the warm BPR-MF teacher. An item
 mapper ``f_I(content)`` and a user mapper ``f_U(teacher user vector)`` (Linear → batch
-norm → tanh → Linear, 200 hidden, as the authors' code) give student scores
+norm → tanh → Linear, 200 hidden, the authors' sizes) give student scores
 ``ŝ_ui = f_U(e_u)·f_I(c_i)``; for a training triple (user, positive i, uniform negative
 j), with teacher scores ``s_ui = e_u·e_i``:
 
@@ -15,7 +15,12 @@ j), with teacher scores ``s_ui = e_u·e_i``:
 ``w_i`` is 1, or with ``popularity_weight`` the paper's teacher-qualifying weight
 :func:`popularity_weights`. Warm items keep the teacher's score ``e_u·e_i``, cold items
 get the student's: a user's vector is ``[e_u ‖ f_U(e_u)]``, a warm item's ``[e_i ‖ 0]``,
-a cold item's ``[0 ‖ f_I(c_i)]``."""
+a cold item's ``[0 ‖ f_I(c_i)]``.
+
+Each epoch visits every distinct training pair once with one uniform negative among the
+trained items (the authors draw as many users uniformly, one positive each); PyTorch's
+default initialisation and batch-norm settings stand in for theirs, and their L2 penalty
+is Adam's weight decay (batch norm included)."""
 
 from __future__ import annotations
 

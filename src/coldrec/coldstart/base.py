@@ -12,6 +12,7 @@ generator, and the last few fitted teachers are kept for the process
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 from abc import abstractmethod
 from collections import OrderedDict
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from coldrec.coldstart.mf import BPRMF, BPRMFConfig, PairTrainer, pair_training
@@ -45,6 +46,12 @@ class ContentModelConfig(TrainedConfig):
     """How item text becomes the content vectors."""
     training: TrainingConfig = Field(default_factory=pair_training)
 
+    @model_validator(mode="after")
+    def _batches_of_two(self) -> ContentModelConfig:
+        if self.training.batch_size < 2:
+            raise ValueError("training.batch_size must be at least 2 (batch normalisation)")
+        return self
+
 
 _TEACHERS: OrderedDict[tuple[str, str, int], BPRMF] = OrderedDict()
 _TEACHERS_KEPT = 4
@@ -55,7 +62,9 @@ validation view and the whole history), so four keep two seeds' worth."""
 def fitted_teacher(config: BPRMFConfig, dataset: Dataset, seed: int) -> BPRMF:
     """A copy of the BPR-MF of ``config`` fitted on ``dataset`` from ``seed``: fitted on the
     first call, a kept one's copy on the next calls with the same arguments."""
-    key = (config.model_dump_json(), dataset.data_hash(), seed)
+    users, items = history_edges(dataset)
+    edges = hashlib.sha256(users.tobytes() + items.tobytes()).hexdigest()
+    key = (config.model_dump_json(), dataset.data_hash() + edges, seed)
     if key not in _TEACHERS:
         generator = torch.Generator().manual_seed(seed)
         _TEACHERS[key] = BPRMF(config).fit(dataset, generator=generator)
@@ -96,6 +105,7 @@ class ContentModel(TrainedModel):
         self.history: HistoryPairs | None = None
         self.content = torch.zeros(0, 0)
         """The items' text vectors (n_items × content dim)."""
+        self._content_of: list[str] = []
         self.user_vectors = torch.zeros(0, config.backbone.dim)
         self.item_vectors = torch.zeros(0, config.backbone.dim)
 
@@ -106,7 +116,9 @@ class ContentModel(TrainedModel):
     @property
     def warm(self) -> torch.Tensor:
         """Per item of the latest training: had a training interaction."""
-        assert self.history is not None
+        if self.history is None:
+            raise ConfigError(f"the {self.name} model keeps its vectors, not its training "
+                              "data: fit it to export them again")  # fmt: skip
         return torch.as_tensor(self.history.linked)
 
     def fitted_teacher(self) -> BPRMF:
@@ -160,9 +172,10 @@ class ContentModel(TrainedModel):
             seed = int(torch.randint(2**62, (1,), generator=generator).item())
             self.teacher = fitted_teacher(self.config.backbone, dataset, seed)
         self.history = HistoryPairs(*history_edges(dataset), dataset.n_items)
-        if len(self.content) != dataset.n_items:
+        if self._content_of != dataset.item_text:
             vectors = TextEncoder(self.config.encoder).encode(dataset.item_text)
             self.content = torch.as_tensor(vectors, dtype=torch.float32)
+            self._content_of = dataset.item_text
         self.net = self._network(dataset.n_users, dataset.n_items, self.content.shape[1])
 
         def loss_of(users: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:

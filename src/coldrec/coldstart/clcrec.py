@@ -11,7 +11,10 @@ candidates (``y_0`` the positive):
 - ``loss = lam·representation + (1 − lam)·user_item + reg·(mean ‖e_u‖ + mean ‖e_y‖)/2``
   (norms, as the authors' code), both InfoNCE terms at ``temperature``.
 
-Warm items keep their ID vector, cold items get ``g(c)``."""
+Warm items keep their ID vector, cold items get ``g(c)``. The negatives are drawn with
+replacement (the authors' code draws without), and exactly ``mixed`` of the candidate rows
+take their content representation (the authors' code draws ``mixed·n`` row numbers with
+replacement: about 39% of the rows at 0.5)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """DeepMusic (van den Oord, Dieleman and Schrauwen, NeurIPS 2013): a network regressing an
 item's content onto its warm embedding. The paper maps audio to latent factors with a
 CNN; on text vectors it is an MLP ``content → 2·dim → dim`` (ReLU), trained with the mean
-squared error to the BPR-MF teacher's item vector of each training interaction's item (so
-an item counts as often as it was interacted with, as in the ColdRec toolkit). Warm items
+squared error to the BPR-MF teacher's item vector of the item of each distinct training
+(user, item) pair (so an item counts once per user, as in the ColdRec toolkit). Warm items
 keep the teacher's vector, cold items get the mapped one; users keep the teacher's."""
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class DeepMusic(ContentModel):
     def _vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         teacher = self.fitted_teacher()
         mapped = self._cold_vectors(self.content)
-        return teacher.user_vectors, torch.where(self.warm[:, None], teacher.item_vectors, mapped)
+        items = torch.where(self.warm[:, None], teacher.item_vectors, mapped)
+        return teacher.user_vectors.clone(), items
 
     def _cold_vectors(self, content: torch.Tensor) -> torch.Tensor:
         assert self.net is not None

@@ -7,7 +7,10 @@ item enters with a zero preference part; ``dropout = 1`` is a pure content model
 items too are scored from content alone).
 
 Towers as the authors' code: hidden layers Linear → batch norm → tanh, then a linear
-output of the teacher's dimension; hidden sizes ``[200, 100]`` as the ColdRec toolkit's."""
+output of the teacher's dimension; hidden sizes ``[200, 100]`` as the ColdRec toolkit's.
+PyTorch's default initialisation and batch-norm settings stand in for the authors', the
+teacher's vectors are fed as learnt (the authors standardise and clip them), and each
+pair has one negative (the authors add the teacher's top items per user)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,13 @@ expert ``tanh(W_k c + b_k)``), pulled towards the teacher's item vector ``Q`` by
 in a ``randomise`` share of each batch's rows. User and item towers (Linear → batch norm
 → tanh → Linear, as the authors' code) score the pair; the loss is the squared error to
 the 0/1 label of the training pair (1) and of ``n_negatives`` uniform negatives (0), as
-the authors' code. A warm item's tower input is ``Q``, a cold item's ``Q̃``."""
+the authors' code. A warm item's tower input is ``Q``, a cold item's ``Q̃``.
+
+Layer sizes, defaults and the loss follow the authors' code; its L2 penalty
+``λ·Σ‖W‖²`` (λ = 1e-4) is Adam's weight decay ``2λ`` here (batch norm included), and
+PyTorch's default initialisation and batch-norm settings stand in for theirs. The authors
+standardise the teacher's vectors and clip them (items to ±1) first; coldrec feeds them
+as BPR-MF learnt them."""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from pydantic import Field
 from torch import nn
 
 from coldrec.coldstart.base import ContentModel, ContentModelConfig, mlp
+from coldrec.coldstart.mf import pair_training
+from coldrec.training.loop import TrainingConfig
 
 __all__ = ["Heater", "HeaterConfig"]
 
@@ -30,6 +38,9 @@ class HeaterConfig(ContentModelConfig):
     alpha: float = Field(1e-4, ge=0)
     """Weight of the summed squared distance between mixture and teacher vectors."""
     n_negatives: int = Field(5, gt=0)
+    training: TrainingConfig = Field(
+        default_factory=lambda: pair_training().model_copy(update={"weight_decay": 2e-4})
+    )
 
     def build(self) -> Heater:
         return Heater(self)

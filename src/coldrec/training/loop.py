@@ -45,9 +45,10 @@ class TrainingConfig(BaseModel):
     """Most epochs to run."""
     batch_size: int = Field(1024, gt=0)
     lr: float = Field(3e-4, gt=0)
-    """AdamW learning rate."""
+    """Learning rate of the model's optimiser (AdamW for the sequential models and the
+    Two-Tower, Adam for the models trained pair by pair)."""
     weight_decay: float = Field(0.01, ge=0)
-    """AdamW decoupled weight decay."""
+    """Weight decay: decoupled with AdamW, an L2 gradient term with Adam."""
     eval_every: int = Field(1, gt=0)
     """Validate every this many epochs (with early stopping)."""
     patience: int = Field(5, gt=0)

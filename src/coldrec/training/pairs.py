@@ -75,6 +75,8 @@ class HistoryPairs:
     def owns(self, codes: torch.Tensor) -> torch.Tensor:
         """Per ``user · n_items + item`` code: whether it is one of the pairs (a binary
         search of the sorted codes; ``torch.isin`` sorts both sides on every call)."""
+        if not len(self.pairs):
+            return torch.zeros_like(codes, dtype=torch.bool)
         at = torch.searchsorted(self.pairs, codes).clamp_max(len(self.pairs) - 1)
         return self.pairs[at] == codes
 
