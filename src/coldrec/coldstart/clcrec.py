@@ -88,15 +88,18 @@ class CLCRec(ContentModel):
         negatives = self.history.uniform(users, config.n_negatives, generator)
         items = torch.cat([positives[:, None], negatives], dim=1)
         ids = self.net.items(items)
-        encoded = self.per_item(self.net.encoder, items)
-        flat = ids.reshape(-1, self.dim).clone()
-        mixed = torch.randperm(len(flat), generator=generator)[: int(config.mixed * len(flat))]
-        flat[mixed] = encoded.reshape(-1, self.dim)[mixed]
+        encoder = self.net.encoder
+        encoded = self.per_item(encoder, items)
+        # normalised per distinct item, before the gather: a batch repeats items many times
+        unit = self.per_item(lambda content: F.normalize(encoder(content), dim=-1), items)
+        picked = torch.randperm(items.numel(), generator=generator)
+        mixed = torch.zeros(items.numel(), dtype=torch.bool)
+        mixed[picked[: int(config.mixed * items.numel())]] = True
+        candidates = torch.where(mixed.view_as(items)[..., None], encoded, ids)
         user_vectors = self.net.users(users)
-        user_item = first_candidate_info_nce(user_vectors, flat.view_as(ids), config.temperature)
-        representation = first_candidate_info_nce(F.normalize(ids[:, 0], dim=-1),
-                                                  F.normalize(encoded, dim=-1),
-                                                  config.temperature)  # fmt: skip
+        user_item = first_candidate_info_nce(user_vectors, candidates, config.temperature)
+        anchors = F.normalize(ids[:, 0], dim=-1)
+        representation = first_candidate_info_nce(anchors, unit, config.temperature)
         norms = (user_vectors.norm(dim=1).mean() + ids.norm(dim=2).mean()) / 2
         return config.lam * representation + (1 - config.lam) * user_item + config.reg * norms
 
