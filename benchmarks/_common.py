@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from coldrec.data.frames import Frames
 from coldrec.data.sources import Amazon2014Source
 
@@ -55,3 +57,10 @@ def peer_venv(venv: Path, pins: tuple[str, ...], modules: tuple[str, ...]) -> st
     found = subprocess.run([str(python), "-c", f"import {imports}; print(f'{versions}')"],
                            check=True, capture_output=True, text=True)  # fmt: skip
     return found.stdout.strip()
+
+
+def mean_std(values: list[float], digits: int = 4) -> str:
+    """``mean ± sample std`` of seeds' figures (the mean alone for one seed)."""
+    array = np.array(values, dtype=float)
+    spread = f" ± {array.std(ddof=1):.{digits}f}" if len(array) > 1 else ""
+    return f"{array.mean():.{digits}f}{spread}"

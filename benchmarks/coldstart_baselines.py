@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import RESULTS, write_results
+from _common import RESULTS, mean_std, write_results
 from beauty_baselines import run_coldrec
 from lagcl import keep_metrics
 
@@ -63,16 +63,9 @@ def kept_runs(data: str) -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
-def cell(values: list[float]) -> str:
-    """``mean ± sample std`` (the mean alone for one value)."""
-    array = np.array(values, dtype=float)
-    spread = f" ± {array.std(ddof=1):.4f}" if len(array) > 1 else ""
-    return f"{array.mean():.4f}{spread}"
-
-
 def figure_cells(seeds: list[dict[str, Any]]) -> list[str]:
     """The table's metric cells from the seeds' ``segments``."""
-    return [cell([s[segment][metric] for s in seeds]) for segment in SEGMENTS
+    return [mean_std([s[segment][metric] for s in seeds]) for segment in SEGMENTS
             for metric in METRICS]  # fmt: skip
 
 
@@ -135,11 +128,12 @@ def report() -> None:
     markdown = f"""# The item cold-start literature's models beside coldrec
 
 Global 70/30 time split, full ranking over warm and cold items in one list, mean ± sample
-std over seeds 0–2. Content = each item's MiniLM text vector. coldrec's models are its own
-implementations from the papers (`coldrec.coldstart`); BPR-MF is their teacher alone
-(cold items unscored). Seconds per epoch: medians of the final fits (one thread); the
-teacher's are BPR-MF's, fitted again for each model. Epochs: of each seed's final fit
-(the teacher's in brackets), chosen on the validation carve-out.
+std over the seeds kept (3 planned). Content = each item's MiniLM text vector. coldrec's
+models are its own implementations from the papers (`coldrec.coldstart`); BPR-MF is their
+teacher alone (cold items unscored). Seconds per epoch: medians of the final fits (one
+thread); the teacher's are BPR-MF's (fitted once per Dataset and seed, shared by the models
+of a run). Epochs: of each seed's final fit (the teacher's in brackets), chosen on the
+validation carve-out.
 
 {chr(10).join(sections)}"""
     write_results("coldstart_baselines", {"runs": figures}, markdown)

@@ -26,9 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from _common import RESULTS, ROOT, write_results
+from _common import RESULTS, ROOT, mean_std, write_results
 from beauty_baselines import run_coldrec
 
 DATA = ("ml100k", "beauty")
@@ -161,9 +159,7 @@ def table_rows(
     for segment in SEGMENTS:
         cells = []
         for metric in metrics:
-            values = np.array([s[segment][metric] for s in seeds], dtype=float)
-            spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
-            cells.append(f"{values.mean():.4f}{spread}")
+            cells.append(mean_std([s[segment][metric] for s in seeds]))
         lines.append(f"| {label} | {segment} | {' | '.join(cells)} |")
     return lines
 

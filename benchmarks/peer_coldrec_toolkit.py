@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, ROOT, peer_venv, write_results
+from _common import RESULTS, ROOT, mean_std, peer_venv, write_results
 from beauty_baselines import run_coldrec
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.encode import TextEncoder, TextEncoderConfig
@@ -202,13 +202,6 @@ def run_seed(dataset: Dataset, converted: dict[str, int], seed: int, args: argpa
         path.write_text(json.dumps(record, indent=1))
 
 
-def cell(values: list[float], digits: int = 4) -> str:
-    """Mean ± sample std (the value alone for one seed)."""
-    array = np.array(values, dtype=float)
-    spread = f" ± {array.std(ddof=1):.{digits}f}" if len(array) > 1 else ""
-    return f"{array.mean():.{digits}f}{spread}"
-
-
 def tables(records: list[dict[str, Any]]) -> tuple[str, str]:
     """coldrec's scoring per model and seed with the mean ± std, and the toolkit's own."""
     metrics = [(m, s) for m in ("recall@20", "ndcg@20") for s in SEGMENTS]
@@ -224,10 +217,10 @@ def tables(records: list[dict[str, Any]]) -> tuple[str, str]:
             cells = [f"{r['segments'][s][m]:.4f}" for m, s in metrics]
             seconds = np.median(r["epoch_seconds"])
             ours.append(f"| {label} | {r['seed']} | {' | '.join(cells)} | {seconds:.2f} |")
-        means = [cell([r["segments"][s][m] for r in runs]) for m, s in metrics]
-        seconds = cell([float(np.median(r["epoch_seconds"])) for r in runs], 2)
+        means = [mean_std([r["segments"][s][m] for r in runs]) for m, s in metrics]
+        seconds = mean_std([float(np.median(r["epoch_seconds"])) for r in runs], 2)
         ours.append(f"| {label} | mean | {' | '.join(means)} | {seconds} |")
-        own = [cell([r["toolkit_metrics"][s][m] for r in runs]) for m, s in metrics]
+        own = [mean_std([r["toolkit_metrics"][s][m] for r in runs]) for m, s in metrics]
         theirs.append(f"| {label} | {' | '.join(own)} |")
     return "\n".join(ours), "\n".join(theirs)
 

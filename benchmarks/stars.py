@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from _common import BEAUTY, RESULTS, ROOT, write_results
+from _common import BEAUTY, RESULTS, ROOT, mean_std, write_results
 from beauty_baselines import _relative, run_coldrec
 from coldrec.data import Dataset
 from coldrec.eval.protocol import evaluate
@@ -334,9 +333,7 @@ def table_rows(label: str, seeds: list[dict[str, Any]]) -> str:
         cells = []
         for metric in ("recall@1", "recall@5", "recall@10", "recall@20", "recall@50",
                        "ndcg@10", "coverage@10"):  # fmt: skip
-            values = np.array([s[segment][metric] for s in seeds], dtype=float)
-            spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
-            cells.append(f"{values.mean():.4f}{spread}")
+            cells.append(mean_std([s[segment][metric] for s in seeds]))
         lines.append(f"| {label} | {segment} | {' | '.join(cells)} |")
     return "\n".join(lines)
 

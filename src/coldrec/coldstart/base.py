@@ -6,7 +6,7 @@ The teacher is fitted (its epochs chosen on its own validation carve-out) on eac
 the model trains on, the validation view included, so the model's own epoch choice never
 sees a teacher that learned the held-out interactions. Its seed is drawn from the model's
 generator, and the last few fitted teachers are kept for the process
-(:func:`fitted_teacher`): the content models of one run, seeded alike, share theirs.
+(:func:`shared_teacher`): the content models of one run, seeded alike, share theirs.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ _TEACHERS_KEPT = 4
 validation view and the whole history), so four keep two seeds' worth."""
 
 
-def fitted_teacher(config: BPRMFConfig, dataset: Dataset, seed: int) -> BPRMF:
+def shared_teacher(config: BPRMFConfig, dataset: Dataset, seed: int) -> BPRMF:
     """A copy of the BPR-MF of ``config`` fitted on ``dataset`` from ``seed``: fitted on the
     first call, a kept one's copy on the next calls with the same arguments."""
     users, items = history_edges(dataset)
@@ -170,7 +170,7 @@ class ContentModel(TrainedModel):
     def _start(self, dataset: Dataset, generator: torch.Generator) -> PairTrainer:
         if self.uses_teacher:
             seed = int(torch.randint(2**62, (1,), generator=generator).item())
-            self.teacher = fitted_teacher(self.config.backbone, dataset, seed)
+            self.teacher = shared_teacher(self.config.backbone, dataset, seed)
         self.history = HistoryPairs(*history_edges(dataset), dataset.n_items)
         if self._content_of != dataset.item_text:
             vectors = TextEncoder(self.config.encoder).encode(dataset.item_text)

@@ -133,7 +133,7 @@ class PairTrainer:
 
     def __init__(
         self,
-        model: BPRMF | Exporting,
+        model: Exporting,
         net: nn.Module,
         dataset: Dataset,
         history: HistoryPairs,

@@ -194,11 +194,12 @@ class GraphRecommender(TrainedModel):
             users = np.concatenate([users, extra["user_idx"].to_numpy(np.int64)])
             items = np.concatenate([items, extra["item_idx"].to_numpy(np.int64)])
         self._adjacency = normalised_adjacency(users, items, dataset.n_users, dataset.n_items)
-        self._linked = np.bincount(items, minlength=dataset.n_items) > 0
+        history = HistoryPairs(users, items, dataset.n_items)
+        self._linked = history.linked
         if self._content is None or len(self._content) != dataset.n_items:
             self._content = TextEncoder(self.config.encoder).encode(dataset.item_text)
         self.net = GraphNet(dataset.n_users, dataset.n_items, self.config)
-        return _Trainer(self, dataset, users, items, generator)
+        return _Trainer(self, dataset, history, users, items, generator)
 
     def _finish(self, dataset: Dataset) -> None:
         self.export()
@@ -241,6 +242,7 @@ class _Trainer:
         self,
         model: GraphRecommender,
         dataset: Dataset,
+        history: HistoryPairs,
         users: np.ndarray,
         items: np.ndarray,
         generator: torch.Generator,
@@ -249,7 +251,7 @@ class _Trainer:
         self.model, self.dataset, self.generator = model, dataset, generator
         self.net: GraphNet = model.net
         self.adjacency = model._adjacency
-        self.history = HistoryPairs(users, items, dataset.n_items)
+        self.history = history
         self.disliked = _disliked(model.augmentation, dataset, model._linked)
         self.level = model.config.rank_level
         self.item_group = torch.zeros(dataset.n_items, dtype=torch.long)
