@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -41,6 +42,7 @@ from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.quality import quality_line
 from coldrec.supervision.run import SuperviseConfig, run_supervision
 from coldrec.supervision.tags import TagConfig, run_tagging
+from coldrec.training import distributed
 
 app = typer.Typer(
     help="coldrec: strict item cold-start recommendation with LLM weak supervision.",
@@ -254,16 +256,41 @@ def rank_command(
     ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
     name: str | None = typer.Option(None, "--name", help="Method name in reports."),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Train data-parallel in this many processes (torchrun, gloo)."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override any setting: --set mode=sas."),
 ) -> None:
     """Train SASRec, fuse it with the Two-Tower scores over the candidates, evaluate, and
     keep the fused ranker in OUT/model."""
+    if nproc > 1 and not distributed.start():
+        _relaunch_with_torchrun(nproc)
+        return
+    distributed.start()
     layers = _layers(config, overrides, seed=seed, name=name)
     view = LabelFiles(valid_edges, valid_triplets)
     labels = LabelFiles(edges, triplets, view if view else None)
     result = run_ranking(validate(RankConfig, layers), dataset, candidates, out, labels, tags)
-    _print_metrics(result)
+    if distributed.is_main():
+        _print_metrics(result)
+
+
+def _relaunch_with_torchrun(nproc: int) -> None:
+    """This command again, without ``--nproc``, in ``nproc`` processes under torchrun
+    (one machine; on several, run torchrun yourself: docs/scaling.md)."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "coldrec.cli", *args]  # fmt: skip
+    if subprocess.run(command).returncode:
+        raise ColdrecError(f"the {nproc} training processes failed (their output is above)")
 
 
 @app.command("supervise")
@@ -280,6 +307,13 @@ def supervise_command(
     taxonomy: Path | None = typer.Option(
         None, "--taxonomy", help="A taxonomy.json to use instead of building one."
     ),
+    engine: str | None = typer.Option(None, "--engine", help="local (default) or ray."),
+    address: str | None = typer.Option(
+        None, "--address", help="ray: 'auto' joins the running cluster; default a local runtime."
+    ),
+    endpoints: list[str] = typer.Option(
+        [], "--endpoint", help="ray: an OpenAI-compatible base URL, one actor each (repeatable)."
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override any setting: --set stages.subcategories=4."
@@ -287,12 +321,15 @@ def supervise_command(
 ) -> None:
     """Run the LLM stages over the candidates and write pseudo edges and triplets."""
     chosen_backend = _chosen_backend(backend, base_url, model)
+    ray = {"address": address, "endpoints": endpoints or None}
     layers = _layers(
         config,
         overrides,
         llm={"backend": chosen_backend} if chosen_backend else None,
         stages={"method": method} if method else None,
         n_users=users,
+        engine=engine,
+        ray={key: value for key, value in ray.items() if value} or None,
     )
     settings = validate(SuperviseConfig, layers)
     summary = run_supervision(settings, dataset, candidates, out, taxonomy)
@@ -574,3 +611,7 @@ def _print_stats(stats: dict[str, Any]) -> None:
 def _print_warnings(warnings: list[str]) -> None:
     for warning in warnings:
         error_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":  # torchrun starts the processes of ``rank --nproc`` this way
+    app()

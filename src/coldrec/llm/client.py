@@ -49,7 +49,7 @@ from coldrec.llm.base import (
 from coldrec.llm.cache import AnswerCache
 from coldrec.llm.parse import extract_json
 
-__all__ = ["LLM", "LLMConfig"]
+__all__ = ["LLM", "CallLog", "LLMConfig"]
 
 _JSON_AGAIN = "That answer was not valid JSON. Answer again with the JSON object only."
 
@@ -97,9 +97,7 @@ class LLM:
         self.backend = backend or self.config.backend.build()
         root = cache_root(self.config.cache_dir)
         self.cache = AnswerCache(root / "llm" / "answers.sqlite") if self.config.cache else None
-        self.log_path = log
-        self.records: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self.calls = CallLog(log, self.config.price_per_million)
 
     def complete(
         self,
@@ -138,9 +136,7 @@ class LLM:
 
     def first_error(self, stage: str) -> str | None:
         """The error of the first request of ``stage`` the backend did not answer."""
-        with self._lock:
-            failed = (r for r in self.records if r["stage"] == stage and r["kind"] == "result")
-            return next((r["error"] for r in failed if not r["answered"]), None)
+        return self.calls.first_error(stage)
 
     def batch(
         self, requests: Sequence[Request], concurrency: int | None = None, progress: bool = True
@@ -167,39 +163,8 @@ class LLM:
                 "note": "LLM" if text else "no LLM: MiniLM similarity"}  # fmt: skip
 
     def totals(self) -> dict[str, dict[str, float]]:
-        """Per stage: requests and failed requests (no usable answer); calls (a request
-        may take two: the JSON retry), cached calls, and the prompt tokens, completion
-        tokens and seconds of the calls that reached the backend (a cached answer costs
-        nothing now); ``answer_*_tokens`` count every call, cached or not (what the
-        answers cost when they were made); ``cost`` and ``answer_cost`` price those tokens
-        at ``price_per_million``."""
-        out: dict[str, dict[str, float]] = {}
-        with self._lock:
-            for record in self.records:
-                stage = out.setdefault(record["stage"], dict.fromkeys(
-                    ("requests", "failures", "unanswered", "calls", "cached", "prompt_tokens",
-                     "completion_tokens", "latency_s", "answer_prompt_tokens",
-                     "answer_completion_tokens"), 0))  # fmt: skip
-                if record["kind"] == "result":
-                    stage["requests"] += 1
-                    stage["failures"] += record["error"] is not None
-                    stage["unanswered"] += not record["answered"]
-                    continue
-                stage["calls"] += 1
-                stage["answer_prompt_tokens"] += record["prompt_tokens"]
-                stage["answer_completion_tokens"] += record["completion_tokens"]
-                if record["cached"]:
-                    stage["cached"] += 1
-                    continue
-                stage["prompt_tokens"] += record["prompt_tokens"]
-                stage["completion_tokens"] += record["completion_tokens"]
-                stage["latency_s"] += record["latency_s"]
-        per_prompt, per_completion = (price / 1e6 for price in self.config.price_per_million)
-        for stage in out.values():
-            for prefix, cost in (("", "cost"), ("answer_", "answer_cost")):
-                stage[cost] = (stage[f"{prefix}prompt_tokens"] * per_prompt
-                               + stage[f"{prefix}completion_tokens"] * per_completion)  # fmt: skip
-        return out
+        """Per stage sums of the calls so far (:meth:`CallLog.totals`)."""
+        return self.calls.totals()
 
     def close(self) -> None:
         self.backend.close()
@@ -252,7 +217,7 @@ class LLM:
         return Completion(generation.text, parsed, generation.usage, latency, cached)
 
     def _record(self, request: Request, completion: Completion, kind: str) -> None:
-        record = {
+        self.calls.add({
             "kind": kind,
             "stage": request.stage,
             "backend": self.backend.identity,
@@ -262,10 +227,68 @@ class LLM:
             "completion_tokens": completion.usage.completion_tokens,
             "error": completion.error,
             "answered": completion.answered,
-        }
+        })  # fmt: skip
+
+
+class CallLog:
+    """The accounting of LLM calls: one record per call and per request, kept in memory
+    and appended to ``path`` (JSONL) as it comes; safe across threads. Records made
+    elsewhere (a Ray actor's) join with :meth:`extend`."""
+
+    def __init__(self, path: Path | None = None, price_per_million: tuple[float, float] = (0, 0)):
+        self.path = path
+        self.price_per_million = price_per_million
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.extend([record])
+
+    def extend(self, records: Sequence[dict[str, Any]]) -> None:
         with self._lock:
-            self.records.append(record)
-            if self.log_path is not None:
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                with self.log_path.open("a", encoding="utf-8") as log:
-                    log.write(json.dumps(record) + "\n")
+            self.records.extend(records)
+            if self.path is not None and records:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as log:
+                    log.writelines(json.dumps(record) + "\n" for record in records)
+
+    def first_error(self, stage: str) -> str | None:
+        """The error of the first request of ``stage`` the backend did not answer."""
+        with self._lock:
+            failed = (r for r in self.records if r["stage"] == stage and r["kind"] == "result")
+            return next((r["error"] for r in failed if not r["answered"]), None)
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        """Per stage: requests and failed requests (no usable answer); calls (a request
+        may take two: the JSON retry), cached calls, and the prompt tokens, completion
+        tokens and seconds of the calls that reached the backend (a cached answer costs
+        nothing now); ``answer_*_tokens`` count every call, cached or not (what the
+        answers cost when they were made); ``cost`` and ``answer_cost`` price those tokens
+        at ``price_per_million``."""
+        out: dict[str, dict[str, float]] = {}
+        with self._lock:
+            for record in self.records:
+                stage = out.setdefault(record["stage"], dict.fromkeys(
+                    ("requests", "failures", "unanswered", "calls", "cached", "prompt_tokens",
+                     "completion_tokens", "latency_s", "answer_prompt_tokens",
+                     "answer_completion_tokens"), 0))  # fmt: skip
+                if record["kind"] == "result":
+                    stage["requests"] += 1
+                    stage["failures"] += record["error"] is not None
+                    stage["unanswered"] += not record["answered"]
+                    continue
+                stage["calls"] += 1
+                stage["answer_prompt_tokens"] += record["prompt_tokens"]
+                stage["answer_completion_tokens"] += record["completion_tokens"]
+                if record["cached"]:
+                    stage["cached"] += 1
+                    continue
+                stage["prompt_tokens"] += record["prompt_tokens"]
+                stage["completion_tokens"] += record["completion_tokens"]
+                stage["latency_s"] += record["latency_s"]
+        per_prompt, per_completion = (price / 1e6 for price in self.price_per_million)
+        for stage in out.values():
+            for prefix, cost in (("", "cost"), ("answer_", "answer_cost")):
+                stage[cost] = (stage[f"{prefix}prompt_tokens"] * per_prompt
+                               + stage[f"{prefix}completion_tokens"] * per_completion)  # fmt: skip
+        return out

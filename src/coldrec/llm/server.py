@@ -20,10 +20,16 @@ __all__ = ["local_server"]
 
 @contextmanager
 def local_server(
-    model_path: Path | None = None, n_ctx: int = 2048, log: Path | None = None, wait_s: float = 120
+    model_path: Path | None = None,
+    n_ctx: int = 2048,
+    log: Path | None = None,
+    wait_s: float = 120,
+    threads: int | None = None,
 ) -> Iterator[str]:
     """Serve ``model_path`` (default SmolLM2-135M) on a free port of 127.0.0.1; yields
-    the base URL (``http://127.0.0.1:PORT/v1``) once it answers, stops it on exit."""
+    the base URL (``http://127.0.0.1:PORT/v1``) once it answers, stops it on exit.
+    ``threads``: for generation and prompt processing alike (default llama.cpp's: half
+    the cores to generate, all of them for prompts)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -31,6 +37,8 @@ def local_server(
         sys.executable, "-m", "llama_cpp.server", "--model", str(model_path or smollm2_path()),
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
     ]  # fmt: skip
+    if threads is not None:
+        command += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
     output = log.open("w") if log else subprocess.DEVNULL
     server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"

@@ -55,6 +55,7 @@ from coldrec.rank.stars import StarsConfig, StarsRecommender
 from coldrec.retrieval.two_tower import TwoTower
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.tags import read_tags
+from coldrec.training import distributed
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
 
 __all__ = ["RankConfig", "RankerConfig", "TransferGrid", "run_ranking"]
@@ -177,6 +178,8 @@ def run_ranking(
         model = _ranker(config.model, labels, negatives, dataset, tags)
         model.fit(dataset, generator=config.generator())
     fitted = time.perf_counter()
+    if not distributed.is_main():  # data-parallel: the other processes only train
+        return {}
     transfer = None
     if retune:
         assert config.transfer_grid is not None
@@ -202,6 +205,7 @@ def run_ranking(
     result["fusion"] = {"mode": config.mode, "alpha": fusion.alpha if choose else config.alpha,
                         "blend": asdict(fusion.blend),
                         "validation_curve": fusion.curve}  # fmt: skip
+    result["training_processes"] = distributed.world_size()
     if chosen_labels is not None:
         result["label_settings"] = chosen_labels
     if transfer is not None:

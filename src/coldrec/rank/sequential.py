@@ -46,6 +46,7 @@ from coldrec.rank.losses import LabelLosses, full_softmax_loss, sequence_softmax
 from coldrec.rank.network import SequenceNet, SequentialConfig
 from coldrec.rank.transfer import Transfer, TransferConfig, knn_gate_transfer, lenders
 from coldrec.supervision.labels import LabelFiles, Labels
+from coldrec.training.distributed import data_parallel, shard, sum_over_ranks, world_size
 from coldrec.training.model import TrainedModel
 from coldrec.training.negatives import NegativeSampler, PoolSampler, UniformSampler
 from coldrec.training.saving import Saved
@@ -284,6 +285,7 @@ class _Trainer:
         self.slot = torch.full((dataset.n_items,), -1, dtype=torch.long)
         self.slot[self.known] = torch.arange(len(self.known))
         self.labels = LabelLosses.of(labels, self.config)
+        self.forward = data_parallel(self.net)
 
     def train_epoch(self, epoch: int) -> float:
         net, config = self.net, self.config
@@ -294,23 +296,37 @@ class _Trainer:
         weights = target_weights([targets for _, _, targets in batches])
         total = 0.0
         for (rows, inputs, targets), weight in zip(batches, weights, strict=True):
-            hidden = net(inputs)
-            real = targets > 0
-            if config.loss == "full":
-                catalogue = net.item_vectors()[self.known]
-                loss = full_softmax_loss(hidden[real], self.slot[targets[real] - 1], catalogue)
-            else:
+            negatives = None
+            if config.loss != "full":  # drawn for the whole batch: the same in every process
                 negatives = self.sampler.sample(self.row_users[rows], config.n_negatives,
                                                 self.generator) + 1  # fmt: skip
-                loss = sequence_softmax_loss(hidden, targets, negatives, net.items.weight)
+            main = self._main_loss(inputs, targets, negatives)
             extra = self.labels.loss(net, self.model.history, self.sampler, len(rows),
                                      self.generator)  # fmt: skip
-            loss = weight * loss + extra
+            loss = weight * main + extra
             self.optimiser.zero_grad()
             loss.backward()
             self.optimiser.step()
             total += loss.item()
-        return total / len(batches)
+        return sum_over_ranks(total) / world_size() / len(batches)
+
+    def _main_loss(
+        self, inputs: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``L_main`` of the batch; in a data-parallel run, of this process's rows,
+        scaled so that the processes' mean is the whole batch's loss."""
+        mine = shard(len(inputs))
+        real = targets[mine] > 0
+        share = world_size() * int(real.sum()) / int((targets > 0).sum())
+        hidden = self.forward(inputs[mine])
+        if not share:  # fewer rows than processes: no targets here, zero gradients
+            return hidden.sum() * 0
+        if negatives is None:
+            catalogue = self.net.item_vectors()[self.known]
+            targets = self.slot[targets[mine][real] - 1]
+            return share * full_softmax_loss(hidden[real], targets, catalogue)
+        return share * sequence_softmax_loss(hidden, targets[mine], negatives[mine],
+                                             self.net.items.weight)  # fmt: skip
 
     def validation_score(self) -> float:
         return selection_score(self.model, self.dataset)

@@ -36,11 +36,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coldrec._util.io import atomic_write, read_json, write_json_atomic
 from coldrec._util.progress import progress_bar
@@ -51,16 +53,36 @@ from coldrec.data.prepare import validation_view
 from coldrec.data.taxonomy import Taxonomy, TaxonomyConfig, build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig, load_vectors
 from coldrec.errors import ConfigError, DataError, LLMError, brief
-from coldrec.llm import LLM, LLMConfig
+from coldrec.llm import LLM, CallLog, LLMConfig
 from coldrec.retrieval.retrieve import RetrieveConfig
-from coldrec.supervision.catalogue import Catalogue, StagesConfig, UserRun
+from coldrec.supervision.catalogue import Catalogue, Pick, StagesConfig, UserRun
 from coldrec.supervision.labels import LabelRules, labels_from_rankings, write_labels
 from coldrec.supervision.quality import label_quality
-from coldrec.supervision.stages import keywords_in, run_stages, stages_for
+from coldrec.supervision.stages import Stage, keywords_in, run_stages, stages_for
 
-__all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
+if TYPE_CHECKING:
+    from coldrec.supervision.on_ray import RayEngine
+
+__all__ = ["RayConfig", "SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
 
 logger = logging.getLogger(__name__)
+
+
+class RayConfig(BaseModel):
+    """Where and how wide the Ray engine runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str | None = None
+    """``None``: start a local Ray runtime for the run (stopped after it); ``auto``: join
+    the running cluster this machine belongs to; ``ray://host:port``: a remote one."""
+    endpoints: tuple[str, ...] = ()
+    """Base URLs of OpenAI-compatible servers (``llm.backend.kind: openai``), one actor
+    each; empty: ``actors`` actors, each with ``llm.backend`` as configured."""
+    actors: int = Field(1, gt=0)
+    """Actors when no endpoints are given."""
+    cpus_per_actor: float = Field(0.25, gt=0)
+    """Ray CPUs an actor reserves: an actor mostly waits on its server."""
 
 
 class SuperviseConfig(BaseModel):
@@ -84,9 +106,21 @@ class SuperviseConfig(BaseModel):
     max_fallback_rate: float = Field(0.2, ge=0, le=1)
     """A stage that falls back for more of its requests than this is warned about (log,
     ``summary.json``, the experiment report's first lines)."""
+    engine: Literal["local", "ray"] = "local"
+    """``local``: this process; ``ray``: a Ray Data job over the users
+    (:mod:`coldrec.supervision.on_ray`), the same labels for the same answers."""
+    ray: RayConfig = Field(default_factory=RayConfig)
+    """Where the ``ray`` engine runs and on which LLM endpoints."""
     validation_view: bool = True
     """Also label the retrieve run's validation view, from its history only (``valid/``,
     for the ranker trained there); needs a retrieve run with early stopping."""
+
+    @model_validator(mode="after")
+    def _endpoints_speak_openai(self) -> SuperviseConfig:
+        if self.ray.endpoints and self.llm.backend.kind != "openai":
+            raise ValueError(f"ray.endpoints are OpenAI-compatible servers: they need "
+                             f"llm.backend.kind=openai, not {self.llm.backend.kind}")  # fmt: skip
+        return self
 
 
 def eligible_users(config: SuperviseConfig, dataset: Dataset, candidates: Candidates) -> np.ndarray:
@@ -164,29 +198,23 @@ def _label_pass(
     start = time.perf_counter()
     catalogue = _catalogue(config, dataset, candidates_path, vectors, taxonomy, out)
     users = eligible_users(config, dataset, catalogue.candidates)
-    stages = stages_for(catalogue)
     log = out / "llm_calls.jsonl"
     log.unlink(missing_ok=True)
-    rankings: dict[int, list] = {}
+    done: dict[int, Labelled] = {}
     setup_s = time.perf_counter() - start
-    with (
-        LLM(config.llm, log=log) as llm,
-        atomic_write(out / "trace.jsonl") as trace_path,
-        trace_path.open("w", encoding="utf-8") as trace,
-        progress_bar() as bar,
-    ):
-        llm.preflight()
-        task = bar.add_task(f"supervise ({config.stages.method})", total=len(users))
-        for begin in range(0, len(users), config.chunk_size):
-            runs = [catalogue.user_run(int(u)) for u in users[begin : begin + config.chunk_size]]
-            run_stages(runs, stages, llm)
-            _stop_if_a_stage_got_nothing(llm)
-            for run in runs:
-                rankings[run.user] = run.final
-                trace.write(json.dumps(_trace_line(run, catalogue), ensure_ascii=False) + "\n")
-            bar.advance(task, len(runs))
-        totals = llm.totals()
-        backend = {"identity": llm.backend.identity, "generates_text": llm.backend.generates_text}
+    with _engine(config, log) as engine, progress_bar() as bar:
+        name = f"supervise ({config.stages.method}, {config.engine})"
+        task = bar.add_task(name, total=len(users))
+        for chunk in engine.chunks(catalogue, users):
+            done.update((d.user, d) for d in chunk)
+            _stop_if_a_stage_got_nothing(engine.calls)
+            bar.advance(task, len(chunk))
+        totals, backend = engine.calls.totals(), engine.backend
+    done = dict(sorted(done.items()))  # the engines finish chunks in any order
+    with atomic_write(out / "trace.jsonl") as trace_path:
+        trace_path.write_text("".join(json.dumps(d.trace, ensure_ascii=False) + "\n"
+                                      for d in done.values()), encoding="utf-8")  # fmt: skip
+    rankings: dict[int, list] = {user: d.final for user, d in done.items()}
     edges, triplets = labels_from_rankings(rankings, config.labels)
     write_labels(out, edges, triplets)
     cold = dataset.items["cold"].to_numpy()
@@ -201,16 +229,74 @@ def _label_pass(
     return summary
 
 
-def _stop_if_a_stage_got_nothing(llm: LLM) -> None:
+@dataclass(frozen=True)
+class Labelled:
+    """A user through the stages: the final ranking and the trace line."""
+
+    user: int
+    final: list[Pick]
+    trace: dict[str, Any]
+
+
+def label_chunk(
+    catalogue: Catalogue, stages: list[Stage], llm: LLM, users: Sequence[int]
+) -> list[Labelled]:
+    """Run the stages for ``users`` together (one LLM batch per stage): what either
+    engine does with a chunk of users."""
+    runs = [catalogue.user_run(int(user)) for user in users]
+    run_stages(runs, stages, llm)
+    return [Labelled(run.user, run.final, _trace_line(run, catalogue)) for run in runs]
+
+
+class LocalEngine:
+    """Labels users in this process, ``chunk_size`` at a time, with one :class:`LLM`."""
+
+    def __init__(self, llm: LLMConfig, chunk_size: int, log: Path) -> None:
+        self.llm = LLM(llm, log=log)
+        self.chunk_size = chunk_size
+        self.calls = self.llm.calls
+        self.backend = {"identity": self.llm.backend.identity,
+                        "generates_text": self.llm.backend.generates_text}  # fmt: skip
+
+    def __enter__(self) -> LocalEngine:
+        try:
+            self.llm.preflight()
+        except BaseException:
+            self.llm.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.llm.close()
+
+    def chunks(self, catalogue: Catalogue, users: np.ndarray) -> Iterator[list[Labelled]]:
+        stages = stages_for(catalogue)
+        for begin in range(0, len(users), self.chunk_size):
+            yield label_chunk(
+                catalogue, stages, self.llm, users[begin : begin + self.chunk_size].tolist()
+            )
+
+
+def _engine(config: SuperviseConfig, log: Path) -> LocalEngine | RayEngine:
+    if config.engine == "local":
+        return LocalEngine(config.llm, config.chunk_size, log)
+    try:
+        from coldrec.supervision.on_ray import RayEngine
+    except ImportError as error:
+        raise ConfigError(f"engine=ray needs Ray ({error}): pip install 'coldrec[ray]'") from None
+    return RayEngine(config.ray, config.llm, config.chunk_size, log)
+
+
+def _stop_if_a_stage_got_nothing(calls: CallLog) -> None:
     """Raise :class:`LLMError` when the backend answered none of a stage's requests so
     far: it is down or failing, and labels of fallbacks only would pass for LLM labels
     (answers that are there but unusable are warned about instead, see
     ``max_fallback_rate``). The answers already made stay in the cache."""
-    for stage, counts in llm.totals().items():
+    for stage, counts in calls.totals().items():
         if counts["requests"] and counts["unanswered"] == counts["requests"]:
             raise LLMError(
                 f"{stage}: the backend answered none of its {counts['requests']:,} requests "
-                f"(first error: {brief(llm.first_error(stage), 300)}); nothing is labelled "
+                f"(first error: {brief(calls.first_error(stage), 300)}); nothing is labelled "
                 "from fallbacks alone"
             )
 

@@ -147,7 +147,7 @@ def _proposals(config: TagConfig, dataset: Dataset, llm: LLM) -> Counter[str]:
         counts.update({normalise_tag(str(t)) for t in proposed} - {""})
     if not counts:
         raise DataError(f"the LLM ({llm.backend.identity}) proposed no usable tag for any "
-                        f"category: see {llm.log_path}")  # fmt: skip
+                        f"category: see {llm.calls.path}")  # fmt: skip
     return counts
 
 

@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coldrec._util.progress import progress_bar
+from coldrec.training.distributed import from_rank_zero
 
 __all__ = [
     "EpochLog",
@@ -173,8 +174,8 @@ def run_epochs(
             line = f"{name} epoch {epoch}: loss {loss:.4f}"
             if validate and epoch % config.eval_every == 0:
                 trainer.net.eval()
-                with torch.no_grad():
-                    score = trainer.validation_score()
+                with torch.no_grad():  # on rank 0 alone in a data-parallel run
+                    score = from_rank_zero(trainer.validation_score)
                 result.scores[epoch] = score
                 line += f", validation {score:.4f}"
                 if score > result.best_score:

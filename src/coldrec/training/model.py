@@ -19,6 +19,7 @@ import torch
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
+from coldrec.training.distributed import rank, world_size
 from coldrec.training.loop import (
     EpochLog,
     EpochTrainer,
@@ -185,6 +186,8 @@ class TrainedModel(ABC):
         with torch.random.fork_rng(devices=[]), _deterministic():
             torch.manual_seed(seed)
             trainer = self._start(dataset, torch.Generator().manual_seed(seed))
+            if world_size() > 1:  # data-parallel: each process its own dropout masks
+                torch.manual_seed(seed + rank())
             result = run_epochs(trainer, options, validate, name)
         self._finish(dataset)
         return result
