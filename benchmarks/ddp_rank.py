@@ -1,5 +1,5 @@
-"""Data-parallel training of the Beauty E0 ranker: ``coldrec rank --nproc 2`` (torchrun,
-gloo, one thread per process) beside one process, for a fixed number of epochs.
+"""Data-parallel training of the Beauty E0 ranker and of the Two-Tower: ``coldrec rank``
+and ``retrieve --nproc 2`` (torchrun, gloo) beside one process, a fixed number of epochs.
 
 Amazon Beauty 2014 5-core, global split; a Two-Tower retriever trained for a fixed 10
 epochs (its candidates shared by every row); the E0 ranker (SASRec, hybrid fusion, no
@@ -9,8 +9,10 @@ between runs). Rows: one process at seeds 0 and 1 (the seed spread), two process
 seed 0 (one process: a thread per core; two: one thread each), with the E0 defaults
 (dropout 0.2: two processes draw other masks than one, so their losses differ as
 another seed's would); then one and two processes without dropout, whose steps agree
-to float rounding. Writes ``benchmarks/results/ddp_rank.{md,json}``. Run from the
-project root: ``.venv/bin/python benchmarks/ddp_rank.py`` (about 15 minutes on 2 cores).
+to float rounding; then the Two-Tower (no dropout) in one and two processes. Finished
+runs are kept in ``runs/ddp_beauty`` and read back on a rerun. Writes
+``benchmarks/results/ddp_rank.{md,json}``. Run from the project root:
+``.venv/bin/python benchmarks/ddp_rank.py`` (about 15 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -48,21 +50,32 @@ def main() -> None:
         "1 process, seed 0, dropout 0": ranked(args.epochs, 1, 0, dropout=0.0),
         "2 processes, seed 0, dropout 0": ranked(args.epochs, 2, 0, dropout=0.0),
     }
-    figures = {"epochs": args.epochs, "rows": rows}
+    towers = {f"{n} process{'es' * (n > 1)}": trained("retrieve", ROOT / f"tw_p{n}", args.epochs, n)
+              for n in (1, 2)}  # fmt: skip
+    figures = {"epochs": args.epochs, "rows": rows, "two_tower": towers}
     write_results("ddp_rank", figures, markdown(figures))
     print((RESULTS / "ddp_rank.md").read_text())
 
 
 def ranked(epochs: int, processes: int, seed: int, dropout: float = 0.2) -> dict[str, Any]:
-    """One ``coldrec rank`` run; its losses, seconds per epoch and metrics."""
+    """One ``coldrec rank`` run of the E0 ranker."""
     out = ROOT / f"rank_p{processes}_s{seed}_d{dropout}"
-    command = [str(Path(sys.executable).parent / "coldrec"), "-q", "rank", "--dataset",
-               str(ROOT / "ds"), "--candidates", str(ROOT / "tw"), "--out", str(out),
-               "--seed", str(seed), "--nproc", str(processes), "--set", "alpha=0.5",
-               "--set", "model.early_stopping=false",
-               "--set", f"model.training.epochs={epochs}",
-               "--set", f"model.dropout={dropout}"]  # fmt: skip
-    subprocess.run(command, check=True, env=threads(processes))
+    return trained("rank", out, epochs, processes, seed,
+                   ("--candidates", str(ROOT / "tw"), "--set", "alpha=0.5",
+                    "--set", f"model.dropout={dropout}"))  # fmt: skip
+
+
+def trained(
+    command: str, out: Path, epochs: int, processes: int, seed: int = 0, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """One ``coldrec rank`` or ``retrieve`` run (kept: a finished one is read back); its
+    losses, seconds per epoch and metrics."""
+    if not (out / f"metrics-seed{seed}.json").is_file():
+        subprocess.run([str(Path(sys.executable).parent / "coldrec"), "-q", command,
+                        "--dataset", str(ROOT / "ds"), "--out", str(out), "--seed", str(seed),
+                        "--nproc", str(processes), "--set", "model.early_stopping=false",
+                        "--set", f"model.training.epochs={epochs}", *extra],
+                       check=True, env=threads(processes))  # fmt: skip
     saved = json.loads((out / "model" / "model.json").read_text())["training"]["final"]
     metrics = json.loads((out / f"metrics-seed{seed}.json").read_text())
     return {
@@ -71,7 +84,7 @@ def ranked(epochs: int, processes: int, seed: int, dropout: float = 0.2) -> dict
         "seconds_per_epoch": sorted(saved["seconds"])[len(saved["seconds"]) // 2],
         "recall@20": {s: metrics["segments"][s]["recall@20"] for s in SEGMENTS},
         "ndcg@20": {s: metrics["segments"][s]["ndcg@20"] for s in SEGMENTS},
-        "training_processes": metrics["training_processes"],
+        "training_processes": metrics.get("training_processes", processes),
     }
 
 
@@ -125,6 +138,14 @@ def markdown(figures: dict[str, Any]) -> str:
         f"{abs(plain_one['recall@20']['all'] - plain_two['recall@20']['all']):.4f}. E0's "
         "spread over three seeds with early stopping: ± 0.0007 all-user Recall@20 "
         "(`sequential_beauty.md`).",
+        "",
+        f"The Two-Tower retriever ({figures['epochs']} epochs, no dropout; its own top 20):",
+        "",
+        "| run | s / epoch | first loss | last loss | all R@20 | warm R@20 | cold R@20 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(f"| {name} | {r['seconds_per_epoch']:.1f} | {r['losses'][0]:.4f} | "
+          f"{r['losses'][-1]:.4f} | {r['recall@20']['all']:.4f} | {r['recall@20']['warm']:.4f} "
+          f"| {r['recall@20']['cold']:.4f} |" for name, r in figures["two_tower"].items()),
     ]  # fmt: skip
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
-"""Data-parallel training (``coldrec rank --nproc 2``: torchrun, gloo): without dropout
-two processes take the steps one process takes, to float rounding; rank 0 alone writes,
-and the saved model loads like any other."""
+"""Data-parallel training (``coldrec rank/retrieve --nproc 2``: torchrun, gloo): without
+dropout two processes take the steps one process takes, to float rounding; rank 0 alone
+writes, and the saved model loads like any other."""
 
 from __future__ import annotations
 
@@ -60,3 +60,25 @@ def test_two_processes_train_as_one(tmp_path: Path, small_dataset: Dataset) -> N
     users, items = np.arange(5), np.tile(np.arange(20), (5, 1))
     np.testing.assert_allclose(loaded.score(users, items), alone.score(users, items), rtol=1e-3,
                                atol=1e-4)  # fmt: skip
+
+
+def test_two_processes_train_the_two_tower_as_one(tmp_path: Path, small_dataset: Dataset) -> None:
+    """Each process its users against every item of the batch (the in-batch negatives
+    stay whole): the same losses and candidates as one process."""
+    small_dataset.save(tmp_path / "ds")
+    command = [str(Path(sys.executable).parent / "coldrec"), "-q", "retrieve", "--dataset",
+               str(tmp_path / "ds"), "--top-m", "60", "--set", "model.dim=16",
+               "--set", "model.early_stopping=false", "--set", "model.training.epochs=3",
+               "--set", "model.training.batch_size=128"]  # fmt: skip
+    subprocess.run([*command, "--out", str(tmp_path / "one")], check=True, capture_output=True)
+    subprocess.run([*command, "--out", str(tmp_path / "two"), "--nproc", "2"], check=True,
+                   capture_output=True)  # fmt: skip
+    losses = [json.loads((tmp_path / run / "model" / "model.json").read_text())["training"][
+        "final"]["losses"] for run in ("one", "two")]  # fmt: skip
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    figures = [json.loads((tmp_path / run / "metrics-seed0.json").read_text())["segments"]["all"]
+               for run in ("one", "two")]  # fmt: skip
+    assert figures[1]["recall@20"] == pytest.approx(figures[0]["recall@20"], abs=1e-3)
+    processes = [json.loads((tmp_path / run / "metrics-seed0.json").read_text())[
+        "training_processes"] for run in ("one", "two")]  # fmt: skip
+    assert processes == [1, 2]

@@ -31,6 +31,22 @@ def test_loss_of_a_hand_made_batch() -> None:
     assert got == pytest.approx(expected, rel=1e-6)
 
 
+def test_a_shard_of_rows_is_its_part_of_the_hand_made_loss() -> None:
+    """Data-parallel training: rows 2 (the shard) against every column give the third
+    row's weighted term of the batch's mean; the two shards' parts sum to the whole."""
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    items = torch.tensor([[1.0, 0.0], [0.6, 0.8], [1.0, 0.0]])
+    item_ids, weights = torch.tensor([7, 3, 7]), torch.tensor([1.0, 0.3, 1.0])
+    logits = users.numpy() @ items.numpy().T / 0.5
+    logits[0, 2] = logits[2, 0] = -np.inf
+    rows = [np.log(np.exp(row).sum()) - row[r] for r, row in enumerate(logits)]
+    tail = in_batch_softmax_loss(users[2:], items, item_ids, weights, 0.5, rows=slice(2, 3))
+    assert tail.item() == pytest.approx(1.0 * rows[2] / 2.3, rel=1e-6)
+    head = in_batch_softmax_loss(users[:2], items, item_ids, weights, 0.5, rows=slice(0, 2))
+    whole = in_batch_softmax_loss(users, items, item_ids, weights, 0.5)
+    assert (head + tail).item() == pytest.approx(whole.item(), rel=1e-6)
+
+
 def test_logq_correction_subtracts_log_share_from_every_logit() -> None:
     users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     items = torch.tensor([[0.8, 0.6], [0.0, 1.0]])

@@ -218,6 +218,9 @@ def evaluate_command(
     _print_metrics(result)
 
 
+NPROC_HELP = "Train data-parallel in this many processes (torchrun; gloo on CPUs)."
+
+
 @app.command("retrieve")
 @user_errors
 def retrieve_command(
@@ -226,15 +229,19 @@ def retrieve_command(
     top_m: int | None = typer.Option(None, "--top-m", help="Candidates per user (default 2000)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
     name: str | None = typer.Option(None, "--name", help="Method name in reports."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override any setting: --set model.training.epochs=20."
     ),
 ) -> None:
     """Train the Two-Tower retriever and write each test user's top-M candidates."""
+    if _relaunched(nproc):
+        return
     layers = _layers(config, overrides, top_m=top_m, seed=seed, name=name)
     result = run_retrieval(validate(RetrieveConfig, layers), dataset, out)
-    _print_metrics(result)
+    if distributed.is_main():
+        _print_metrics(result)
 
 
 @app.command("rank")
@@ -256,24 +263,29 @@ def rank_command(
     ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the run (default 0)."),
     name: str | None = typer.Option(None, "--name", help="Method name in reports."),
-    nproc: int = typer.Option(
-        1, "--nproc", min=1, help="Train data-parallel in this many processes (torchrun, gloo)."
-    ),
+    nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override any setting: --set mode=sas."),
 ) -> None:
     """Train SASRec, fuse it with the Two-Tower scores over the candidates, evaluate, and
     keep the fused ranker in OUT/model."""
-    if nproc > 1 and not distributed.start():
-        _relaunch_with_torchrun(nproc)
+    if _relaunched(nproc):
         return
-    distributed.start()
     layers = _layers(config, overrides, seed=seed, name=name)
     view = LabelFiles(valid_edges, valid_triplets)
     labels = LabelFiles(edges, triplets, view if view else None)
     result = run_ranking(validate(RankConfig, layers), dataset, candidates, out, labels, tags)
     if distributed.is_main():
         _print_metrics(result)
+
+
+def _relaunched(nproc: int) -> bool:
+    """Join torchrun's process group when started by it; else, with ``nproc`` > 1, run
+    this command again in ``nproc`` processes under torchrun and return True (done)."""
+    if distributed.start() or nproc == 1:
+        return False
+    _relaunch_with_torchrun(nproc)
+    return True
 
 
 def _relaunch_with_torchrun(nproc: int) -> None:

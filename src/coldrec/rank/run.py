@@ -205,7 +205,6 @@ def run_ranking(
     result["fusion"] = {"mode": config.mode, "alpha": fusion.alpha if choose else config.alpha,
                         "blend": asdict(fusion.blend),
                         "validation_curve": fusion.curve}  # fmt: skip
-    result["training_processes"] = distributed.world_size()
     if chosen_labels is not None:
         result["label_settings"] = chosen_labels
     if transfer is not None:

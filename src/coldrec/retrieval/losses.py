@@ -28,16 +28,21 @@ def in_batch_softmax_loss(
     weights: torch.Tensor,
     temperature: torch.Tensor | float,
     log_q: torch.Tensor | None = None,
+    rows: slice = slice(None),
 ) -> torch.Tensor:
     """Weighted in-batch softmax cross-entropy (eq. 4.3); row ``r``'s positive is column
     ``r`` and the other columns are its negatives, except columns of the same item.
-    ``log_q`` (per column) is subtracted from the logits: the sampling-bias correction."""
+    ``log_q`` (per column) is subtracted from the logits: the sampling-bias correction.
+
+    ``rows``: which rows of the batch ``users`` holds (data-parallel training: a process's
+    shard); the loss is then their part of the whole batch's weighted mean, so the parts
+    of all the shards sum to it."""
+    positions = torch.arange(len(item_ids), device=items.device)[rows]
     logits = users @ items.T / temperature
     if log_q is not None:
         logits = logits - log_q[None, :]
-    duplicate = item_ids[None, :] == item_ids[:, None]
-    duplicate.fill_diagonal_(False)
+    duplicate = item_ids[None, :] == item_ids[positions][:, None]
+    duplicate[torch.arange(len(positions)), positions] = False
     logits = logits.masked_fill(duplicate, float("-inf"))
-    targets = torch.arange(len(item_ids), device=logits.device)
-    per_row = F.cross_entropy(logits, targets, reduction="none")
-    return (weights * per_row).sum() / weights.sum()
+    per_row = F.cross_entropy(logits, positions, reduction="none")
+    return (weights[rows] * per_row).sum() / weights.sum()

@@ -26,6 +26,7 @@ from coldrec.data.prepare import validation_view
 from coldrec.eval.protocol import CANDIDATE_MS, EvaluationPlan
 from coldrec.retrieval.index import IndexConfig, build_index, search
 from coldrec.retrieval.two_tower import TwoTower, TwoTowerConfig
+from coldrec.training import distributed
 from coldrec.training.runs import RunConfig, run_record, seed_everything, write_run
 
 __all__ = ["RetrieveConfig", "retrieve", "run_retrieval"]
@@ -67,6 +68,8 @@ def run_retrieval(config: RetrieveConfig, dataset_path: Path, out: Path) -> dict
     start = time.perf_counter()
     model = TwoTower(config.model).fit(dataset, generator=config.generator())
     fitted = time.perf_counter()
+    if not distributed.is_main():  # data-parallel: the other processes only train
+        return {}
     plan = EvaluationPlan.of(dataset)
     candidates = retrieve(plan.users, model.user_vectors, model.item_vectors, plan.history, config)
     retrieved = time.perf_counter()

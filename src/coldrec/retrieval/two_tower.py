@@ -35,6 +35,7 @@ from coldrec.encode.vectors import load_vectors, save_vectors
 from coldrec.errors import ConfigError
 from coldrec.eval.protocol import selection_score
 from coldrec.retrieval.losses import in_batch_softmax_loss
+from coldrec.training.distributed import data_parallel, shard, sum_over_ranks, world_size
 from coldrec.training.loop import TrainedConfig, TrainingConfig
 from coldrec.training.model import TrainedModel
 from coldrec.training.saving import Saved
@@ -91,6 +92,16 @@ class TwoTowerNet(nn.Module):
     @property
     def temperature(self) -> torch.Tensor:
         return self.log_temperature.exp().clamp(0.01, 1.0)
+
+    def forward(
+        self,
+        user_ids: torch.Tensor,
+        user_content: torch.Tensor,
+        item_ids: torch.Tensor,
+        item_content: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item vectors of a training batch (one call: what DDP wraps)."""
+        return self.users(user_ids, user_content), self.items(item_ids, item_content)
 
     def users(
         self, ids: torch.Tensor, content: torch.Tensor, id_mask: torch.Tensor | None = None
@@ -192,26 +203,31 @@ class _Trainer:
             self.net.parameters(), lr=options.lr, weight_decay=options.weight_decay, fused=True
         )
         self.log_q = self.setup.item_log_share() if model.config.logq_correction else None
+        self.forward = data_parallel(self.net)
 
     def train_epoch(self, epoch: int) -> float:
         setup, net = self.setup, self.net
         order = torch.randperm(len(setup.users), generator=self.generator)
         total = 0.0
         for batch in order.split(self.batch_size):
-            u, i = setup.users[batch], setup.items[batch]
-            loss = in_batch_softmax_loss(
-                net.users(u, setup.user_content[u]),
-                net.items(i, setup.item_content[i]),
+            # data-parallel: this process's users against every item of the batch
+            mine = shard(len(batch))
+            u, i = setup.users[batch[mine]], setup.items[batch]
+            users, items = self.forward(u, setup.user_content[u], i, setup.item_content[i])
+            loss = world_size() * in_batch_softmax_loss(
+                users,
+                items,
                 i,
                 setup.weights[batch],
                 net.temperature,
                 self.log_q[i] if self.log_q is not None else None,
+                rows=mine,
             )
             self.optimiser.zero_grad()
             loss.backward()
             self.optimiser.step()
             total += loss.item() * len(batch)
-        return total / len(setup.users)
+        return sum_over_ranks(total) / world_size() / len(setup.users)
 
     def validation_score(self) -> float:
         self.model.export()

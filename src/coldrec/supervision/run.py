@@ -202,18 +202,23 @@ def _label_pass(
     log.unlink(missing_ok=True)
     done: dict[int, Labelled] = {}
     setup_s = time.perf_counter() - start
-    with _engine(config, log) as engine, progress_bar() as bar:
+    with (
+        _engine(config, log) as engine,
+        progress_bar() as bar,
+        atomic_write(out / "trace.jsonl") as trace_path,
+    ):
         name = f"supervise ({config.stages.method}, {config.engine})"
         task = bar.add_task(name, total=len(users))
-        for chunk in engine.chunks(catalogue, users):
-            done.update((d.user, d) for d in chunk)
-            _stop_if_a_stage_got_nothing(engine.calls)
-            bar.advance(task, len(chunk))
+        with trace_path.open("w", encoding="utf-8") as trace:
+            for chunk in engine.chunks(catalogue, users):
+                done.update((d.user, d) for d in chunk)
+                trace.writelines(_line(d.trace) for d in chunk)
+                trace.flush()
+                _stop_if_a_stage_got_nothing(engine.calls)
+                bar.advance(task, len(chunk))
         totals, backend = engine.calls.totals(), engine.backend
-    done = dict(sorted(done.items()))  # the engines finish chunks in any order
-    with atomic_write(out / "trace.jsonl") as trace_path:
-        trace_path.write_text("".join(json.dumps(d.trace, ensure_ascii=False) + "\n"
-                                      for d in done.values()), encoding="utf-8")  # fmt: skip
+        done = dict(sorted(done.items()))  # the engines finish chunks in any order
+        trace_path.write_text("".join(_line(d.trace) for d in done.values()), encoding="utf-8")
     rankings: dict[int, list] = {user: d.final for user, d in done.items()}
     edges, triplets = labels_from_rankings(rankings, config.labels)
     write_labels(out, edges, triplets)
@@ -338,6 +343,10 @@ def _catalogue(
     tree.save(out / "taxonomy.json")
     content = TextEncoder(config.encoder).encode(dataset.item_text)
     return Catalogue(dataset, tree, candidates, tw_users, tw_items, content, config.stages)
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def _trace_line(run: UserRun, catalogue: Catalogue) -> dict[str, Any]:

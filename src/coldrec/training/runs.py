@@ -32,6 +32,7 @@ from coldrec._util.io import json_hash, write_json_atomic
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.eval.protocol import CANDIDATE_MS, KS, ColdUsers, Scorer, evaluate
+from coldrec.training.distributed import world_size
 from coldrec.training.model import Trainable
 
 __all__ = ["RunConfig", "config_hash", "json_safe", "run_record", "seed_everything", "write_run"]
@@ -115,7 +116,8 @@ def run_record(
     **timings: float,
 ) -> dict[str, Any]:
     """The metrics file's content: method, seed, hashes, inputs, the metrics, the
-    training summary of a trained model, and the timings (seconds, rounded)."""
+    training summary of a trained model (and how many processes trained it), and the
+    timings (seconds, rounded)."""
     record = {
         "method": config.method,
         "seed": config.seed,
@@ -126,6 +128,7 @@ def run_record(
     }
     if isinstance(model, Trainable):
         record["training"] = model.training_log.summary()
+        record["training_processes"] = world_size()
     record["timings"] = {name: round(seconds, 3) for name, seconds in timings.items()}
     return record
 
