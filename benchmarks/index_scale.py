@@ -114,9 +114,10 @@ def main() -> None:
                  "bytes": len(faiss.serialize_index(exact_index))},
     }  # fmt: skip
     del exact_index
-    figures["indexes"] = {name: measure(name, config, items, queries, exact)
-                          for name, config in CONFIGS.items()}  # fmt: skip
-    write_results("index_scale", figures, markdown(figures))
+    figures["indexes"] = {}
+    for name, config in CONFIGS.items():  # the figures so far written after each index
+        figures["indexes"][name] = measure(name, config, items, queries, exact)
+        write_results("index_scale", figures, markdown(figures))
 
 
 def markdown(figures: dict[str, Any]) -> str:
