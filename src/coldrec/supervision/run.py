@@ -28,7 +28,9 @@ interactions (the labels' own filter). ``users`` picks among them: ``all``; ``sa
 (``n_users`` drawn with ``seed``); ``cold`` (users whose candidates hold a cold item);
 ``n_users`` also caps ``all`` and ``cold`` (the first ones by user id). The run is
 resumable through the LLM answer cache: a rerun after a kill asks only the missing
-questions.
+questions. ``engine``: ``local`` labels the users here, a chunk at a time; ``ray`` runs
+the same chunks as a Ray Data job over one or more LLM endpoints
+(:mod:`coldrec.supervision.on_ray`); both write their outputs in user order.
 """
 
 from __future__ import annotations
