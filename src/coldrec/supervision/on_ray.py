@@ -22,7 +22,6 @@ choice: a rerun then asks again what another node answered.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -38,8 +37,6 @@ if TYPE_CHECKING:
     from coldrec.supervision.run import Labelled, RayConfig
 
 __all__ = ["RayEngine"]
-
-logger = logging.getLogger(__name__)
 
 
 def _with_endpoint(config: LLMConfig, endpoint: str | None) -> LLMConfig:
@@ -77,13 +74,11 @@ class _Labeller:
         self.stages = stages_for(self.catalogue)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from coldrec.supervision.run import label_chunk
+        from coldrec.supervision.run import backend_of, label_chunk
 
         start = len(self.llm.calls.records)
         done = label_chunk(self.catalogue, self.stages, self.llm, batch["user"].tolist())
-        calls = {"records": self.llm.calls.records[start:],
-                 "backend": {"identity": self.llm.backend.identity,
-                             "generates_text": self.llm.backend.generates_text}}  # fmt: skip
+        calls = {"records": self.llm.calls.records[start:], "backend": backend_of(self.llm)}
         return {
             "user": np.array([d.user for d in done], dtype=np.int64),
             "final": np.array([json.dumps([asdict(p) for p in d.final]) for d in done], object),
@@ -107,11 +102,12 @@ class RayEngine:
         self._started = False
 
     def __enter__(self) -> RayEngine:
+        from coldrec.supervision.run import backend_of
+
         for endpoint in self.config.endpoints:  # fail fast, before Ray starts
             with LLM(_with_endpoint(self.llm, endpoint)) as llm:
                 llm.preflight()
-                self.backend = {"identity": llm.backend.identity,
-                                "generates_text": llm.backend.generates_text}  # fmt: skip
+                self.backend = backend_of(llm)
         if not ray.is_initialized():
             ray.init(address=self.config.address or "local", include_dashboard=False,
                      log_to_driver=False, configure_logging=False)  # fmt: skip

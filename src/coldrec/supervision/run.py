@@ -255,6 +255,11 @@ def label_chunk(
     return [Labelled(run.user, run.final, _trace_line(run, catalogue)) for run in runs]
 
 
+def backend_of(llm: LLM) -> dict[str, Any]:
+    """The backend as ``summary.json`` names it: identity and whether it writes text."""
+    return {"identity": llm.backend.identity, "generates_text": llm.backend.generates_text}
+
+
 class LocalEngine:
     """Labels users in this process, ``chunk_size`` at a time, with one :class:`LLM`."""
 
@@ -262,8 +267,7 @@ class LocalEngine:
         self.llm = LLM(llm, log=log)
         self.chunk_size = chunk_size
         self.calls = self.llm.calls
-        self.backend = {"identity": self.llm.backend.identity,
-                        "generates_text": self.llm.backend.generates_text}  # fmt: skip
+        self.backend = backend_of(self.llm)
 
     def __enter__(self) -> LocalEngine:
         try:
