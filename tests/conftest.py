@@ -55,6 +55,25 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def second_server(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second replica beside :func:`llama_server` (the Ray engines' tests)."""
+    from coldrec.llm.server import local_server
+
+    with local_server(log=tmp_path_factory.mktemp("server2") / "server.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def ray_runtime() -> Iterator[None]:
+    """One local Ray runtime for the in-process Ray tests (each run joins it instead of
+    starting its own)."""
+    ray = pytest.importorskip("ray", reason="needs Ray (installed by make test)")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def served_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished E0-like run (no labels) of the tiny synthetic experiment, its retriever
     trained enough for its content projection to mean something (the serve tests'), its

@@ -130,12 +130,12 @@ def knowing_run(dataset: Dataset, tmp_path: Path, config: JudgeConfig) -> tuple[
     dataset.save(data_dir)
     out = tmp_path / "knowing"
     backend = Knowing(held_out)
-    original = judge_module.LLM
-    judge_module.LLM = lambda config, log=None: LLM(config, log, backend=backend)  # type: ignore[assignment,misc]
+    original = judge_module.open_llm
+    judge_module.open_llm = lambda job, log=None: LLM(job.llm, log, backend=backend)  # type: ignore[assignment,misc]
     try:
         run_judge(config, data_dir, out)
     finally:
-        judge_module.LLM = original  # type: ignore[misc]
+        judge_module.open_llm = original  # type: ignore[misc]
     return out, backend
 
 

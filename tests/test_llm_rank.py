@@ -37,6 +37,7 @@ from coldrec.experiment.llm_rank import (
 from coldrec.experiment.run import run_experiment
 from coldrec.llm.base import Backend, Generation, Request
 from coldrec.llm.client import LLM, LLMConfig
+from coldrec.llm.engines import LLMJobConfig
 from coldrec.supervision.llm_rank import borda, complete_ranking, ranking_request
 from coldrec.supervision.rerank import LLMReranked, RerankConfig, fused_scores
 from tests.test_experiment import TINY
@@ -203,7 +204,7 @@ def test_llm_rank_compares_the_llm_order_with_the_runs(served_run: Path, tmp_pat
     dataset = Dataset.load(served_run / "data")
     config = LLMRankConfig(users=25, top_c=20, ks=(10,), llm={"cache": False})
     backend = Recording()
-    with patch("coldrec.experiment.llm_rank.LLM", recording_llm(backend)):
+    with patch("coldrec.experiment.llm_rank.open_llm", recording_llm(backend)):
         summary = run_llm_rank(config, served_run / "data", served_run / "rank" / "seed0",
                                tmp_path / "llm_rank")  # fmt: skip
     rankings = pd.read_parquet(tmp_path / "llm_rank" / "rankings.parquet")
@@ -286,10 +287,11 @@ class Rows:
 
 
 def recording_llm(backend: Backend) -> Any:
-    """A stand-in for the LLM class that answers with ``backend``."""
+    """A stand-in for :func:`~coldrec.llm.engines.open_llm` whose LLM answers with
+    ``backend``."""
 
-    def made(config: LLMConfig, log: Path | None = None) -> LLM:
-        return LLM(config, log=log, backend=backend)
+    def made(job: LLMJobConfig, log: Path | None = None) -> LLM:
+        return LLM(job.llm, log=log, backend=backend)
 
     return made
 

@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ def test_endpoints_need_an_openai_backend() -> None:
         validate(SuperviseConfig, {"engine": "ray", "ray": {"endpoints": ["http://x/v1"]}})
 
 
+@pytest.mark.usefixtures("ray_runtime")
 def test_ray_labels_equal_the_local_engine_and_failed_requests_fall_back(
     retrieved: Path,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
@@ -99,14 +99,6 @@ def demo_retrieved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     })  # fmt: skip
     run_retrieval(config, root / "ds", root / "tw")
     return root
-
-
-@pytest.fixture(scope="module")
-def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from coldrec.llm.server import local_server
-
-    with local_server(log=tmp_path_factory.mktemp("server2") / "server.log") as base:
-        yield base
 
 
 def cached_answers(cache: Path) -> int:

@@ -219,6 +219,9 @@ def evaluate_command(
 
 
 NPROC_HELP = "Train data-parallel in this many processes (torchrun; gloo on CPUs)."
+ENGINE_HELP = "Where the LLM calls run: local (default) or ray."
+ADDRESS_HELP = "ray: 'auto' joins the running cluster; default a local runtime."
+ENDPOINT_HELP = "ray: an OpenAI-compatible base URL, one actor each (repeatable)."
 
 
 @app.command("retrieve")
@@ -319,13 +322,9 @@ def supervise_command(
     taxonomy: Path | None = typer.Option(
         None, "--taxonomy", help="A taxonomy.json to use instead of building one."
     ),
-    engine: str | None = typer.Option(None, "--engine", help="local (default) or ray."),
-    address: str | None = typer.Option(
-        None, "--address", help="ray: 'auto' joins the running cluster; default a local runtime."
-    ),
-    endpoints: list[str] = typer.Option(
-        [], "--endpoint", help="ray: an OpenAI-compatible base URL, one actor each (repeatable)."
-    ),
+    engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
+    endpoints: list[str] = typer.Option([], "--endpoint", help=ENDPOINT_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML with the run's settings."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override any setting: --set stages.subcategories=4."
@@ -333,15 +332,13 @@ def supervise_command(
 ) -> None:
     """Run the LLM stages over the candidates and write pseudo edges and triplets."""
     chosen_backend = _chosen_backend(backend, base_url, model)
-    ray = {"address": address, "endpoints": endpoints or None}
     layers = _layers(
         config,
         overrides,
         llm={"backend": chosen_backend} if chosen_backend else None,
         stages={"method": method} if method else None,
         n_users=users,
-        engine=engine,
-        ray={key: value for key, value in ray.items() if value} or None,
+        **_engine_flags(engine, address, endpoints),
     )
     settings = validate(SuperviseConfig, layers)
     summary = run_supervision(settings, dataset, candidates, out, taxonomy)
@@ -360,13 +357,16 @@ def tag_command(
     vocabulary: Path | None = typer.Option(
         None, "--vocabulary", help="A vocabulary.json to tag with instead of proposing one."
     ),
+    engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
+    endpoints: list[str] = typer.Option([], "--endpoint", help=ENDPOINT_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override: --set max_tags=3."),
 ) -> None:
     """Propose an attribute-tag vocabulary with the LLM and tag the items from it (STARS)."""
     chosen_backend = _chosen_backend(backend, base_url, model)
     layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
-                     items=items)  # fmt: skip
+                     items=items, **_engine_flags(engine, address, endpoints))  # fmt: skip
     summary = run_tagging(validate(TagConfig, layers), dataset, out, vocabulary)
     _print_tagging(summary)
 
@@ -380,6 +380,9 @@ def augment_command(
     base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     users: int | None = typer.Option(None, "--users", help="Augment a sample of sparse users."),
+    engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
+    endpoints: list[str] = typer.Option([], "--endpoint", help=ENDPOINT_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override: --set candidates=256."),
 ) -> None:
@@ -387,7 +390,7 @@ def augment_command(
     (LAGCL4Rec's data level)."""
     chosen_backend = _chosen_backend(backend, base_url, model)
     layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
-                     users=users)  # fmt: skip
+                     users=users, **_engine_flags(engine, address, endpoints))  # fmt: skip
     summary = run_augmentation(validate(AugmentConfig, layers), dataset, out)
     backend_note = summary["backend"]
     console.print(f"augment ({backend_note['identity']}, {backend_note['note']}): "
@@ -409,6 +412,9 @@ def judge_command(
     against: Path | None = typer.Option(
         None, "--against", help="Another judge's run over the same pairs: κ and confusion."
     ),
+    engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
+    endpoints: list[str] = typer.Option([], "--endpoint", help=ENDPOINT_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override: --set repeats=3."),
 ) -> None:
@@ -416,7 +422,7 @@ def judge_command(
     measure the judge against the held-out interactions (and another judge)."""
     chosen_backend = _chosen_backend(backend, base_url, model)
     layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
-                     users=users)  # fmt: skip
+                     users=users, **_engine_flags(engine, address, endpoints))  # fmt: skip
     summary = run_judge(validate(JudgeConfig, layers), dataset, out, against)
     note = summary["backend"]
     console.print(f"judge ({note['identity']}, {note['note']}): {summary['users']:,} users, "
@@ -439,6 +445,9 @@ def llm_rank_command(
     base_url: str | None = typer.Option(None, "--base-url", help="openai: the server's URL."),
     model: str | None = typer.Option(None, "--model", help="openai: the model name."),
     users: int | None = typer.Option(None, "--users", help="Test users ranked (default 200)."),
+    engine: str | None = typer.Option(None, "--engine", help=ENGINE_HELP),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
+    endpoints: list[str] = typer.Option([], "--endpoint", help=ENDPOINT_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML with the settings."),
     overrides: list[str] = typer.Option([], "--set", help="Override: --set bootstrap=3."),
 ) -> None:
@@ -446,7 +455,7 @@ def llm_rank_command(
     run's order, their fusion (α chosen on validation) and a random order."""
     chosen_backend = _chosen_backend(backend, base_url, model)
     layers = _layers(config, overrides, llm={"backend": chosen_backend} if chosen_backend else None,
-                     users=users)  # fmt: skip
+                     users=users, **_engine_flags(engine, address, endpoints))  # fmt: skip
     summary = run_llm_rank(validate(LLMRankConfig, layers), dataset, run, out)
     note, k = summary["backend"], f"ndcg@{summary['ks'][0]}"
     table = Table(title=f"llm-rank ({note['identity']}, {note['note']}): "
@@ -595,6 +604,12 @@ def _chosen_backend(backend: Any, base_url: str | None, model: str | None) -> di
     """The LLM backend settings given as flags (empty: none given)."""
     chosen = {"kind": backend.value if backend else None, "base_url": base_url, "model": model}
     return {key: value for key, value in chosen.items() if value}
+
+
+def _engine_flags(engine: str | None, address: str | None, endpoints: list[str]) -> dict[str, Any]:
+    """``engine`` and ``ray`` settings given as flags (none when no flag is given)."""
+    ray = {key: value for key, value in (("address", address), ("endpoints", endpoints)) if value}
+    return {"engine": engine, "ray": ray or None}
 
 
 def _print_tagging(summary: dict[str, Any]) -> None:

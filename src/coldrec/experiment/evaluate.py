@@ -32,7 +32,7 @@ from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
 from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
-from coldrec.llm.client import LLM
+from coldrec.llm.engines import open_llm
 from coldrec.rank.bert4rec import BERT4RecConfig
 from coldrec.rank.gru4rec import GRU4RecConfig
 from coldrec.rank.sasrec import SASRecConfig
@@ -150,7 +150,7 @@ def _reranked(
                           "early_stopping")  # fmt: skip
     view = validation_view(dataset, model.config.valid_share)
     out.mkdir(parents=True, exist_ok=True)
-    with LLM(rerank.llm, log=out / "rerank_calls.jsonl") as llm:
+    with open_llm(rerank, log=out / "rerank_calls.jsonl") as llm:
         if llm.backend.generates_text:
             llm.preflight()
         alpha, curve = choose_alpha(validation, view, rerank, llm)

@@ -44,6 +44,7 @@ from coldrec.errors import ConfigError
 from coldrec.eval.metrics import mean_metrics
 from coldrec.eval.protocol import EvaluationPlan
 from coldrec.llm.client import LLM
+from coldrec.llm.engines import open_llm
 from coldrec.supervision.rerank import (
     CandidateRelevance,
     RerankConfig,
@@ -118,7 +119,7 @@ def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path
     view = validation_view(dataset, share)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", config.model_dump(mode="json"))
-    with LLM(config.llm, log=out / "calls.jsonl") as llm:
+    with open_llm(config, log=out / "calls.jsonl") as llm:
         if llm.backend.generates_text:
             llm.preflight()
         valid = _Ranked(view, valid_ranked, config, llm)

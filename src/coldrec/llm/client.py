@@ -49,7 +49,7 @@ from coldrec.llm.base import (
 from coldrec.llm.cache import AnswerCache
 from coldrec.llm.parse import extract_json
 
-__all__ = ["LLM", "CallLog", "LLMConfig"]
+__all__ = ["LLM", "CallLog", "LLMConfig", "backend_of"]
 
 _JSON_AGAIN = "That answer was not valid JSON. Answer again with the JSON object only."
 
@@ -228,6 +228,11 @@ class LLM:
             "error": completion.error,
             "answered": completion.answered,
         })  # fmt: skip
+
+
+def backend_of(llm: LLM) -> dict[str, Any]:
+    """The backend as run summaries name it: identity and whether it writes text."""
+    return {"identity": llm.backend.identity, "generates_text": llm.backend.generates_text}
 
 
 class CallLog:

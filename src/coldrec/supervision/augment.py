@@ -29,14 +29,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coldrec._util.io import atomic_write, write_json_atomic
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.errors import DataError
 from coldrec.llm.base import Request
-from coldrec.llm.client import LLM, LLMConfig
+from coldrec.llm.client import LLM
+from coldrec.llm.engines import LLMJobConfig, open_llm
 
 __all__ = ["AugmentConfig", "read_augmentation", "run_augmentation"]
 
@@ -47,12 +48,11 @@ _SCORE = ("You judge how much a shopper would like each product, from 0 (not at 
           "(certainly), one score per product, in order.")  # fmt: skip
 
 
-class AugmentConfig(BaseModel):
-    """What ``coldrec augment`` runs."""
+class AugmentConfig(LLMJobConfig):
+    """What ``coldrec augment`` runs (``llm``, ``engine`` and ``ray``:
+    :class:`~coldrec.llm.engines.LLMJobConfig`; on Ray the LLM's batches are answered by
+    actors over ``ray.endpoints``, with the same cache and the same outputs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    llm: LLMConfig = Field(default_factory=LLMConfig)
     sparse_below: int = Field(30, gt=0)
     """Users with fewer training interactions than this are augmented."""
     users: int | None = Field(None, gt=0)
@@ -82,7 +82,7 @@ def run_augmentation(config: AugmentConfig, dataset_path: Path, out: Path) -> di
     rng = np.random.default_rng(config.seed)
     trained = np.flatnonzero(np.bincount(np.concatenate(history), minlength=dataset.n_items))
     drawn = [_candidates(rng, trained, history[u], config.candidates) for u in users]
-    with LLM(config.llm, log=out / "calls.jsonl") as llm:
+    with open_llm(config, log=out / "calls.jsonl") as llm:
         no_llm = not llm.backend.generates_text
         if no_llm:
             profiles = [""] * len(users)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.stats import rankdata
 
 from coldrec._util.io import atomic_write, write_json_atomic
@@ -44,7 +44,8 @@ from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.errors import DataError
 from coldrec.llm.base import Request
-from coldrec.llm.client import LLM, LLMConfig
+from coldrec.llm.client import LLM
+from coldrec.llm.engines import LLMJobConfig, open_llm
 from coldrec.llm.schemas import array_answer_tokens
 from coldrec.supervision.llm_rank import Faults, borda, complete_ranking, ranking_request
 
@@ -59,12 +60,10 @@ _PAIRWISE = ("You judge which of two products a shopper would rather buy next, f
              "purchase history.")  # fmt: skip
 
 
-class JudgeConfig(BaseModel):
-    """What ``coldrec judge`` asks and of whom."""
+class JudgeConfig(LLMJobConfig):
+    """What ``coldrec judge`` asks and of whom (``llm``, ``engine`` and ``ray``:
+    :class:`~coldrec.llm.engines.LLMJobConfig`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    llm: LLMConfig = Field(default_factory=LLMConfig)
     users: int = Field(200, gt=0)
     """Test users judged (a seeded sample of those with a history)."""
     positives: int = Field(5, gt=0)
@@ -92,7 +91,7 @@ def run_judge(
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", config.model_dump(mode="json"))
     judged = judged_pairs(dataset, config)
-    with LLM(config.llm, log=out / "calls.jsonl") as llm:
+    with open_llm(config, log=out / "calls.jsonl") as llm:
         judge = _Judge(config, dataset, judged, llm)
         if llm.backend.generates_text:
             llm.preflight()

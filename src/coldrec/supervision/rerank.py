@@ -24,13 +24,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.encode import TextEncoder, TextEncoderConfig, user_content_vectors
 from coldrec.eval.protocol import Scorer, Selection, evaluate
 from coldrec.llm.base import Request
-from coldrec.llm.client import LLM, LLMConfig
+from coldrec.llm.client import LLM
+from coldrec.llm.engines import LLMJobConfig
 from coldrec.llm.schemas import array_answer_tokens
 from coldrec.supervision.llm_rank import (
     Faults,
@@ -54,12 +55,10 @@ _RANK = ("You judge how relevant each candidate product is to a shopper, from th
          "candidate, in order.")  # fmt: skip
 
 
-class RerankConfig(BaseModel):
-    """The LLM re-ranking of a model's top candidates."""
+class RerankConfig(LLMJobConfig):
+    """The LLM re-ranking of a model's top candidates (``llm``, ``engine`` and ``ray``:
+    :class:`~coldrec.llm.engines.LLMJobConfig`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    llm: LLMConfig = Field(default_factory=LLMConfig)
     top_c: int = Field(20, gt=1)
     """Candidates per user the LLM re-ranks."""
     history_items: int = Field(50, gt=0)

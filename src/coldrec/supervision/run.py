@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from coldrec._util.io import atomic_write, read_json, write_json_atomic
 from coldrec._util.progress import progress_bar
@@ -56,6 +56,8 @@ from coldrec.data.taxonomy import Taxonomy, TaxonomyConfig, build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig, load_vectors
 from coldrec.errors import ConfigError, DataError, LLMError, brief
 from coldrec.llm import LLM, CallLog, LLMConfig
+from coldrec.llm.client import backend_of
+from coldrec.llm.engines import LLMJobConfig, require_ray
 from coldrec.retrieval.retrieve import RetrieveConfig
 from coldrec.supervision.catalogue import Catalogue, Pick, StagesConfig, UserRun
 from coldrec.supervision.labels import LabelRules, labels_from_rankings, write_labels
@@ -65,34 +67,15 @@ from coldrec.supervision.stages import Stage, keywords_in, run_stages, stages_fo
 if TYPE_CHECKING:
     from coldrec.supervision.on_ray import RayEngine
 
-__all__ = ["RayConfig", "SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
+__all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
 
 logger = logging.getLogger(__name__)
 
 
-class RayConfig(BaseModel):
-    """Where and how wide the Ray engine runs."""
+class SuperviseConfig(LLMJobConfig):
+    """What ``coldrec supervise`` runs (``llm``, ``engine`` and ``ray``:
+    :class:`~coldrec.llm.engines.LLMJobConfig`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    address: str | None = None
-    """``None``: start a local Ray runtime for the run (stopped after it); ``auto``: join
-    the running cluster this machine belongs to; ``ray://host:port``: a remote one."""
-    endpoints: tuple[str, ...] = ()
-    """Base URLs of OpenAI-compatible servers (``llm.backend.kind: openai``), one actor
-    each; empty: ``actors`` actors, each with ``llm.backend`` as configured."""
-    actors: int = Field(1, gt=0)
-    """Actors when no endpoints are given."""
-    cpus_per_actor: float = Field(0.25, gt=0)
-    """Ray CPUs an actor reserves: an actor mostly waits on its server."""
-
-
-class SuperviseConfig(BaseModel):
-    """What ``coldrec supervise`` runs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    llm: LLMConfig = Field(default_factory=LLMConfig)
     stages: StagesConfig = Field(default_factory=StagesConfig)
     taxonomy: TaxonomyConfig = Field(default_factory=TaxonomyConfig)
     """How the taxonomy is built (on the retriever's item vectors), unless one is given."""
@@ -108,21 +91,9 @@ class SuperviseConfig(BaseModel):
     max_fallback_rate: float = Field(0.2, ge=0, le=1)
     """A stage that falls back for more of its requests than this is warned about (log,
     ``summary.json``, the experiment report's first lines)."""
-    engine: Literal["local", "ray"] = "local"
-    """``local``: this process; ``ray``: a Ray Data job over the users
-    (:mod:`coldrec.supervision.on_ray`), the same labels for the same answers."""
-    ray: RayConfig = Field(default_factory=RayConfig)
-    """Where the ``ray`` engine runs and on which LLM endpoints."""
     validation_view: bool = True
     """Also label the retrieve run's validation view, from its history only (``valid/``,
     for the ranker trained there); needs a retrieve run with early stopping."""
-
-    @model_validator(mode="after")
-    def _endpoints_speak_openai(self) -> SuperviseConfig:
-        if self.ray.endpoints and self.llm.backend.kind != "openai":
-            raise ValueError(f"ray.endpoints are OpenAI-compatible servers: they need "
-                             f"llm.backend.kind=openai, not {self.llm.backend.kind}")  # fmt: skip
-        return self
 
 
 def eligible_users(config: SuperviseConfig, dataset: Dataset, candidates: Candidates) -> np.ndarray:
@@ -255,11 +226,6 @@ def label_chunk(
     return [Labelled(run.user, run.final, _trace_line(run, catalogue)) for run in runs]
 
 
-def backend_of(llm: LLM) -> dict[str, Any]:
-    """The backend as ``summary.json`` names it: identity and whether it writes text."""
-    return {"identity": llm.backend.identity, "generates_text": llm.backend.generates_text}
-
-
 class LocalEngine:
     """Labels users in this process, ``chunk_size`` at a time, with one :class:`LLM`."""
 
@@ -291,10 +257,9 @@ class LocalEngine:
 def _engine(config: SuperviseConfig, log: Path) -> LocalEngine | RayEngine:
     if config.engine == "local":
         return LocalEngine(config.llm, config.chunk_size, log)
-    try:
-        from coldrec.supervision.on_ray import RayEngine
-    except ImportError as error:
-        raise ConfigError(f"engine=ray needs Ray ({error}): pip install 'coldrec[ray]'") from None
+    require_ray()
+    from coldrec.supervision.on_ray import RayEngine
+
     return RayEngine(config.ray, config.llm, config.chunk_size, log)
 
 

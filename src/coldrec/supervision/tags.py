@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coldrec._util.io import atomic_write, read_json, write_json_atomic
 from coldrec.data.dataset import Dataset
@@ -37,7 +37,8 @@ from coldrec.data.taxonomy import TaxonomyConfig, item_levels
 from coldrec.encode import TextEncoder, TextEncoderConfig
 from coldrec.errors import DataError
 from coldrec.llm.base import Request
-from coldrec.llm.client import LLM, LLMConfig
+from coldrec.llm.client import LLM
+from coldrec.llm.engines import LLMJobConfig, open_llm
 from coldrec.llm.schemas import choice_schema, grammar_safe
 
 __all__ = ["TagConfig", "normalise_tag", "read_tags", "run_tagging", "tag_agreement", "tag_matrix"]
@@ -51,12 +52,11 @@ _TAG = "You tag a product with the attribute tags that truly apply to it, from t
 _PLURAL = re.compile(r"(?<![sui])s$")
 
 
-class TagConfig(BaseModel):
-    """What ``coldrec tag`` runs."""
+class TagConfig(LLMJobConfig):
+    """What ``coldrec tag`` runs (``llm``, ``engine`` and ``ray``:
+    :class:`~coldrec.llm.engines.LLMJobConfig`; on Ray the LLM's batches are answered by
+    actors over ``ray.endpoints``, with the same cache and the same outputs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    llm: LLMConfig = Field(default_factory=LLMConfig)
     vocabulary_size: int = Field(128, gt=0)
     titles_per_category: int = Field(30, gt=0)
     """Titles shown per category when proposing tags."""
@@ -98,7 +98,7 @@ def run_tagging(
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", config.model_dump(mode="json"))
     encoder = TextEncoder(config.encoder)
-    with LLM(config.llm, log=out / "calls.jsonl") as llm:
+    with open_llm(config, log=out / "calls.jsonl") as llm:
         no_llm = not llm.backend.generates_text
         if not no_llm:
             llm.preflight()
