@@ -10,7 +10,8 @@ real-pair rate.
 ``embedding`` stand-in (no LLM). ``--smollm2 N`` also runs ``coldrec augment`` with the
 local SmolLM2 over a seeded sample of N sparse users (``--candidates`` items each) and,
 for comparison, the stand-in over the same users: their real-pair rates and the LLM's
-cost go in the report (that augmentation is measured, not trained on).
+cost go in the report (that augmentation is measured, not trained on). ``--report`` only
+rewrites the report from the kept figures and the run folder's samples.
 
 Each finished run's metrics are kept in ``benchmarks/results/lagcl_<data>[_random]/``
 (committed). Writes ``benchmarks/results/lagcl_<data>[_random].{md,json}``. Run from the
@@ -44,26 +45,30 @@ def main() -> None:
                         help="also augment N sampled sparse users with SmolLM2")  # fmt: skip
     parser.add_argument("--candidates", type=int, default=256,
                         help="items SmolLM2 scores per sampled user")  # fmt: skip
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the report")  # fmt: skip
     args = parser.parse_args()
     name = f"lagcl_{args.data}" + ("" if args.split == "global" else f"_{args.split}")
     out = Path("runs") / name
     config = Path("configs") / args.data / f"lagcl_{args.data}.yaml"
-    command = ["run", str(config), "--out", str(out), *SPLITS[args.split]]
-    run_coldrec(command)
-    keep(ROOT / out, RESULTS / name)
-    commands = [command]
+    commands = [["run", str(config), "--out", str(out), *SPLITS[args.split]]]
     if args.smollm2:
-        for backend in ("llamacpp", "embedding"):
-            commands.append(sample_command(out, backend, args.smollm2, args.candidates))
-            run_coldrec(commands[-1])
+        commands += [sample_command(out, backend, args.smollm2, args.candidates)
+                     for backend in ("llamacpp", "embedding")]  # fmt: skip
+    if not args.report:
+        run_coldrec(commands[0])
+        keep(ROOT / out, RESULTS / name)
+        for command in commands[1:]:
+            run_coldrec(command)
     report(name, ROOT / out, commands)
 
 
 def sample_command(out: Path, backend: str, users: int, candidates: int) -> list[str]:
     """``coldrec augment`` of a seeded sample of sparse users (the same users for each
     backend: the sample is drawn from the seed before any backend is asked)."""
+    one_thread = ["--set", "llm.backend.n_threads=1"] if backend == "llamacpp" else []
     return ["augment", "--dataset", str(out / "data"), "--backend", backend, "--users",
-            str(users), "--set", f"candidates={candidates}", "--set", "llm.backend.n_threads=1",
+            str(users), "--set", f"candidates={candidates}", *one_thread,
             "--out", str(out / f"augment_sample_{backend}")]  # fmt: skip
 
 
@@ -98,7 +103,8 @@ def report(name: str, out: Path, commands: list[list[str]]) -> None:
     meta = json.loads((out / "data" / "meta.json").read_text())
     summaries = {backend: out / f"augment_sample_{backend}" / "summary.json"
                  for backend in ("llamacpp", "embedding")}  # fmt: skip
-    samples = {b: json.loads(p.read_text()) for b, p in summaries.items() if p.is_file()}
+    samples = {b: {**json.loads(p.read_text()), "answer_seconds": answer_seconds(p.parent)}
+               for b, p in summaries.items() if p.is_file()}  # fmt: skip
     markdown = f"""# LAGCL4Rec: {name} ({meta["prepare"]["split"]} split, full ranking)
 
 `{shlex.join(commands[0][1:2])}`; every LLM call of the ablation by the `embedding` stand-in
@@ -139,16 +145,29 @@ def sample_table(samples: dict[str, dict[str, Any]]) -> str:
     """SmolLM2's augmentation of the user sample beside the stand-in's on the same users."""
     if not samples:
         return ""
-    lines = ["", "Augmentation of the same sampled sparse users by each backend:", "",
-             "| backend | users | positives | real-pair rate | random | calls | seconds |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["", "Augmentation of the same sampled sparse users by each backend (tokens and "
+             "seconds: what the answers took when they were made, cached or not):", "",
+             "| backend | users | positives | real-pair rate | random | requests (failed) "
+             "| tokens in / out | seconds |", "|---|" + "---:|" * 7]  # fmt: skip
     for s in samples.values():
-        calls = sum(stage["calls"] for stage in s["llm"].values())
-        seconds = sum(stage["latency_s"] for stage in s["llm"].values())
-        lines.append(f"| {s['backend']} | {s['sparse_users']} | {s['positives']} | "
-                     f"{s['real_pair_rate']:.2%} | {s['random_real_pair_rate']:.2%} | "
-                     f"{calls:.0f} | {seconds:.0f} |")  # fmt: skip
+        stages = s["llm"].values()
+        requests, failed = (sum(stage[k] for stage in stages) for k in ("requests", "failures"))
+        tokens = [sum(stage[f"answer_{k}_tokens"] for stage in stages)
+                  for k in ("prompt", "completion")]  # fmt: skip
+        lines.append(f"| {s['backend']['identity']} ({s['backend']['note']}) | "
+                     f"{s['sparse_users']} | {s['positives']} | {s['real_pair_rate']:.2%} | "
+                     f"{s['random_real_pair_rate']:.2%} | {requests:.0f} ({failed:.0f}) | "
+                     f"{tokens[0]:,.0f} / {tokens[1]:,.0f} | "
+                     f"{s['answer_seconds']:,.0f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def answer_seconds(folder: Path) -> float:
+    """Seconds of the calls that reached the backend, over every run into ``folder``
+    (its ``calls.jsonl`` is appended to: a rerun's cached answers cost none)."""
+    log = folder / "calls.jsonl"
+    records = [json.loads(line) for line in log.open()] if log.is_file() else []
+    return sum(r["latency_s"] for r in records if r["kind"] == "call" and not r["cached"])
 
 
 def table_rows(
