@@ -175,9 +175,10 @@ def scored(dataset: Dataset, work: Path, out: Path) -> tuple[dict[str, Any], flo
 
 def run_seed(dataset: Dataset, converted: dict[str, int], seed: int, args: argparse.Namespace,
              name: str) -> None:  # fmt: skip
-    """The backbone and every model of one seed, each unless kept with the same settings."""
+    """The backbone and the chosen models of one seed, each unless kept with the same
+    settings."""
     work = WORK / f"coldrec_toolkit_{name}" / f"seed{seed}"
-    for model in (BACKBONE, *MODELS):
+    for model in (BACKBONE, *args.models):
         epochs = model_epochs(args, model)
         settings = {"data": dataset.data_hash(), "converted": converted,
                     "backbone_epochs": args.backbone_epochs, "epochs": epochs}  # fmt: skip
@@ -244,15 +245,17 @@ def prepared(args: argparse.Namespace) -> tuple[str, Path, list[str]]:
 def report(
     name: str, args: argparse.Namespace, figures: dict[str, Any], commands: list[str]
 ) -> None:
-    """Write ``coldstart_toolkit_<name>.{md,json}`` from the kept runs of ``args.seeds``."""
+    """Write ``coldstart_toolkit_<name>.{md,json}`` from the kept runs of ``args.seeds``
+    (those that exist: a model not yet run is left out)."""
     kept = RESULTS / f"coldstart_toolkit_{name}"
-    records = [json.loads((kept / f"{model}-seed{seed}.json").read_text())
-               for model in (BACKBONE, *MODELS) for seed in args.seeds]  # fmt: skip
+    paths = [kept / f"{model}-seed{seed}.json" for model in (BACKBONE, *MODELS)
+             for seed in args.seeds]  # fmt: skip
+    records = [json.loads(path.read_text()) for path in paths if path.is_file()]
     ours, theirs = tables(records)
     gap = max(abs(r["readback_recall@20"] - r["toolkit_metrics"]["all"]["recall@20"])
               for r in records)  # fmt: skip
     first, commands = WORK / f"coldrec_toolkit_{name}" / f"seed{args.seeds[0]}", [*commands]
-    for model in (BACKBONE, *MODELS):  # the first seed's runs (the others: another --seed)
+    for model in dict.fromkeys(r["model"] for r in records):  # the first seed's commands
         epochs = model_epochs(args, model)
         arguments = toolkit_arguments(name, model, args.seeds[0], epochs)
         commands.append(f"(in {first.relative_to(ROOT)}) {worker_command(first, model, arguments)}")
@@ -300,6 +303,8 @@ def main() -> None:
     parser.add_argument("--epochs-of", nargs="*", default=[], metavar="MODEL=N",
                         help="a model's own epochs, e.g. CLCRec=20 (at its defaults an epoch "
                              "costs ~100 times DropoutNet's)")  # fmt: skip
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="run only these (the report shows every model kept)")  # fmt: skip
     args = parser.parse_args()
     args.epochs_of = {m: int(n) for m, _, n in (item.partition("=") for item in args.epochs_of)}
     if unknown := set(args.epochs_of) - set(MODELS):
