@@ -24,6 +24,7 @@ from coldrec.llm import LLM
 from coldrec.llm.engines import open_llm
 from coldrec.supervision.augment import AugmentConfig, run_augmentation
 from coldrec.supervision.judge import JudgeConfig
+from coldrec.supervision.run import SuperviseConfig
 from coldrec.supervision.tags import TagConfig, run_tagging
 
 pytest.importorskip("ray", reason="needs Ray (installed by make test)")
@@ -49,7 +50,9 @@ def logged_calls(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("config", [TagConfig, AugmentConfig, JudgeConfig, LLMRankConfig])
+@pytest.mark.parametrize(
+    "config", [SuperviseConfig, TagConfig, AugmentConfig, JudgeConfig, LLMRankConfig]
+)
 def test_every_llm_job_takes_the_engine_settings(config: type, tmp_path: Path) -> None:
     llm = replay(tmp_path / "answers.jsonl", [])
     with open_llm(validate(config, {"llm": llm})) as here:

@@ -23,7 +23,6 @@ import yaml
 from coldrec.config import validate
 from coldrec.data.prepare import prepare
 from coldrec.data.sources import SyntheticSource
-from coldrec.errors import ConfigError
 from coldrec.retrieval.retrieve import RetrieveConfig, run_retrieval
 from coldrec.supervision.run import SuperviseConfig
 from tests.test_supervision import (  # noqa: F401 (retrieved: a fixture)
@@ -48,11 +47,6 @@ def assert_same_labels(a: Path, b: Path) -> None:
 def without_seconds(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {stage: {k: v for k, v in counts.items() if k != "latency_s"}
             for stage, counts in stages.items()}  # fmt: skip
-
-
-def test_endpoints_need_an_openai_backend() -> None:
-    with pytest.raises(ConfigError, match=r"need llm\.backend\.kind=openai"):
-        validate(SuperviseConfig, {"engine": "ray", "ray": {"endpoints": ["http://x/v1"]}})
 
 
 @pytest.mark.usefixtures("ray_runtime")

@@ -36,7 +36,7 @@ from coldrec.llm.base import Completion, Request
 from coldrec.llm.client import LLM, LLMConfig, backend_of
 from coldrec.llm.engines import RayConfig
 
-__all__ = ["RayLLM", "RayRuntime", "Turns", "endpoint_llm", "preflight_endpoints"]
+__all__ = ["RayLLM", "RayRuntime", "Turns", "endpoint_llm", "on_actors", "preflight_endpoints"]
 
 
 def with_endpoint(config: LLMConfig, endpoint: str | None) -> LLMConfig:
@@ -80,23 +80,24 @@ def preflight_endpoints(config: LLMConfig, endpoints: Sequence[str]) -> dict[str
 
 
 class RayRuntime:
-    """Ray for the length of a ``with``: joined at ``address``, or a local runtime
-    started (and stopped after) when none is running."""
+    """Ray for a job: joined at ``address``, or a local runtime started (and stopped
+    after) when none is running."""
 
     def __init__(self, address: str | None) -> None:
         self.address = address
         self._started = False
 
-    def __enter__(self) -> RayRuntime:
+    def start(self) -> None:
+        """Join or start Ray (once; later calls do nothing)."""
         if not ray.is_initialized():
             ray.init(address=self.address or "local", include_dashboard=False,
                      log_to_driver=False, configure_logging=False)  # fmt: skip
             self._started = True
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # coldrec shows its own progress
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """Stop the runtime if :meth:`start` started it."""
         if self._started:
             ray.shutdown()
             self._started = False
@@ -164,7 +165,7 @@ class RayLLM(LLM):
         ``llm.concurrency``) calls in flight."""
         if not requests:
             return []
-        self._runtime.__enter__()  # started once, stopped by close()
+        self._runtime.start()  # stopped by close()
         workers = concurrency or self.config.concurrency
         config = self.config.model_copy(update={"concurrency": workers})
         rows = [{"index": i, "request": pickle.dumps(r)} for i, r in enumerate(requests)]
@@ -186,4 +187,4 @@ class RayLLM(LLM):
 
     def close(self) -> None:
         super().close()
-        self._runtime.__exit__()
+        self._runtime.stop()

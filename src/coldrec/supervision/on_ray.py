@@ -76,11 +76,11 @@ class RayEngine:
     def __enter__(self) -> RayEngine:
         # fail fast, before Ray starts
         self.backend = preflight_endpoints(self.llm, self.config.endpoints) or self.backend
-        self._runtime.__enter__()
+        self._runtime.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._runtime.__exit__()
+        self._runtime.stop()
 
     def chunks(self, catalogue: Catalogue, users: np.ndarray) -> Iterator[list[Labelled]]:
         """The users labelled, a chunk at a time, in the order the chunks finish."""
