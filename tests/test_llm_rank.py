@@ -78,7 +78,7 @@ def test_the_prompts() -> None:
     assert "Example" not in text and "most recent" not in text and "disliked" not in text
     ranking = sequential.schema["properties"]["ranking"]  # type: ignore[index]
     assert ranking["items"] == {"type": "integer", "enum": [1, 2], "minimum": 1, "maximum": 2}
-    assert ranking["minItems"] == ranking["maxItems"] == 2
+    assert ranking["minItems"] == ranking["maxItems"] == 2 and ranking["uniqueItems"]
     recency = ranking_request("recency", history, candidates).messages[1]["content"]
     assert "most recent purchase is: newest" in recency
     in_context = ranking_request("in_context", history, candidates, ["bad"]).messages[1]

@@ -10,6 +10,7 @@ import pytest
 
 from coldrec.llm import LLM, LLMConfig
 from coldrec.llm.backends import TransformersConfig
+from coldrec.llm.backends.transformers import UniqueArray
 from coldrec.llm.schemas import choice_schema
 from tests.llm_calls import CATEGORIES, ask, assert_picks, structured_calls
 
@@ -34,3 +35,42 @@ def test_in_process_transformers_answers_in_schema(tmp_path: Path) -> None:
     with LLM(again) as llm:  # read from the converted copy: the same greedy answer
         answer = llm.complete(ask("Choose 2 categories."), choice_schema(CATEGORIES, 2))
         assert_picks(answer.parsed, "items", CATEGORIES, 2)
+
+
+def _numbers(n: int, unique: bool) -> dict:
+    ranking = {"type": "array", "items": {"type": "integer", "enum": list(range(1, n + 1))},
+               "minItems": n, "maxItems": n}  # fmt: skip
+    if unique:
+        ranking["uniqueItems"] = True
+    return {"type": "object", "required": ["ranking"], "properties": {"ranking": ranking}}
+
+
+def test_unique_items_forbid_repeats_in_the_real_model(tmp_path: Path) -> None:
+    config = LLMConfig(backend=TransformersConfig(cache_dir=tmp_path), cache=False)
+    told = ask('Answer exactly {"ranking": [1, 1, 1, 1, 1, 1, 1, 1]}')
+    with LLM(config) as llm:
+        repeated = llm.complete(told, _numbers(8, unique=False), max_tokens=120)
+        unique = llm.complete(told, _numbers(8, unique=True), max_tokens=120)
+    assert repeated.parsed["ranking"] == [1] * 8  # the schema alone lets it obey
+    assert sorted(unique.parsed["ranking"]) == list(range(1, 9))
+
+
+def test_unique_array_keeps_tokens_that_can_still_end_unused() -> None:
+    schema = {"type": "object", "properties": {"ranking": {
+        "type": "array", "uniqueItems": True,
+        "items": {"type": "string", "enum": ["1", "2", "12"]}}}}  # fmt: skip
+    unique = UniqueArray.of(schema)
+    assert unique == UniqueArray("ranking", frozenset({"1", "2", "12"}))
+    text = {0: '"', 1: "1", 2: '2"', 3: '",', 4: "]", 5: ' "'}
+    tokens = list(text)
+    assert unique.keep('{"rank', tokens, text) == tokens  # not in the array yet
+    # "1" given: reopening "1" can still become "12", closing it at once cannot
+    assert unique.keep('{"ranking": ["1", "', tokens, text) == [0, 1, 2, 3, 5]
+    # "1" open: only "12" may close it (a value outside the enum, such as "1 ", is the
+    # schema enforcer's to forbid, not this check's)
+    assert unique.keep('{"ranking": ["1", "1', tokens, text) == [2, 5]
+    # every value given: no string may open; the array may close
+    assert unique.keep('{"ranking": ["1", "12", "2"', tokens, text) == [1, 4]
+    assert unique.keep('{"ranking": ["1", "2"]', tokens, text) == tokens  # closed
+    plain = {"type": "object", "properties": {"ranking": {"type": "array", "items": {}}}}
+    assert UniqueArray.of(plain) is None

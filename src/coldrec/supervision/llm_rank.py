@@ -127,7 +127,7 @@ def ranking_request(
     schema = {"type": "object", "required": ["ranking"], "properties": {"ranking": {
         "type": "array", "items": {"type": "integer", "enum": list(range(1, c + 1)),
                                    "minimum": 1, "maximum": c},
-        "minItems": c, "maxItems": c}}}  # fmt: skip
+        "minItems": c, "maxItems": c, "uniqueItems": True}}}  # fmt: skip
     messages = [{"role": "system", "content": _SYSTEM},
                 {"role": "user", "content": "\n\n".join(parts)}]  # fmt: skip
     return Request(messages, schema, max_tokens=array_answer_tokens(c), stage=f"rank_{kind}")

@@ -17,17 +17,23 @@ hold by construction. lm-format-enforcer 0.11 mis-counts array items over an int
 ``enum`` and ignores integer ``minimum``/``maximum``, so an integer ``enum`` (coldrec's
 scores, grades and candidate numbers) is enforced as the ``enum`` of the same numbers
 written as strings, and the answer's strings turned back into those integers: the text
-returned is the JSON the schema asks for. Once the answer may end, only the end token is
-allowed. Generation
-is greedy at temperature 0 and sampled (seeded per call) above.
+returned is the JSON the schema asks for. lm-format-enforcer ignores ``uniqueItems``; for a
+top-level array property with ``uniqueItems`` over a string (or integer) ``enum`` (an LLM
+ranking's candidate numbers) this backend drops each token that would repeat a value or
+start one no unused value begins with, so such an array holds no repeat by construction
+(the llama.cpp grammar cannot say this: there repeats are counted by the caller). Once the
+answer may end, only the end token is allowed. Generation is greedy at temperature 0 and
+sampled (seeded per call) above.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,9 +88,11 @@ class TransformersBackend(Backend):
         if config.n_threads:
             torch.set_num_threads(config.n_threads)
         self.tokenizer, self.model = _load(self.path, cache_root(config.cache_dir))
+        regular = _regular_tokens(self.tokenizer)
         self.tokens = TokenEnforcerTokenizerData(
-            _regular_tokens(self.tokenizer), self._decode, self.tokenizer.eos_token_id,
-            False, len(self.tokenizer))  # fmt: skip
+            regular, self._decode, self.tokenizer.eos_token_id, False, len(self.tokenizer)
+        )
+        self.token_text = {token: text for token, text, _ in regular}
         self._lock = threading.Lock()
         self._calls = 0
 
@@ -97,7 +105,6 @@ class TransformersBackend(Backend):
 
     def generate(self, request: Request) -> Generation:
         import torch
-        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
         prompt = self.tokenizer.apply_chat_template(
             request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -106,9 +113,7 @@ class TransformersBackend(Backend):
         if request.temperature > 0:
             options |= {"do_sample": True, "temperature": request.temperature, "top_k": 0}
         if request.schema is not None:
-            enforcer = TokenEnforcer(self.tokens, JsonSchemaParser(_quoted(request.schema)))
-            options["prefix_allowed_tokens_fn"] = lambda _, ids: _answer_tokens(
-                enforcer, ids.tolist(), self.tokenizer.eos_token_id)  # fmt: skip
+            options["prefix_allowed_tokens_fn"] = self._allowed(request.schema, prompt.shape[1])
         with self._lock, torch.random.fork_rng(devices=[]), torch.inference_mode():
             torch.manual_seed(self.config.seed + self._calls)
             self._calls += 1
@@ -124,6 +129,79 @@ class TransformersBackend(Backend):
         if request.schema is not None:
             text = _unquoted(text, request.schema)
         return Generation(text, Usage(int(prompt.shape[1]), completion))
+
+    def _allowed(self, schema: dict[str, Any], start: int) -> Any:
+        """The tokens allowed after ``ids`` (prompt and answer so far) by ``schema``."""
+        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+        quoted = _quoted(schema)
+        enforcer = TokenEnforcer(self.tokens, JsonSchemaParser(quoted))
+        unique = UniqueArray.of(quoted)
+
+        def allowed(_: int, ids: Any) -> list[int]:
+            ids = ids.tolist()
+            tokens = _answer_tokens(enforcer, ids, self.tokenizer.eos_token_id)
+            if unique is None:
+                return tokens
+            return unique.keep(self._decode(ids[start:]), tokens, self.token_text)
+
+        return allowed
+
+
+@dataclass(frozen=True)
+class UniqueArray:
+    """A top-level array property of an answer with ``uniqueItems`` over a string ``enum``,
+    kept free of repeats while the answer is written."""
+
+    key: str
+    values: frozenset[str]
+
+    @classmethod
+    def of(cls, schema: dict[str, Any]) -> UniqueArray | None:
+        """The first such property of ``schema`` (``None``: none, or its values hold a
+        ``"`` or ``\\``, which this check does not read)."""
+        for key, part in schema.get("properties", {}).items():
+            items = part.get("items", {}) if isinstance(part, dict) else {}
+            values = [str(v) for v in items.get("enum", [])] if isinstance(items, dict) else []
+            if (part.get("type") == "array" and part.get("uniqueItems") and values
+                    and not any('"' in v or "\\" in v for v in values)):  # fmt: skip
+                return cls(key, frozenset(values))
+        return None
+
+    def keep(self, text: str, tokens: list[int], token_text: dict[int, str]) -> list[int]:
+        """``tokens`` less those that, appended to the answer ``text``, repeat a value of
+        the array or open one that no unused value starts with (all of them, were none
+        left)."""
+        opening = re.search(rf'"{re.escape(self.key)}"\s*:\s*\[', text)
+        if opening is None:
+            return tokens
+        given, partial, closed = _strings(text[opening.end() :], [], None)
+        if closed:
+            return tokens
+        kept = [t for t in tokens if self._fits(*_strings(token_text.get(t, ""), given, partial))]
+        return kept or tokens
+
+    def _fits(self, given: list[str], partial: str | None, closed: bool) -> bool:
+        if len(set(given)) < len(given):
+            return False
+        unused = self.values.difference(given)
+        return partial is None or any(value.startswith(partial) for value in unused)
+
+
+def _strings(
+    chars: str, given: list[str], partial: str | None
+) -> tuple[list[str], str | None, bool]:
+    """Read ``chars`` of a JSON array of strings without escapes, from the strings
+    ``given`` so far and the ``partial`` one open (``None``: between strings): the strings
+    given, the one left open, and whether the array closed."""
+    for char in chars:
+        if partial is None and char == "]":
+            return given, None, True
+        if char == '"':
+            given, partial = (given, "") if partial is None else ([*given, partial], None)
+        elif partial is not None:
+            partial += char
+    return given, partial, False
 
 
 def _integer_enum(schema: Any) -> bool:
