@@ -77,6 +77,23 @@ def test_the_llm_scores_keep_the_top_and_bottom_share(
     assert summary["backend"]["llm"] and summary["llm"]["augment_score"]["calls"] == 6
 
 
+def test_scores_out_of_range_are_counted_and_never_kept(
+    small_dataset: Dataset, tmp_path: Path
+) -> None:
+    replay = tmp_path / "answers.jsonl"
+    lines = [  # 11 is past the 0-10 scale (a grammar may let a bound through)
+        {"contains": "Describe this shopper", "answer": json.dumps({"profile": "x"})},
+        {"contains": "Score each of the 4", "answer": json.dumps({"scores": [11, 1, 5, 5]})},
+    ]
+    replay.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    llm = {"backend": {"kind": "replay", "path": str(replay)}, "cache": False}
+    config = AugmentConfig(llm=llm, sparse_below=15, users=3, candidates=8, chunk=4)
+    small_dataset.save(tmp_path / "data")
+    summary = run_augmentation(config, tmp_path / "data", tmp_path / "out")
+    assert summary["unscored"] == 3 * 8 and summary["positives"] == summary["negatives"] == 0
+    assert pd.read_parquet(tmp_path / "out" / "augmented.parquet").empty
+
+
 def test_graph_rankers_take_augmented_edges_and_negatives(
     small_dataset: Dataset, tmp_path: Path
 ) -> None:

@@ -16,6 +16,8 @@ __all__ = [
     "SCORES",
     "array_answer_tokens",
     "choice_schema",
+    "grades_of",
+    "grades_schema",
     "grammar_safe",
     "profile_schema",
     "scored_schema",
@@ -56,6 +58,24 @@ def choice_schema(options: Sequence[str], count: int, key: str = "items") -> dic
         },
         "required": [key],
     }
+
+
+def grades_schema(key: str, count: int, top: int) -> dict[str, Any]:
+    """``{key: [...]}`` holding exactly ``count`` integer grades 0–``top``, the bound an
+    ``enum`` (grammars and lm-format-enforcer ignore ``minimum``/``maximum``: SmolLM2
+    answered a 0–10 score list with the candidates' numbers 1 … 20)."""
+    grade = {"type": "integer", "enum": list(range(top + 1)), "minimum": 0, "maximum": top}
+    array = {"type": "array", "items": grade, "minItems": count, "maxItems": count}
+    return {"type": "object", "required": [key], "properties": {key: array}}
+
+
+def grades_of(value: Any, count: int, top: int) -> list[int] | None:
+    """``value`` if it is a list of exactly ``count`` integers 0–``top`` (a boolean is no
+    grade), else ``None``."""
+    if not isinstance(value, list) or len(value) != count:
+        return None
+    fits = all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g <= top for g in value)
+    return value if fits else None
 
 
 def scored_schema(

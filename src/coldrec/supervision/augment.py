@@ -38,6 +38,7 @@ from coldrec.errors import DataError
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM
 from coldrec.llm.engines import LLMJobConfig, open_llm
+from coldrec.llm.schemas import array_answer_tokens, grades_of, grades_schema
 
 __all__ = ["AugmentConfig", "read_augmentation", "run_augmentation"]
 
@@ -46,6 +47,10 @@ logger = logging.getLogger(__name__)
 _PROFILE = "You describe a shopper's tastes from what they bought, in at most two sentences."
 _SCORE = ("You judge how much a shopper would like each product, from 0 (not at all) to 10 "
           "(certainly), one score per product, in order.")  # fmt: skip
+
+
+TOP_PREFERENCE = 10
+"""The LLM scores its preference (and dislike) for each candidate 0–``TOP_PREFERENCE``."""
 
 
 class AugmentConfig(LLMJobConfig):
@@ -97,7 +102,7 @@ def run_augmentation(config: AugmentConfig, dataset_path: Path, out: Path) -> di
         for name, table in (("profiles", profile_frame), ("augmented", frame)):
             with atomic_write(out / f"{name}.parquet") as path:
                 table.to_parquet(path, index=False)
-        summary = _summary(config, dataset, users, drawn, frame, rng, llm)
+        summary = _summary(config, dataset, users, drawn, scores, frame, rng, llm)
     write_json_atomic(out / "summary.json", summary)
     return summary
 
@@ -180,21 +185,19 @@ def _by_llm(
     for row, (profile, items) in enumerate(zip(profiles, drawn, strict=True)):
         for start in range(0, len(items), config.chunk):
             chunk = items[start : start + config.chunk]
-            schema = {"type": "object", "required": ["scores"], "properties": {"scores": {
-                "type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 10},
-                "minItems": len(chunk), "maxItems": len(chunk)}}}  # fmt: skip
+            schema = grades_schema("scores", len(chunk), TOP_PREFERENCE)
             listing = "\n".join(f"{k + 1}. {titles[i]}" for k, i in enumerate(chunk))
             prompt = (f"Shopper: {profile or 'unknown'}\n<context>\n{listing}\n</context>\n"
                       f"Score each of the {len(chunk)} products. Answer as JSON: "
                       '{"scores": [...]}')  # fmt: skip
             messages = [{"role": "system", "content": _SCORE}, {"role": "user", "content": prompt}]
-            requests.append(Request(messages, schema, max_tokens=4 * len(chunk) + 20,
+            requests.append(Request(messages, schema, max_tokens=array_answer_tokens(len(chunk)),
                                     stage="augment_score"))  # fmt: skip
             where.append((row, start, len(chunk)))
     scores = [np.full(len(items), np.nan) for items in drawn]
     for (row, start, n), answer in zip(where, llm.batch(requests), strict=True):
-        got = answer.field("scores")
-        if isinstance(got, list) and len(got) == n:
+        got = grades_of(answer.field("scores"), n, TOP_PREFERENCE)
+        if got is not None:
             scores[row][start : start + n] = np.asarray(got, dtype=float)
     return scores
 
@@ -220,11 +223,13 @@ def _summary(
     dataset: Dataset,
     users: np.ndarray,
     drawn: list[np.ndarray],
+    scores: list[np.ndarray],
     frame: pd.DataFrame,
     rng: np.random.Generator,
     llm: LLM,
 ) -> dict[str, Any]:
-    """Counts, the real-pair rate of the positives (and of random candidates), the cost."""
+    """Counts (``unscored``: candidates without a usable score, never kept), the real-pair
+    rate of the positives (and of random candidates), the cost."""
     test = dataset.split("test")
     held_out = set(zip(test["user_idx"].tolist(), test["item_idx"].tolist(), strict=True))
     positives = frame.loc[frame["kind"] == "positive"]
@@ -238,6 +243,7 @@ def _summary(
         "backend": llm.described(),
         "sparse_users": len(users),
         "candidates_per_user": config.candidates,
+        "unscored": int(sum(np.isnan(values).sum() for values in scores)),
         "positives": len(positives),
         "negatives": int((frame["kind"] == "negative").sum()),
         "real_pair_rate": hits / max(1, len(positives)),

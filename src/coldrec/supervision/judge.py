@@ -46,7 +46,7 @@ from coldrec.errors import DataError
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM
 from coldrec.llm.engines import LLMJobConfig, open_llm
-from coldrec.llm.schemas import array_answer_tokens
+from coldrec.llm.schemas import array_answer_tokens, grades_of, grades_schema
 from coldrec.supervision.llm_rank import Faults, borda, complete_ranking, ranking_request
 
 __all__ = ["JudgeConfig", "auc", "cohen_kappa", "confusion", "kendall_tau_b", "run_judge"]
@@ -185,10 +185,7 @@ class _Judge:
             listing = "\n".join(f"{k + 1}. {self.texts[i]}" for k, i in enumerate(items))
             shown.append(order)
             c = len(rows)
-            schema = {"type": "object", "required": ["grades"], "properties": {"grades": {
-                "type": "array", "items": {"type": "integer", "enum": list(GRADES),
-                                           "minimum": 0, "maximum": 3},
-                "minItems": c, "maxItems": c}}}  # fmt: skip
+            schema = grades_schema("grades", c, GRADES[-1])
             prompt = (f"History:\n<context>\n{self.shown_history(user)}\n</context>\n"
                       f"Products:\n{listing}\nGrade each of the {c} products. Answer as "
                       'JSON: {"grades": [...]}')  # fmt: skip
@@ -199,14 +196,11 @@ class _Judge:
                 sample=repeat))  # fmt: skip
         grades = []
         for order, answer in zip(shown, self.llm.batch(requests), strict=True):
-            got = answer.field("grades")
-            valid = (
-                isinstance(got, list) and len(got) == len(order) and all(g in GRADES for g in got)
-            )
+            got = grades_of(answer.field("grades"), len(order), GRADES[-1])
             if repeat == 0:
-                self.faults["pointwise"].add(Faults(answers=1, unusable=int(not valid)))
+                self.faults["pointwise"].add(Faults(answers=1, unusable=int(got is None)))
             row_grades = np.full(len(order), np.nan)
-            if valid:
+            if got is not None:
                 row_grades[order] = got
             grades.append(row_grades)
         return np.concatenate(grades)

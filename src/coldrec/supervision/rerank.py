@@ -32,7 +32,7 @@ from coldrec.eval.protocol import Scorer, Selection, evaluate
 from coldrec.llm.base import Request
 from coldrec.llm.client import LLM
 from coldrec.llm.engines import LLMJobConfig
-from coldrec.llm.schemas import array_answer_tokens
+from coldrec.llm.schemas import array_answer_tokens, grades_of, grades_schema
 from coldrec.supervision.llm_rank import (
     Faults,
     PromptKind,
@@ -50,6 +50,8 @@ __all__ = [
     "fused_scores",
 ]
 
+TOP_SCORE = 10
+"""The LLM scores each candidate 0–``TOP_SCORE``."""
 _RANK = ("You judge how relevant each candidate product is to a shopper, from their "
          "purchase history, from 0 (irrelevant) to 10 (what they want next), one score per "
          "candidate, in order.")  # fmt: skip
@@ -178,11 +180,7 @@ class CandidateRelevance:
     def _ask(self, users: np.ndarray, top: np.ndarray) -> np.ndarray:
         titles = self.dataset.items["title"].fillna("").astype(str).to_numpy()
         c = top.shape[1]
-        # the bound as an enum: grammars and lm-format-enforcer ignore minimum/maximum
-        # (SmolLM2 answered 1 … 20, the candidates' numbers)
-        score = {"type": "integer", "enum": list(range(11)), "minimum": 0, "maximum": 10}
-        schema = {"type": "object", "required": ["scores"], "properties": {"scores": {
-            "type": "array", "items": score, "minItems": c, "maxItems": c}}}  # fmt: skip
+        schema = grades_schema("scores", c, TOP_SCORE)
         requests = []
         for user, candidates in zip(users, top, strict=True):
             recent = self.history[user][-self.config.history_items :]
@@ -196,10 +194,9 @@ class CandidateRelevance:
                                     stage="rerank"))  # fmt: skip
         out = np.full(top.shape, np.nan)
         for row, answer in enumerate(self.llm.batch(requests)):
-            got = answer.field("scores")
-            usable = isinstance(got, list) and len(got) == c and all(map(_is_score, got))
-            self.faults.add(Faults(answers=1, unusable=int(not usable)))
-            if usable:
+            got = grades_of(answer.field("scores"), c, TOP_SCORE)
+            self.faults.add(Faults(answers=1, unusable=int(got is None)))
+            if got is not None:
                 out[row] = np.asarray(got, dtype=float)
         return out
 
@@ -232,11 +229,6 @@ class CandidateRelevance:
             if rankings:
                 out[row] = borda(rankings, top.shape[1]) / len(rankings)
         return out
-
-
-def _is_score(value: Any) -> bool:
-    """An integer 0–10 (a grammar may let a bound through; a boolean is no score)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10
 
 
 def choose_alpha(
