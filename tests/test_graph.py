@@ -14,7 +14,7 @@ from coldrec.data import Dataset
 from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
 from coldrec.graph.adjacency import normalised_adjacency
 from coldrec.graph.lightgcn import GraphNet, RankLevel, _dominant, _Trainer
-from coldrec.graph.losses import adaptive_info_nce, labpr, same_group
+from coldrec.graph.losses import adaptive_info_nce, in_batch_adaptive_info_nce, labpr, same_group
 
 
 def test_the_adjacency_of_a_three_user_toy_graph_is_normalised_by_hand() -> None:
@@ -140,6 +140,25 @@ def test_adaptive_info_nce_uses_each_temperature_and_the_hard_weight() -> None:
     assert got.item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="tau_hard < tau_easy <= tau_positive"):
         adaptive_info_nce(positive, negatives, hard, 0.5, 0.3, 0.2, 2.0)
+
+
+def test_in_batch_adaptive_info_nce_takes_the_other_rows_as_negatives() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])  # cosines read off by hand
+    b = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+    groups = torch.tensor([0, 0, -1])  # rows 0 and 1 share a group; row 2 has none
+    root = math.sqrt(0.5)
+    cosine = [[1.0, root, 0.0], [0.0, root, -1.0], [0.6, 0.7 * root * 2, -0.8]]
+    tau_p, tau_h, tau_e, w_h = 0.5, 0.1, 0.2, 2.0
+
+    def anchor(k: int) -> float:
+        top = math.exp(cosine[k][k] / tau_p)
+        rest = sum(w_h * math.exp(cosine[k][j] / tau_h) if groups[k] >= 0 and groups[j] == groups[k]
+                   else math.exp(cosine[k][j] / tau_e) for j in range(3) if j != k)  # fmt: skip
+        return -math.log(top / (top + rest))
+
+    expected = sum(anchor(k) for k in range(3)) / 3
+    got = in_batch_adaptive_info_nce(a, b, groups, tau_p, tau_h, tau_e, w_h)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_hard_and_easy_negatives_split_by_group_on_a_hand_made_grouping() -> None:
