@@ -12,7 +12,7 @@ import torch
 
 from coldrec.data import Dataset
 from coldrec.graph import GraphRecommender, LightGCNConfig, XSimGCLConfig
-from coldrec.graph.adjacency import normalised_adjacency
+from coldrec.graph.adjacency import normalised_adjacency, spread
 from coldrec.graph.lightgcn import GraphNet, RankLevel, _dominant, _Trainer
 from coldrec.graph.losses import adaptive_info_nce, in_batch_adaptive_info_nce, labpr, same_group
 
@@ -27,6 +27,17 @@ def test_the_adjacency_of_a_three_user_toy_graph_is_normalised_by_hand() -> None
                         (2, 1, 1 / math.sqrt(2))]:  # fmt: skip
         expected[u, 3 + i] = expected[3 + i, u] = value
     assert dense == pytest.approx(expected)
+
+
+def test_spread_multiplies_by_the_adjacency_and_back_propagates_its_transpose() -> None:
+    adjacency = normalised_adjacency(np.array([0, 1, 1, 2]), np.array([0, 0, 1, 1]), 3, 2)
+    a = adjacency.to_dense()
+    assert torch.equal(a, a.T)
+    x = torch.randn(5, 4, requires_grad=True)
+    weights = torch.randn(5, 4)
+    (spread(adjacency, spread(adjacency, x)) * weights).sum().backward()
+    expected = torch.autograd.grad(((a @ a @ x) * weights).sum(), x)[0]
+    assert x.grad is not None and torch.allclose(x.grad, expected, atol=1e-6)
 
 
 def test_lightgcn_averages_the_propagated_layers_and_xsimgcl_leaves_out_the_ego() -> None:

@@ -43,7 +43,7 @@ from coldrec.data.taxonomy import build_taxonomy
 from coldrec.encode import TextEncoder, TextEncoderConfig
 from coldrec.errors import ConfigError
 from coldrec.eval.protocol import selection_score
-from coldrec.graph.adjacency import normalised_adjacency
+from coldrec.graph.adjacency import normalised_adjacency, spread
 from coldrec.graph.losses import in_batch_adaptive_info_nce, labpr, same_group
 from coldrec.training.loop import TrainedConfig, TrainingConfig
 from coldrec.training.model import TrainedModel
@@ -143,7 +143,7 @@ class GraphNet(nn.Module):
         layers = [] if xsim else [self.ego.weight]
         current, contrasted = self.ego.weight, self.ego.weight
         for depth in range(1, config.n_layers + 1):
-            current = adjacency @ current
+            current = spread(adjacency, current)
             if xsim is not None and generator is not None and xsim.eps > 0:
                 noise = torch.rand(current.shape, generator=generator)
                 current = current + torch.sign(current) * F.normalize(noise, dim=-1) * xsim.eps
