@@ -35,6 +35,8 @@ SPLITS = {"global": [], "random": ["--set", "data.prepare.split=random",
                                    "--set", "data.prepare.train_share=0.8"]}  # fmt: skip
 SEGMENTS = ("all", "warm", "cold")
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+BESIDE = {"lagcl_beauty": {"E0 (beauty_e0_e3)": RESULTS / "beauty_e0_e3" / "e0"}}
+"""Kept runs of other benchmarks on the same split, shown below the variants."""
 
 
 def main() -> None:
@@ -92,12 +94,20 @@ def report(name: str, out: Path, commands: list[list[str]]) -> None:
     kept = RESULTS / name
     figures: dict[str, list[dict[str, Any]]] = {}
     choices: dict[str, list[str]] = {}
+    targets = set()  # the test users and targets per segment: one split
     for folder in sorted(p for p in kept.iterdir() if p.is_dir()):
         found = [json.loads(path.read_text())
                  for path in sorted(folder.glob("seed*/metrics-seed*.json"))]  # fmt: skip
         figures[folder.name] = [metrics["segments"] for metrics in found]
         choices[folder.name] = [chosen(metrics) for metrics in found]
+        targets |= {json.dumps(metrics["counts"], sort_keys=True) for metrics in found}
     rows = [row for variant, seeds in figures.items() for row in table_rows(variant, seeds)]
+    for label, folder in BESIDE.get(name, {}).items():
+        found = [json.loads(path.read_text()) for path in sorted(folder.glob("metrics-seed*.json"))]
+        if {json.dumps(metrics["counts"], sort_keys=True) for metrics in found} != targets:
+            raise SystemExit(f"{folder}: not the test targets of {kept}")
+        figures[label] = [metrics["segments"] for metrics in found]
+        rows += table_rows(label, figures[label])
     chosen_rows = [f"| {variant} | {' | '.join(seeds)} |" for variant, seeds in choices.items()]
     augment = json.loads((kept / "augment.json").read_text())
     meta = json.loads((out / "data" / "meta.json").read_text())
