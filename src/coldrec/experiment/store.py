@@ -5,7 +5,10 @@ ids of the makings of the steps it read, its own making id, seconds, settings). 
 is made in a temporary folder that replaces its place only once it has finished
 (:func:`~coldrec._util.io.atomic_dir`), under a file lock, so a killed run leaves
 finished steps intact and a second process asking for the same step waits instead of
-making it again. A run folder links to the steps it used.
+making it again. The trainings of a step keep checkpoints in
+``<store>/.<step>-<key>.checkpoints/`` (:mod:`coldrec.training.checkpoint`): a killed
+step made again resumes each training where it was; the folder goes once the step is
+kept. A run folder links to the steps it used.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from coldrec import __version__
 from coldrec._util.io import atomic_dir, read_json, write_json_atomic
 from coldrec.errors import ConfigError
+from coldrec.training.checkpoint import checkpoints
 
 __all__ = ["MARKER", "Made", "StepStore", "link"]
 
@@ -83,13 +87,15 @@ class StepStore:
         for stale in self.root.glob(f".{target.name}.*.tmp"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         start = time.perf_counter()
-        with atomic_dir(target, marker=MARKER) as tmp:
+        resume = self.root / f".{target.name}.checkpoints"
+        with atomic_dir(target, marker=MARKER) as tmp, checkpoints(resume):
             work(tmp)
             seconds = round(time.perf_counter() - start, 2)
             write_json_atomic(tmp / MARKER, {"step": name, "key": key, "seconds": seconds,
                                              "inputs": inputs, "made": uuid.uuid4().hex,
                                              "settings": settings,
                                              "coldrec_version": __version__})  # fmt: skip
+        shutil.rmtree(resume, ignore_errors=True)
         return seconds
 
 

@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coldrec._util.progress import progress_bar
+from coldrec.training.checkpoint import Checkpoint, Progress
 from coldrec.training.distributed import from_rank_zero
 
 __all__ = [
@@ -154,43 +155,61 @@ class EpochTrainer(Protocol):
 
 
 def run_epochs(
-    trainer: EpochTrainer, config: TrainingConfig, validate: bool, name: str
+    trainer: EpochTrainer,
+    config: TrainingConfig,
+    validate: bool,
+    name: str,
+    checkpoint: Checkpoint | None = None,
 ) -> EpochLog:
     """Run up to ``config.epochs`` epochs. With ``validate``, score every
     ``eval_every`` epochs, stop after ``patience`` validations without improvement and
-    keep the best weights (restored into ``trainer.net``); else keep the last."""
-    result = EpochLog()
-    best_state: dict[str, torch.Tensor] | None = None
-    waited = 0
+    keep the best weights (restored into ``trainer.net``); else keep the last. With a
+    ``checkpoint``, resume from it when it holds one and keep it up to date."""
+    state = checkpoint.load(trainer) if checkpoint is not None else None
+    if state is not None:
+        log.info("%s: resumed after epoch %d", name, state.epoch)
+    state = state or Progress(log=EpochLog())
+    result: EpochLog = state.log
     with progress_bar() as progress:
-        task = progress.add_task(name, total=config.epochs)
-        for epoch in range(1, config.epochs + 1):
-            trainer.net.train()
-            start = time.perf_counter()
-            loss = trainer.train_epoch(epoch)
-            result.seconds.append(time.perf_counter() - start)
-            result.epochs_run = epoch
-            result.losses.append(loss)
-            line = f"{name} epoch {epoch}: loss {loss:.4f}"
-            if validate and epoch % config.eval_every == 0:
-                trainer.net.eval()
-                with torch.no_grad():  # on rank 0 alone in a data-parallel run
-                    score = from_rank_zero(trainer.validation_score)
-                result.scores[epoch] = score
-                line += f", validation {score:.4f}"
-                if score > result.best_score:
-                    result.best_score, result.best_epoch, waited = score, epoch, 0
-                    best_state = copy.deepcopy(trainer.net.state_dict())
-                else:
-                    waited += 1
-            log.info(line)
+        task = progress.add_task(name, total=config.epochs, completed=state.epoch)
+        while state.epoch < config.epochs and state.waited < config.patience:
+            state.epoch += 1
+            _one_epoch(trainer, config, validate, name, state)
             progress.advance(task)
-            if waited >= config.patience:
-                log.info("%s: no improvement in %d validations, stopping", name, waited)
-                break
-    if best_state is not None:
-        trainer.net.load_state_dict(best_state)
+            if state.waited >= config.patience:
+                log.info("%s: no improvement in %d validations, stopping", name, state.waited)
+            if checkpoint is not None:
+                last = state.epoch == config.epochs or state.waited >= config.patience
+                checkpoint.save(trainer, state, last=last)
+    if state.best_state is not None:
+        trainer.net.load_state_dict(state.best_state)
     else:
         result.best_epoch = result.epochs_run
     trainer.net.eval()
     return result
+
+
+def _one_epoch(
+    trainer: EpochTrainer, config: TrainingConfig, validate: bool, name: str, state: Progress
+) -> None:
+    """Train epoch ``state.epoch`` (and validate it when due), recording it in ``state``."""
+    result, epoch = state.log, state.epoch
+    trainer.net.train()
+    start = time.perf_counter()
+    loss = trainer.train_epoch(epoch)
+    result.seconds.append(time.perf_counter() - start)
+    result.epochs_run = epoch
+    result.losses.append(loss)
+    line = f"{name} epoch {epoch}: loss {loss:.4f}"
+    if validate and epoch % config.eval_every == 0:
+        trainer.net.eval()
+        with torch.no_grad():  # on rank 0 alone in a data-parallel run
+            score = from_rank_zero(trainer.validation_score)
+        result.scores[epoch] = score
+        line += f", validation {score:.4f}"
+        if score > result.best_score:
+            result.best_score, result.best_epoch, state.waited = score, epoch, 0
+            state.best_state = copy.deepcopy(trainer.net.state_dict())
+        else:
+            state.waited += 1
+    log.info(line)

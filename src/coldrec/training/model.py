@@ -19,6 +19,7 @@ import torch
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
+from coldrec.training.checkpoint import checkpoint_for
 from coldrec.training.distributed import rank, world_size
 from coldrec.training.loop import (
     EpochLog,
@@ -188,7 +189,9 @@ class TrainedModel(ABC):
             trainer = self._start(dataset, torch.Generator().manual_seed(seed))
             if world_size() > 1:  # data-parallel: each process its own dropout masks
                 torch.manual_seed(seed + rank())
-            result = run_epochs(trainer, options, validate, name)
+            fingerprint = {"model": self.config.model_dump(mode="json"), "name": name,
+                           "data": dataset.data_hash(), "seed": seed, "epochs": epochs}  # fmt: skip
+            result = run_epochs(trainer, options, validate, name, checkpoint_for(fingerprint))
         self._finish(dataset)
         return result
 
