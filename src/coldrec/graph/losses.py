@@ -78,15 +78,21 @@ def in_batch_adaptive_info_nce(
     """:func:`adaptive_info_nce` of row ``k`` of ``a`` against row ``k`` of ``b`` (cosine),
     the other rows of ``b`` its negatives, hard when in row ``k``'s group (``groups``).
 
-    One batch × batch matrix of logits, its diagonal the positives', rather than the
-    off-diagonal negatives gathered apart: the same loss in about a third of the time (the
+    One batch × batch matrix of logits, the cosines times a constant matrix of inverse
+    temperatures plus one of log weights (the positives' on the diagonal), rather than
+    the off-diagonal negatives gathered apart: the same loss in a sixth of the time (the
     gathers and their gradients dominated XSimGCL's rank-level epochs)."""
     _check_temperatures(tau_positive, tau_hard, tau_easy)
-    similarity = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
-    hard = same_group(groups, groups.expand(len(groups), -1))
-    logits = _negative_logits(similarity, hard, tau_hard, tau_easy, w_hard)
-    logits = logits.diagonal_scatter(similarity.diagonal() / tau_positive)
-    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+    if w_hard <= 0:
+        raise ValueError(f"w_hard must be positive, got {w_hard}")
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    with torch.no_grad():
+        hard = same_group(groups, groups.expand(len(groups), -1))
+        scale = torch.where(hard, 1 / tau_hard, 1 / tau_easy).fill_diagonal_(1 / tau_positive)
+        shift = torch.where(hard, math.log(w_hard), 0.0).fill_diagonal_(0.0)
+    logits = torch.addcmul(shift, a @ b.T, scale)
+    positive = (a * b).sum(dim=1) / tau_positive
+    return (torch.logsumexp(logits, dim=1) - positive).mean()
 
 
 def _negative_logits(
