@@ -80,8 +80,9 @@ def in_batch_adaptive_info_nce(
 
     One batch × batch matrix of logits, the cosines times a constant matrix of inverse
     temperatures plus one of log weights (the positives' on the diagonal), rather than
-    the off-diagonal negatives gathered apart: the same loss in a sixth of the time (the
-    gathers and their gradients dominated XSimGCL's rank-level epochs)."""
+    the off-diagonal negatives gathered apart: the same loss in a quarter of the time (the
+    gathers and their gradients dominated XSimGCL's rank-level epochs;
+    ``benchmarks/graph_speed.py``)."""
     _check_temperatures(tau_positive, tau_hard, tau_easy)
     if w_hard <= 0:
         raise ValueError(f"w_hard must be positive, got {w_hard}")
