@@ -26,11 +26,11 @@ import subprocess
 import numpy as np
 
 from _common import ROOT, write_results
-from beauty_baselines import COLDREC
+from beauty_baselines import COLDREC, run_coldrec
 from coldrec.data.dataset import HISTORY_SPLITS, Dataset
 from coldrec.eval.protocol import evaluate
 from peer_recbole import TopList, run_worker
-from stars import BENCHES, prepare_command, run
+from stars import BENCHES, prepare_command
 
 BENCH = BENCHES["ml100k"]
 WORK = ROOT / "runs" / "peer_lightgcn"
@@ -85,7 +85,7 @@ def coldrec_command() -> list[str]:
 
 
 def main() -> None:
-    run(prepare_command(BENCH), ROOT / BENCH.data / "meta.json")
+    run_coldrec(prepare_command(BENCH), ROOT / BENCH.data / "meta.json")
     dataset = Dataset.load(ROOT / BENCH.data)
     subprocess.run([COLDREC, "-q", *coldrec_command()], cwd=ROOT, check=True,
                    env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
