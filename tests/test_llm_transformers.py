@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from coldrec.llm import LLM, LLMConfig
 from coldrec.llm.backends import TransformersConfig
@@ -74,3 +75,14 @@ def test_unique_array_keeps_tokens_that_can_still_end_unused() -> None:
     assert unique.keep('{"ranking": ["1", "2"]', tokens, text) == tokens  # closed
     plain = {"type": "object", "properties": {"ranking": {"type": "array", "items": {}}}}
     assert UniqueArray.of(plain) is None
+
+
+def test_bfloat16_weights_answer_in_schema_under_their_own_identity(tmp_path: Path) -> None:
+    config = LLMConfig(backend=TransformersConfig(cache_dir=tmp_path, dtype="bfloat16"),
+                       cache=False)  # fmt: skip
+    with LLM(config) as llm:
+        assert llm.backend.identity == "transformers:SmolLM2-135M-Instruct.Q4_1.gguf:bfloat16"
+        assert next(llm.backend.model.parameters()).dtype == torch.bfloat16
+        answer = llm.complete(ask("Rank the 8 candidates."), _numbers(8, unique=True),
+                              max_tokens=120)  # fmt: skip
+    assert sorted(answer.parsed["ranking"]) == list(range(1, 9))
