@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,7 +30,10 @@ import torch
 from coldrec._util.io import json_hash
 from coldrec.training.distributed import world_size
 
-__all__ = ["CHECKPOINT_SECONDS", "Checkpoint", "Progress", "checkpoint_for", "checkpoints"]
+if TYPE_CHECKING:
+    from coldrec.training.loop import Progress
+
+__all__ = ["CHECKPOINT_SECONDS", "Checkpoint", "checkpoint_for", "checkpoints"]
 
 CHECKPOINT_SECONDS = 60.0
 """Least seconds between two checkpoints of one training."""
@@ -46,17 +49,6 @@ def checkpoints(folder: Path | None) -> Iterator[None]:
         yield
     finally:
         _FOLDER.reset(token)
-
-
-@dataclass
-class Progress:
-    """Where :func:`~coldrec.training.loop.run_epochs` stands after an epoch."""
-
-    epoch: int = 0
-    log: Any = None
-    """The :class:`~coldrec.training.loop.EpochLog` so far."""
-    best_state: dict[str, torch.Tensor] | None = None
-    waited: int = 0
 
 
 @dataclass

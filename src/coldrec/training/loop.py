@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coldrec._util.progress import progress_bar
-from coldrec.training.checkpoint import Checkpoint, Progress
+from coldrec.training.checkpoint import Checkpoint
 from coldrec.training.distributed import from_rank_zero
 
 __all__ = [
@@ -134,6 +134,16 @@ class TrainingLog:
     def _runs(self) -> dict[str, EpochLog]:
         return {name: run for name, run in (("validation", self.validation),
                                             ("final", self.final)) if run is not None}  # fmt: skip
+
+
+@dataclass
+class Progress:
+    """Where :func:`run_epochs` stands after an epoch (what a checkpoint keeps of it)."""
+
+    log: EpochLog
+    epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    waited: int = 0
 
 
 class EpochTrainer(Protocol):
