@@ -55,14 +55,9 @@ def adaptive_info_nce(
 ) -> torch.Tensor:
     """Adaptive-temperature InfoNCE of ``positive`` similarities (batch) against
     ``negatives`` (batch × k), ``hard`` (batch × k, bool) marking the hard ones."""
-    _check_temperatures(tau_positive, tau_hard, tau_easy)
-    logits = torch.cat(
-        [
-            (positive / tau_positive)[:, None],
-            _negative_logits(negatives, hard, tau_hard, tau_easy, w_hard),
-        ],
-        dim=1,
-    )
+    _check(tau_positive, tau_hard, tau_easy, w_hard)
+    scaled = torch.where(hard, negatives / tau_hard + math.log(w_hard), negatives / tau_easy)
+    logits = torch.cat([(positive / tau_positive)[:, None], scaled], dim=1)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
@@ -83,9 +78,7 @@ def in_batch_adaptive_info_nce(
     the off-diagonal negatives gathered apart: the same loss in a quarter of the time (the
     gathers and their gradients dominated XSimGCL's rank-level epochs;
     ``benchmarks/graph_speed.py``)."""
-    _check_temperatures(tau_positive, tau_hard, tau_easy)
-    if w_hard <= 0:
-        raise ValueError(f"w_hard must be positive, got {w_hard}")
+    _check(tau_positive, tau_hard, tau_easy, w_hard)
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     with torch.no_grad():
         hard = same_group(groups, groups.expand(len(groups), -1))
@@ -96,17 +89,10 @@ def in_batch_adaptive_info_nce(
     return (torch.logsumexp(logits, dim=1) - positive).mean()
 
 
-def _negative_logits(
-    similarity: torch.Tensor, hard: torch.Tensor, tau_hard: float, tau_easy: float, w_hard: float
-) -> torch.Tensor:
-    """Negatives' logits: hard ones at ``tau_hard`` plus ``log w_hard`` (their terms
-    weighed ``w_hard``), easy ones at ``tau_easy``."""
-    if w_hard <= 0:
-        raise ValueError(f"w_hard must be positive, got {w_hard}")
-    return torch.where(hard, similarity / tau_hard + math.log(w_hard), similarity / tau_easy)
-
-
-def _check_temperatures(tau_positive: float, tau_hard: float, tau_easy: float) -> None:
+def _check(tau_positive: float, tau_hard: float, tau_easy: float, w_hard: float) -> None:
+    """The adaptive InfoNCE's settings: ``0 < τ_h < τ_e <= τ_p`` and ``w_h > 0``."""
     if not 0 < tau_hard < tau_easy <= tau_positive:
         raise ValueError(f"need 0 < tau_hard < tau_easy <= tau_positive, got {tau_hard}, "
                          f"{tau_easy}, {tau_positive}")  # fmt: skip
+    if w_hard <= 0:
+        raise ValueError(f"w_hard must be positive, got {w_hard}")

@@ -64,8 +64,7 @@ def grades_schema(key: str, count: int, top: int) -> dict[str, Any]:
     """``{key: [...]}`` holding exactly ``count`` integer grades 0–``top``, the bound an
     ``enum`` (grammars and lm-format-enforcer ignore ``minimum``/``maximum``: SmolLM2
     answered a 0–10 score list with the candidates' numbers 1 … 20)."""
-    grade = {"type": "integer", "enum": list(range(top + 1)), "minimum": 0, "maximum": top}
-    array = {"type": "array", "items": grade, "minItems": count, "maxItems": count}
+    array = {"type": "array", "items": _grade(top), "minItems": count, "maxItems": count}
     return {"type": "object", "required": [key], "properties": {key: array}}
 
 
@@ -87,7 +86,7 @@ def scored_schema(
         "type": "object",
         "properties": {
             "item": {"type": "string", "enum": list(options)},
-            "score": {"type": "integer", "enum": list(SCORES), "minimum": 0, "maximum": 5},
+            "score": _grade(SCORES[-1]),
         },
         "required": ["item", "score"],
     }
@@ -113,3 +112,9 @@ def profile_schema(categories: Sequence[str]) -> dict[str, Any]:
         },
         "required": ["profile", "keywords", "preferred_categories"],
     }
+
+
+def _grade(top: int) -> dict[str, Any]:
+    """An integer 0–``top`` as a grammar enforces it: an ``enum`` (``minimum`` and
+    ``maximum`` kept for readers such as the embedding judge)."""
+    return {"type": "integer", "enum": list(range(top + 1)), "minimum": 0, "maximum": top}

@@ -145,6 +145,10 @@ class Progress:
     best_state: dict[str, torch.Tensor] | None = None
     waited: int = 0
 
+    def finished(self, config: TrainingConfig) -> bool:
+        """Whether every epoch ran or patience ran out."""
+        return self.epoch >= config.epochs or self.waited >= config.patience
+
 
 class EpochTrainer(Protocol):
     """One training of one network on one Dataset, driven by :func:`run_epochs`."""
@@ -182,15 +186,14 @@ def run_epochs(
     result: EpochLog = state.log
     with progress_bar() as progress:
         task = progress.add_task(name, total=config.epochs, completed=state.epoch)
-        while state.epoch < config.epochs and state.waited < config.patience:
+        while not state.finished(config):
             state.epoch += 1
             _one_epoch(trainer, config, validate, name, state)
             progress.advance(task)
             if state.waited >= config.patience:
                 log.info("%s: no improvement in %d validations, stopping", name, state.waited)
             if checkpoint is not None:
-                last = state.epoch == config.epochs or state.waited >= config.patience
-                checkpoint.save(trainer, state, last=last)
+                checkpoint.save(trainer, state, last=state.finished(config))
     if state.best_state is not None:
         trainer.net.load_state_dict(state.best_state)
     else:
