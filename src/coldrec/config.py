@@ -66,11 +66,13 @@ def _yaml_problem(error: Exception) -> str:
 
 
 def merge(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge mappings; later layers win, nested mappings merge key by key."""
+    """Deep-merge mappings; later layers win, nested mappings merge key by key. An empty
+    mapping replaces what it lands on (``--set baselines={}`` clears the section: merged
+    key by key it would change nothing)."""
     result = dict(base)
     for layer in layers:
         for key, value in layer.items():
-            if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            if value and isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
                 result[key] = merge(result[key], value)
             else:
                 result[key] = value

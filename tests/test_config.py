@@ -1,0 +1,39 @@
+"""Layered settings: ``--set`` parsing and the key-by-key merge of layers."""
+
+from __future__ import annotations
+
+import pytest
+
+from coldrec.config import merge, parse_overrides
+from coldrec.errors import ConfigError
+
+
+def test_overrides_nest_by_dots_and_parse_values_as_yaml() -> None:
+    parsed = parse_overrides(["a.b=1", "a.c=[x, y]", "d=text", "e="])
+    assert parsed == {"a": {"b": 1, "c": ["x", "y"]}, "d": "text", "e": None}
+
+
+@pytest.mark.parametrize("pair", ["novalue", "=3", "a=[1, 2"])
+def test_malformed_override_names_itself(pair: str) -> None:
+    with pytest.raises(ConfigError, match="--set"):
+        parse_overrides([pair])
+
+
+def test_override_below_a_value_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'a' is set to a value"):
+        parse_overrides(["a=1", "a.b=2"])
+
+
+def test_later_layers_win_key_by_key() -> None:
+    base = {"model": {"dim": 64, "epochs": 10}, "seeds": [0, 1, 2]}
+    merged = merge(base, {"model": {"epochs": 20}}, {"seeds": [0]})
+    assert merged == {"model": {"dim": 64, "epochs": 20}, "seeds": [0]}
+    assert base == {"model": {"dim": 64, "epochs": 10}, "seeds": [0, 1, 2]}  # untouched
+
+
+def test_empty_mapping_replaces_the_section() -> None:
+    config = {"baselines": {"itemknn": {"model": {"kind": "itemknn"}}}, "name": "x"}
+    assert merge(config, parse_overrides(["baselines={}"])) == {"baselines": {}, "name": "x"}
+    nested = {"model": {"rank_level": {"w_h": 3.0}, "dim": 64}}
+    cleared = merge(nested, parse_overrides(["model.rank_level={}"]))
+    assert cleared == {"model": {"rank_level": {}, "dim": 64}}
