@@ -11,7 +11,10 @@ real-pair rate.
 local SmolLM2 over a seeded sample of N sparse users (``--candidates`` items each) and,
 for comparison, the stand-in over the same users: their real-pair rates and the LLM's
 cost go in the report (that augmentation is measured, not trained on). ``--report`` only
-rewrites the report from the kept figures and the run folder's samples.
+rewrites the report from the kept figures and the run folder's samples. ``--keep OUT …``
+keeps the figures of runs made apart (``coldrec run`` of parts of the config, e.g. one
+process per seed: their steps are the whole config's steps) with each part's seeds,
+variants and code commit, which the report lists under the command.
 
 Each finished run's metrics are kept in ``benchmarks/results/lagcl_<data>[_random]/``
 (committed). Writes ``benchmarks/results/lagcl_<data>[_random].{md,json}``. Run from the
@@ -24,6 +27,7 @@ import argparse
 import json
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,8 @@ def main() -> None:
                         help="items SmolLM2 scores per sampled user")  # fmt: skip
     parser.add_argument("--report", action="store_true",
                         help="only rewrite the report")  # fmt: skip
+    parser.add_argument("--keep", nargs="+", type=Path, default=[], metavar="OUT",
+                        help="keep the figures of these run folders, then report")  # fmt: skip
     args = parser.parse_args()
     name = f"lagcl_{args.data}" + ("" if args.split == "global" else f"_{args.split}")
     out = Path("runs") / name
@@ -57,7 +63,9 @@ def main() -> None:
     if args.smollm2:
         commands += [sample_command(out, backend, args.smollm2, args.candidates)
                      for backend in ("llamacpp", "embedding")]  # fmt: skip
-    if not args.report:
+    if args.keep:
+        keep_apart(args.keep, RESULTS / name)
+    elif not args.report:
         run_coldrec(commands[0])
         keep(ROOT / out, RESULTS / name)
         for command in commands[1:]:
@@ -78,6 +86,21 @@ def keep(out: Path, kept: Path) -> None:
     """Copy every finished run's metrics (and the augmentation summary) to ``kept``."""
     keep_metrics(out, kept)
     shutil.copyfile(out / "augment" / "summary.json", kept / "augment.json")
+
+
+def keep_apart(outs: list[Path], kept: Path) -> None:
+    """Keep the figures of runs made apart, each part's seeds, variants and code commit
+    (in ``kept/parts.json``), and the augmentation summary of the first."""
+    parts = []
+    for out in outs:
+        keep_metrics(out, kept)
+        config = json.loads((out / "experiment.json").read_text())["config"]
+        git = ["git", "-C", str(out), "rev-parse", "--short", "HEAD"]
+        commit = subprocess.run(git, capture_output=True, text=True, check=True).stdout
+        parts.append({"seeds": config["seeds"], "variants": sorted(config["baselines"]),
+                      "commit": commit.strip()})  # fmt: skip
+    (kept / "parts.json").write_text(json.dumps(parts, indent=1) + "\n")
+    shutil.copyfile(outs[0] / "augment" / "summary.json", kept / "augment.json")
 
 
 def keep_metrics(out: Path, kept: Path) -> None:
@@ -137,9 +160,23 @@ its validation copy's best epoch; the re-ranking's α, 1 keeping the model's ord
 {sample_table(samples)}
 ## Commands
 
-{chr(10).join("    coldrec " + shlex.join(c) for c in commands)}
+{commands_text(kept, commands)}
 """
     write_results(name, {"runs": figures, "augment": augment, "samples": samples}, markdown)
+
+
+def commands_text(kept: Path, commands: list[list[str]]) -> str:
+    """The commands behind the figures, and how the runs kept apart split them."""
+    text = "\n".join("    coldrec " + shlex.join(c) for c in commands)
+    parts_file = kept / "parts.json"
+    if not parts_file.is_file():
+        return text
+    parts = [f"- seeds {p['seeds']}: {', '.join(p['variants'])} (code at {p['commit']})"
+             for p in json.loads(parts_file.read_text())]  # fmt: skip
+    return (
+        f"{text}\n\nRun in parts, one process each (the steps of the whole config, so the "
+        "same trainings):\n\n" + "\n".join(parts)
+    )
 
 
 def chosen(metrics: dict[str, Any]) -> str:
