@@ -11,6 +11,7 @@ from coldrec.errors import ConfigError
 def test_overrides_nest_by_dots_and_parse_values_as_yaml() -> None:
     parsed = parse_overrides(["a.b=1", "a.c=[x, y]", "d=text", "e="])
     assert parsed == {"a": {"b": 1, "c": ["x", "y"]}, "d": "text", "e": None}
+    assert parse_overrides(["a=1", "a=2"]) == {"a": 2}
 
 
 @pytest.mark.parametrize("pair", ["novalue", "=3", "a=[1, 2"])
@@ -37,3 +38,11 @@ def test_empty_mapping_replaces_the_section() -> None:
     nested = {"model": {"rank_level": {"w_h": 3.0}, "dim": 64}}
     cleared = merge(nested, parse_overrides(["model.rank_level={}"]))
     assert cleared == {"model": {"rank_level": {}, "dim": 64}}
+    refilled = merge(config, parse_overrides(["baselines={}", "baselines.pop.model.kind=pop"]))
+    assert refilled == {"baselines": {"pop": {"model": {"kind": "pop"}}}, "name": "x"}
+
+
+def test_empty_mapping_of_a_layer_adds_nothing() -> None:
+    """A command's flags layer holds empty sections when no flag was given."""
+    defaults = {"source": {"kind": "synthetic"}, "prepare": {"kcore": 5}}
+    assert merge(defaults, {"source": {}, "prepare": {}}) == defaults

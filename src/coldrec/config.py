@@ -49,11 +49,12 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {brief(pair)}: {part!r} is set to a value, not a section")
         try:
-            node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.safe_load(raw) if raw.strip() else None
         except (yaml.YAMLError, ValueError, RecursionError) as exc:
             raise ConfigError(
                 f"--set {brief(pair)}: the value is not valid YAML ({_yaml_problem(exc)})"
             ) from None
+        node[leaf] = _Emptied() if value == {} else value
     return result
 
 
@@ -66,17 +67,23 @@ def _yaml_problem(error: Exception) -> str:
 
 
 def merge(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge mappings; later layers win, nested mappings merge key by key. An empty
-    mapping replaces what it lands on (``--set baselines={}`` clears the section: merged
-    key by key it would change nothing)."""
+    """Deep-merge mappings; later layers win, nested mappings merge key by key, except an
+    empty mapping given with ``--set key={}``, which replaces the section (merged key by
+    key it would change nothing)."""
     result = dict(base)
     for layer in layers:
         for key, value in layer.items():
-            if value and isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            if isinstance(value, _Emptied):  # what later --set keys put in it stays
+                result[key] = merge({}, dict(value))
+            elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
                 result[key] = merge(result[key], value)
             else:
                 result[key] = value
     return result
+
+
+class _Emptied(dict[str, Any]):
+    """``--set key={}``: a section to empty, not a layer with nothing to add."""
 
 
 def validate(model: type[Model], data: Mapping[str, Any]) -> Model:
