@@ -89,18 +89,20 @@ def keep(out: Path, kept: Path) -> None:
 
 
 def keep_apart(outs: list[Path], kept: Path) -> None:
-    """Keep the figures of runs made apart, each part's seeds, variants and code commit
-    (in ``kept/parts.json``), and the augmentation summary of the first."""
+    """Keep the figures of runs made apart (which must share one augmentation) and each
+    part's seeds, variants and code commit (in ``kept/parts.json``)."""
+    augmentations = {(out / "augment" / "summary.json").read_text() for out in outs}
+    if len(augmentations) > 1:
+        raise SystemExit(f"{', '.join(map(str, outs))}: not one augmentation")
     parts = []
     for out in outs:
-        keep_metrics(out, kept)
+        keep(out, kept)
         config = json.loads((out / "experiment.json").read_text())["config"]
         git = ["git", "-C", str(out), "rev-parse", "--short", "HEAD"]
         commit = subprocess.run(git, capture_output=True, text=True, check=True).stdout
         parts.append({"seeds": config["seeds"], "variants": sorted(config["baselines"]),
                       "commit": commit.strip()})  # fmt: skip
     (kept / "parts.json").write_text(json.dumps(parts, indent=1) + "\n")
-    shutil.copyfile(outs[0] / "augment" / "summary.json", kept / "augment.json")
 
 
 def keep_metrics(out: Path, kept: Path) -> None:
