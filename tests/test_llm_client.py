@@ -136,6 +136,13 @@ def test_batch_keeps_order_and_bounds_concurrency(tmp_path: Path) -> None:
     assert 1 < backend.most_in_flight <= 3
 
 
+def test_batch_keeps_the_calls_a_batching_backend_wants_in_flight(tmp_path: Path) -> None:
+    backend = Scripted([], delay=0.05)
+    backend.calls_in_flight = 4  # more than the configured concurrency of 1
+    client(tmp_path, backend).batch([ask(f"q{i}") for i in range(8)], progress=False)
+    assert 1 < backend.most_in_flight <= 4
+
+
 def test_replay_backend_matches_exactly_then_by_content(tmp_path: Path) -> None:
     exact = ask("choose categories")
     path = tmp_path / "replay.jsonl"

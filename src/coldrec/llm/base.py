@@ -97,6 +97,9 @@ class Backend(ABC):
     name: str = "backend"
     generates_text: bool = True
     """False for judges that fill the schema without a language model (``embedding``)."""
+    calls_in_flight: int = 1
+    """Calls :meth:`~coldrec.llm.client.LLM.batch` keeps in flight at least: a backend that
+    batches calls wants the next batch waiting while one runs."""
 
     @property
     @abstractmethod

@@ -67,7 +67,8 @@ class LLMConfig(BaseModel):
     """Folder of ``llm/answers.sqlite``; ``None``: ``$COLDREC_CACHE_DIR``, else
     ``~/.cache/coldrec``."""
     concurrency: int = Field(1, gt=0)
-    """Calls in flight at once in :meth:`LLM.batch`."""
+    """Calls in flight at once in :meth:`LLM.batch` (at least the backend's
+    ``calls_in_flight``: twice ``batch_size`` for ``transformers``)."""
     retries: int = Field(4, ge=0)
     """Retries of a timeout, 429 or 5xx."""
     backoff_s: float = Field(1.0, ge=0)
@@ -141,8 +142,9 @@ class LLM:
     def batch(
         self, requests: Sequence[Request], concurrency: int | None = None, progress: bool = True
     ) -> list[Completion]:
-        """Answers in request order, at most ``concurrency`` calls in flight."""
-        workers = concurrency or self.config.concurrency
+        """Answers in request order, at most ``concurrency`` calls in flight (or the
+        backend's ``calls_in_flight``, if more)."""
+        workers = max(concurrency or self.config.concurrency, self.backend.calls_in_flight)
         results: list[Completion | None] = [None] * len(requests)
         with (
             progress_bar(progress) as bar,

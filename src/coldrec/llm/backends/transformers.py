@@ -24,6 +24,14 @@ start one no unused value begins with, so such an array holds no repeat by const
 (the llama.cpp grammar cannot say this: there repeats are counted by the caller). Once the
 answer may end, only the end token is allowed. Generation is greedy at temperature 0 and
 sampled (seeded per call) above.
+
+With ``batch_size`` above 1, greedy calls waiting together (threads of
+:meth:`~coldrec.llm.client.LLM.batch`: twice ``batch_size`` of them at least) are generated
+as one left-padded batch: a generated token reads the weights once for the whole batch, so on a
+CPU the answers come several times faster. Each row keeps its own schema and its own
+``max_tokens``; a row's answer is the greedy answer of the same call alone up to the
+rounding of batched matrix products (``benchmarks/llm_batching.py`` counts how often that
+changes an answer).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,13 +79,21 @@ class TransformersConfig(BaseModel):
     cache_dir: Path | None = None
     """Where a GGUF model, once converted, is kept; ``None``: ``$COLDREC_CACHE_DIR``,
     else ``~/.cache/coldrec``."""
+    compact: bool = False
+    """Schema-constrained answers without whitespace-only tokens where another token is
+    allowed: compact JSON (a 20-candidate ranking in about a quarter fewer tokens; indentation
+    and blank runs cannot stretch one row of a batch). Part of the identity."""
+    batch_size: int = Field(1, gt=0)
+    """Greedy calls generated together at most (``LLM.batch`` keeps twice as many in
+    flight, so that a full batch waits while one runs). Not part of the identity: a
+    batched answer is the call's own answer but for rounding."""
 
     def build(self) -> TransformersBackend:
         return TransformersBackend(self)
 
 
 class TransformersBackend(Backend):
-    """Chat completions from a local causal LM (one call at a time)."""
+    """Chat completions from a local causal LM (greedy calls in batches of ``batch_size``)."""
 
     name = "transformers"
 
@@ -98,43 +116,68 @@ class TransformersBackend(Backend):
             regular, self._decode, self.tokenizer.eos_token_id, False, len(self.tokenizer)
         )
         self.token_text = {token: text for token, text, _ in regular}
-        self._lock = threading.Lock()
+        self.blank = frozenset(t for t, text, _ in regular if text and not text.strip())
         self._calls = 0
+        self._batches = Batcher(self._generate_batch, config.batch_size)
+        self.calls_in_flight = 2 * config.batch_size
 
     @property
     def identity(self) -> str:
         dtype = "" if self.config.dtype == "float32" else f":{self.config.dtype}"
-        return f"transformers:{self.path.name}{dtype}"
+        compact = ":compact" if self.config.compact else ""
+        return f"transformers:{self.path.name}{dtype}{compact}"
 
     def _decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids)).rstrip("\ufffd")
 
     def generate(self, request: Request) -> Generation:
+        if request.temperature > 0:  # seeded by its call number: never batched
+            return self._batches.alone(request)
+        return self._batches.answer(request)
+
+    def _generate_batch(self, requests: list[Request]) -> list[Generation]:
+        """Answers to ``requests`` generated together (a sampled request alone: the call
+        number seeds it); the :class:`Batcher` runs one batch at a time."""
         import torch
 
-        prompt = self.tokenizer.apply_chat_template(
-            request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )["input_ids"]  # fmt: skip
-        options: dict[str, Any] = {"max_new_tokens": request.max_tokens, "do_sample": False}
-        if request.temperature > 0:
-            options |= {"do_sample": True, "temperature": request.temperature, "top_k": 0}
-        if request.schema is not None:
-            options["prefix_allowed_tokens_fn"] = self._allowed(request.schema, prompt.shape[1])
-        with self._lock, torch.random.fork_rng(devices=[]), torch.inference_mode():
+        prompts = [self.tokenizer.apply_chat_template(
+            r.messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+            for r in requests]  # fmt: skip
+        start = max(len(p) for p in prompts)
+        eos = self.tokenizer.eos_token_id
+        ids = torch.full((len(prompts), start), eos, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, prompt in enumerate(prompts):  # left-padded: every answer starts at ``start``
+            ids[row, start - len(prompt) :] = torch.tensor(prompt)
+            mask[row, start - len(prompt) :] = 1
+        longest = max(r.max_tokens for r in requests)
+        options: dict[str, Any] = {"max_new_tokens": longest, "do_sample": False}
+        sampled = requests[0].temperature > 0
+        if sampled:
+            options |= {"do_sample": True, "temperature": requests[0].temperature, "top_k": 0}
+        schemas = [self._allowed(r.schema, start) if r.schema is not None else None
+                   for r in requests]  # fmt: skip
+        if any(schemas):
+            options["prefix_allowed_tokens_fn"] = _by_row(schemas, start, eos, len(self.tokenizer))
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
             torch.manual_seed(self.config.seed + self._calls)
-            self._calls += 1
+            self._calls += len(requests)
             try:
-                out = self.model.generate(
-                    prompt, attention_mask=torch.ones_like(prompt),
-                    pad_token_id=self.tokenizer.eos_token_id, **options)  # fmt: skip
+                out = self.model.generate(ids, attention_mask=mask, pad_token_id=eos, **options)
             except (ValueError, RuntimeError) as error:
                 raise LLMError(f"{self.identity}: {error}") from error
-        new = out[0, prompt.shape[1] :]
-        completion = int((new != self.tokenizer.eos_token_id).sum())
+        answers = [out[row, start : start + r.max_tokens] for row, r in enumerate(requests)]
+        rows = zip(requests, answers, map(len, prompts), strict=True)
+        return [self._generation(request, new, prompt) for request, new, prompt in rows]
+
+    def _generation(self, request: Request, new: Any, prompt_tokens: int) -> Generation:
+        """One row's answer: its tokens up to the first end."""
+        ended = (new == self.tokenizer.eos_token_id).nonzero()
+        new = new[: int(ended[0, 0])] if len(ended) else new
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         if request.schema is not None:
             text = _unquoted(text, request.schema)
-        return Generation(text, Usage(int(prompt.shape[1]), completion))
+        return Generation(text, Usage(prompt_tokens, len(new)))
 
     def _allowed(self, schema: dict[str, Any], start: int) -> Any:
         """The tokens allowed after ``ids`` (prompt and answer so far) by ``schema``."""
@@ -147,11 +190,84 @@ class TransformersBackend(Backend):
         def allowed(_: int, ids: Any) -> list[int]:
             ids = ids.tolist()
             tokens = _answer_tokens(enforcer, ids, self.tokenizer.eos_token_id)
+            if self.config.compact:
+                tokens = [t for t in tokens if t not in self.blank] or tokens
             if unique is None:
                 return tokens
             return unique.keep(self._decode(ids[start:]), tokens, self.token_text)
 
         return allowed
+
+
+def _by_row(
+    rows: list[Any], start: int, eos: int, vocabulary: int
+) -> Callable[[int, Any], list[int]]:
+    """The allowed tokens of each row of a batch by its own schema (any token without
+    one); only the end once a row has ended (the batch goes on for the others)."""
+    anything = list(range(vocabulary))
+
+    def allowed(row: int, ids: Any) -> list[int]:
+        if eos in ids[start:]:
+            return [eos]
+        return rows[row](row, ids) if rows[row] is not None else anything
+
+    return allowed
+
+
+class Batcher:
+    """Calls from many threads answered in batches of at most ``size``: when the model is
+    free, a caller whose call is still waiting generates the oldest waiting calls (its own
+    among them, or again until its own is answered); callers whose calls were answered
+    return at once; no caller waits for a batch to fill."""
+
+    def __init__(self, generate: Callable[[list[Request]], list[Generation]], size: int) -> None:
+        self.generate = generate
+        self.size = size
+        self._waiting: list[tuple[Request, Future[Generation]]] = []
+        self._changed = threading.Condition()
+        self._busy = False
+
+    def alone(self, request: Request) -> Generation:
+        """``request``'s answer generated by itself."""
+        own: Future[Generation] = Future()
+        self._hold_model(own)  # ``own`` is nobody else's to answer: waits for the model
+        self._run([(request, own)])
+        return own.result()
+
+    def answer(self, request: Request) -> Generation:
+        """``request``'s answer (raises what its batch raised)."""
+        own: Future[Generation] = Future()
+        with self._changed:
+            self._waiting.append((request, own))
+        while self._hold_model(own):
+            with self._changed:
+                batch, self._waiting = self._waiting[: self.size], self._waiting[self.size :]
+            self._run(batch)
+        return own.result()
+
+    def _hold_model(self, own: Future[Generation]) -> bool:
+        """Wait until the model is free (then hold it: ``True``) or ``own`` is answered."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._busy or own.done())
+            if own.done():
+                return False
+            self._busy = True
+            return True
+
+    def _run(self, batch: list[tuple[Request, Future[Generation]]]) -> None:
+        """Answer ``batch`` on the model held, then free it for the next caller."""
+        try:
+            answers = self.generate([request for request, _ in batch])
+        except Exception as error:  # every caller of the batch gets it
+            for _, future in batch:
+                future.set_exception(error)
+        else:
+            for (_, future), answer in zip(batch, answers, strict=True):
+                future.set_result(answer)
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
