@@ -42,6 +42,19 @@ def test_empty_mapping_replaces_the_section() -> None:
     assert refilled == {"baselines": {"pop": {"model": {"kind": "pop"}}}, "name": "x"}
 
 
+def test_a_section_of_another_kind_replaces_the_old_kinds_settings() -> None:
+    demo = {"llm": {"backend": {"kind": "transformers", "batch_size": 8}, "retries": 2}}
+    switched = merge(demo, {"llm": {"backend": {"kind": "embedding"}}})
+    assert switched == {"llm": {"backend": {"kind": "embedding"}, "retries": 2}}
+    same = merge(demo, {"llm": {"backend": {"kind": "transformers", "compact": True}}})
+    assert same["llm"]["backend"] == {"kind": "transformers", "batch_size": 8, "compact": True}
+    unnamed = merge(demo, {"llm": {"backend": {"batch_size": 4}}})  # no kind: key by key
+    assert unnamed["llm"]["backend"] == {"kind": "transformers", "batch_size": 4}
+    then_set = merge(demo, {"llm": {"backend": {"kind": "openai"}}},
+                     parse_overrides(["llm.backend.model=big"]))  # fmt: skip
+    assert then_set["llm"]["backend"] == {"kind": "openai", "model": "big"}
+
+
 def test_empty_mapping_of_a_layer_adds_nothing() -> None:
     """A command's flags layer holds empty sections when no flag was given."""
     defaults = {"source": {"kind": "synthetic"}, "prepare": {"kcore": 5}}

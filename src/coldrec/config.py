@@ -69,17 +69,24 @@ def _yaml_problem(error: Exception) -> str:
 def merge(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge mappings; later layers win, nested mappings merge key by key, except an
     empty mapping given with ``--set key={}``, which replaces the section (merged key by
-    key it would change nothing)."""
+    key it would change nothing), and a mapping of another ``kind`` (a backend, a model),
+    which replaces the section too (the other kind's settings do not apply to it)."""
     result = dict(base)
     for layer in layers:
         for key, value in layer.items():
-            if isinstance(value, _Emptied):  # what later --set keys put in it stays
-                result[key] = merge({}, dict(value))
+            if isinstance(value, _Emptied) or _another_kind(value, result.get(key)):
+                result[key] = merge({}, dict(value))  # what later --set keys put in it stays
             elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
                 result[key] = merge(result[key], value)
             else:
                 result[key] = value
     return result
+
+
+def _another_kind(value: Any, before: Any) -> bool:
+    """Whether ``value`` names a ``kind`` other than the mapping ``before``'s."""
+    return (isinstance(value, Mapping) and isinstance(before, Mapping) and "kind" in value
+            and value["kind"] != before.get("kind"))  # fmt: skip
 
 
 class _Emptied(dict[str, Any]):
