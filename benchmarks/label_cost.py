@@ -7,10 +7,10 @@ run that first). For each setting ``coldrec supervise`` labels a seeded sample o
 (its validation-view pass labels the view's users from the history before validation and
 measures the edges against the validation interactions: precision, and a random control
 with as many edges per user); the ``embedding`` judge over ``--users`` users and, with
-``--smollm2 N``, SmolLM2 (transformers backend) over N users. Tokens per user: SmolLM2's
-own accounting for its runs; for the embedding judge (which sends nothing to an LLM) the
-same prompts rebuilt for 50 users and counted with SmolLM2's tokenizer
-(``supervise_beauty.stage_tokens``).
+``--smollm2 N``, SmolLM2 (transformers backend, ``llm_rank.py``'s settings) over N
+users. Tokens per user: SmolLM2's own accounting for its runs; for the embedding judge
+(which sends nothing to an LLM) the same prompts rebuilt for 50 users and counted with
+SmolLM2's tokenizer (``supervise_beauty.stage_tokens``).
 
 "Matches the default": a setting's precision is at least the default's minus the
 default's binomial standard error. Finished runs' summaries are kept in
@@ -30,6 +30,7 @@ from typing import Any
 
 from _common import RESULTS, ROOT, write_results
 from beauty_baselines import kept_run
+from llm_rank import SMOLLM2
 from supervise_beauty import stage_tokens
 
 E0 = Path("runs") / "llm_rank_beauty" / "e0"
@@ -47,7 +48,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 HEADER = ("| judge | setting | users | edges | precision | random | tokens per user | correct "
           "edges per million tokens | matches the default |\n|---|---|---:|---:|---:|---:|---:|"
           "---:|---|")  # fmt: skip
-JUDGES = {"embedding": ["--backend", "embedding"], "smollm2": ["--backend", "transformers"]}
+JUDGES = {"embedding": ["--backend", "embedding"], "smollm2": SMOLLM2}
 
 
 def main() -> None:
