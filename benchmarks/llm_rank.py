@@ -268,17 +268,19 @@ def price_note(price: list[float] | None) -> str:
 
 def cost_row(name: str, summary: dict[str, Any], price: list[float] | None) -> str:
     """Quality (the LLM's order, all users), tokens, seconds and dollars per user asked
-    (the seconds as if no answer had been cached: the mean seconds of the calls made,
-    times the calls)."""
+    (the seconds as if no answer had been cached: the wall seconds of the calls made,
+    per call made, times the calls)."""
     stages = summary["calls"].values()
-    keys = ("calls", "cached", "latency_s", "answer_prompt_tokens", "answer_completion_tokens")
+    keys = ("calls", "cached", "answer_prompt_tokens", "answer_completion_tokens")
     total = {key: sum(stage[key] for stage in stages) for key in keys}
+    busy = [stage.get("busy_s") for stage in stages]  # absent from older summaries
     asked = summary["users"]["test"] + summary["users"]["valid"]
     prompt, completion = (
         total[f"answer_{kind}_tokens"] / asked for kind in ("prompt", "completion")
     )
     made = total["calls"] - total["cached"]
-    seconds = f"{total['latency_s'] / made * total['calls'] / asked:.2f}" if made else "–"
+    known = made and None not in busy
+    seconds = f"{sum(busy) / made * total['calls'] / asked:.2f}" if known else "–"
     dollars = (
         "–"
         if price is None

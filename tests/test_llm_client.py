@@ -20,6 +20,7 @@ from coldrec.llm import LLM, LLMConfig, Request
 from coldrec.llm.backends import EmbeddingConfig, ReplayConfig
 from coldrec.llm.backends.replay import recorded
 from coldrec.llm.base import Backend, Generation, TransientLLMError, Usage
+from coldrec.llm.client import _covered
 
 SCHEMA = {"type": "object", "properties": {"items": {"type": "array"}}, "required": ["items"]}
 
@@ -105,7 +106,8 @@ def test_accounting_log_and_totals_per_stage(tmp_path: Path) -> None:
     assert totals["stage2"] == {
         "requests": 2, "failures": 0, "unanswered": 0, "calls": 2, "cached": 1,
         "prompt_tokens": 10, "completion_tokens": 3, "latency_s": pytest.approx(
-            totals["stage2"]["latency_s"]),
+            totals["stage2"]["latency_s"]), "busy_s": pytest.approx(
+            totals["stage2"]["latency_s"], abs=1e-3),  # one call: its own seconds
         "answer_prompt_tokens": 20, "answer_completion_tokens": 6,  # the cached call too
         "cost": 0.0, "answer_cost": 0.0,  # no price set
     }  # fmt: skip
@@ -113,7 +115,21 @@ def test_accounting_log_and_totals_per_stage(tmp_path: Path) -> None:
     assert totals["stage3"]["unanswered"] == 0  # the model answered, only not in JSON
     lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert [line["kind"] for line in lines].count("call") == 4
-    assert {"stage", "cached", "prompt_tokens", "completion_tokens", "latency_s"} <= set(lines[0])
+    assert {"stage", "cached", "prompt_tokens", "completion_tokens", "latency_s",
+            "finished"} <= set(lines[0])  # fmt: skip
+
+
+def test_busy_seconds_count_calls_in_flight_together_once(tmp_path: Path) -> None:
+    llm = client(tmp_path, Scripted([], delay=0.1))
+    llm.batch([ask(f"q{i}") for i in range(8)], concurrency=4, progress=False)
+    stage = llm.totals()["s"]
+    assert stage["latency_s"] == pytest.approx(0.8, abs=0.1)  # eight calls of 0.1 s
+    assert stage["busy_s"] == pytest.approx(0.2, abs=0.1)  # in two waves of four
+
+
+def test_covered_seconds_merge_overlapping_spans() -> None:
+    assert _covered([(5.0, 6.0), (0.0, 2.0), (1.0, 3.0), (1.5, 2.5)]) == 4.0
+    assert _covered([]) == 0.0
 
 
 def test_cost_at_a_price_per_million_tokens(tmp_path: Path) -> None:

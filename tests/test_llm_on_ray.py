@@ -42,7 +42,7 @@ def replay(path: Path, lines: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def without_seconds(totals: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    return {stage: {k: v for k, v in counts.items() if k != "latency_s"}
+    return {stage: {k: v for k, v in counts.items() if k not in ("latency_s", "busy_s")}
             for stage, counts in totals.items()}  # fmt: skip
 
 

@@ -45,7 +45,7 @@ def assert_same_labels(a: Path, b: Path) -> None:
 
 
 def without_seconds(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {stage: {k: v for k, v in counts.items() if k != "latency_s"}
+    return {stage: {k: v for k, v in counts.items() if k not in ("latency_s", "busy_s")}
             for stage, counts in stages.items()}  # fmt: skip
 
 

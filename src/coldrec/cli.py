@@ -40,7 +40,7 @@ from coldrec.supervision.augment import AugmentConfig, run_augmentation
 from coldrec.supervision.judge import JudgeConfig, run_judge
 from coldrec.supervision.labels import LabelFiles
 from coldrec.supervision.quality import quality_line
-from coldrec.supervision.run import SuperviseConfig, run_supervision
+from coldrec.supervision.run import SuperviseConfig, run_supervision, stage_seconds
 from coldrec.supervision.tags import TagConfig, run_tagging
 from coldrec.training import distributed
 
@@ -587,7 +587,7 @@ def _print_supervision(summary: dict[str, Any], title: str = "supervise") -> Non
         table.add_row(
             name, f"{stage['requests']:,}", f"{stage['fallbacks']:,}", f"{stage['cached']:,}",
             f"{stage['answer_prompt_tokens']:,}", f"{stage['answer_completion_tokens']:,}",
-            f"{stage['latency_s']:.1f}",
+            f"{stage_seconds(stage):.1f}",
         )  # fmt: skip
     console.print(table)
     console.print(

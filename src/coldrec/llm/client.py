@@ -225,6 +225,7 @@ class LLM:
             "backend": self.backend.identity,
             "cached": completion.cached,
             "latency_s": round(completion.latency_s, 4),
+            "finished": round(time.time(), 4),
             "prompt_tokens": completion.usage.prompt_tokens,
             "completion_tokens": completion.usage.completion_tokens,
             "error": completion.error,
@@ -269,10 +270,13 @@ class CallLog:
         """Per stage: requests and failed requests (no usable answer); calls (a request
         may take two: the JSON retry), cached calls, and the prompt tokens, completion
         tokens and seconds of the calls that reached the backend (a cached answer costs
-        nothing now); ``answer_*_tokens`` count every call, cached or not (what the
-        answers cost when they were made); ``cost`` and ``answer_cost`` price those tokens
-        at ``price_per_million``."""
+        nothing now): ``latency_s`` adds each call's seconds, ``busy_s`` counts the
+        seconds in which at least one of them was in flight (the wall time they took:
+        calls in flight together, or batched, count once); ``answer_*_tokens`` count
+        every call, cached or not (what the answers cost when they were made); ``cost``
+        and ``answer_cost`` price those tokens at ``price_per_million``."""
         out: dict[str, dict[str, float]] = {}
+        spans: dict[str, list[tuple[float, float]]] = {}
         with self._lock:
             for record in self.records:
                 stage = out.setdefault(record["stage"], dict.fromkeys(
@@ -293,9 +297,22 @@ class CallLog:
                 stage["prompt_tokens"] += record["prompt_tokens"]
                 stage["completion_tokens"] += record["completion_tokens"]
                 stage["latency_s"] += record["latency_s"]
+                end = record["finished"]
+                spans.setdefault(record["stage"], []).append((end - record["latency_s"], end))
         per_prompt, per_completion = (price / 1e6 for price in self.price_per_million)
-        for stage in out.values():
+        for name, stage in out.items():
+            stage["busy_s"] = _covered(spans.get(name, []))
             for prefix, cost in (("", "cost"), ("answer_", "answer_cost")):
                 stage[cost] = (stage[f"{prefix}prompt_tokens"] * per_prompt
                                + stage[f"{prefix}completion_tokens"] * per_completion)  # fmt: skip
         return out
+
+
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the ``(start, end)`` spans."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return round(total, 4)

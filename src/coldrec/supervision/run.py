@@ -67,7 +67,13 @@ from coldrec.supervision.stages import Stage, keywords_in, run_stages, stages_fo
 if TYPE_CHECKING:
     from coldrec.supervision.on_ray import RayEngine
 
-__all__ = ["SuperviseConfig", "eligible_users", "run_supervision", "stages_markdown"]
+__all__ = [
+    "SuperviseConfig",
+    "eligible_users",
+    "run_supervision",
+    "stage_seconds",
+    "stages_markdown",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -366,9 +372,9 @@ def _summary(
 
 def stages_markdown(summaries: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of the stages of one or more runs (name → ``summary.json``):
-    requests, fallback rate, calls, cached calls, tokens of every answer used, the LLM
-    calls' own seconds, and seconds per call that reached the backend (what a run with
-    an empty cache pays per call)."""
+    requests, fallback rate, calls, cached calls, tokens of every answer used, the wall
+    seconds of the calls (calls in flight together counted once), and those seconds per
+    call that reached the backend (what a run with an empty cache pays per call)."""
     rows = [
         "| run | stage | requests | fallback rate | calls | cached | prompt tokens "
         "| completion tokens | LLM seconds | s / fresh call |",
@@ -380,7 +386,7 @@ def stages_markdown(summaries: dict[str, dict[str, Any]]) -> str:
             rows.append(
                 f"| {name} | {stage} | {c['requests']:,} | {rate} | {c['calls']:,} | "
                 f"{c['cached']:,} | {c['answer_prompt_tokens']:,} | "
-                f"{c['answer_completion_tokens']:,} | {c['latency_s']:,.1f} | "
+                f"{c['answer_completion_tokens']:,} | {stage_seconds(c):,.1f} | "
                 f"{_per_fresh_call(c)} |"
             )
     return "\n".join(rows)
@@ -388,4 +394,10 @@ def stages_markdown(summaries: dict[str, dict[str, Any]]) -> str:
 
 def _per_fresh_call(counts: dict[str, Any]) -> str:
     fresh = counts["calls"] - counts["cached"]
-    return f"{counts['latency_s'] / fresh:.3f}" if fresh else "–"
+    return f"{stage_seconds(counts) / fresh:.3f}" if fresh else "–"
+
+
+def stage_seconds(counts: dict[str, Any]) -> float:
+    """The wall seconds of a stage's calls (summaries of older versions: the calls' own
+    seconds added, the same with one call in flight)."""
+    return float(counts.get("busy_s", counts["latency_s"]))
