@@ -273,7 +273,8 @@ def cost_row(name: str, summary: dict[str, Any], price: list[float] | None) -> s
     stages = summary["calls"].values()
     keys = ("calls", "cached", "answer_prompt_tokens", "answer_completion_tokens")
     total = {key: sum(stage[key] for stage in stages) for key in keys}
-    busy = [stage.get("busy_s") for stage in stages]  # absent from older summaries
+    # absent from older summaries, whose added per-call seconds overstate batched calls
+    busy = [stage.get("busy_s") for stage in stages]
     asked = summary["users"]["test"] + summary["users"]["valid"]
     prompt, completion = (
         total[f"answer_{kind}_tokens"] / asked for kind in ("prompt", "completion")

@@ -27,11 +27,12 @@ sampled (seeded per call) above.
 
 With ``batch_size`` above 1, greedy calls waiting together (threads of
 :meth:`~coldrec.llm.client.LLM.batch`: twice ``batch_size`` of them at least) are generated
-as one left-padded batch: a generated token reads the weights once for the whole batch, so on a
-CPU the answers come several times faster. Each row keeps its own schema and its own
-``max_tokens``; a row's answer is the greedy answer of the same call alone up to the
-rounding of batched matrix products (``benchmarks/llm_batching.py`` counts how often that
-changes an answer).
+as one left-padded batch: a generated token reads the weights once for the whole batch.
+A batch lasts as long as its longest answer, so it pays with ``compact`` (SmolLM2 ranking
+calls 1.7× faster per call in batches of 8; no faster without it). Each row keeps its
+own schema and its own ``max_tokens``; a row's answer is the greedy answer of the same
+call alone up to the rounding of batched matrix products (``benchmarks/llm_batching.py``
+counts how often that changes an answer).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class TransformersConfig(BaseModel):
     else ``~/.cache/coldrec``."""
     compact: bool = False
     """Schema-constrained answers without whitespace-only tokens where another token is
-    allowed: compact JSON (a 20-candidate ranking in about a quarter fewer tokens; indentation
-    and blank runs cannot stretch one row of a batch). Part of the identity."""
+    allowed: compact JSON (a SmolLM2 20-candidate ranking in 85 tokens instead of 109;
+    indentation and blank runs cannot stretch one row of a batch). Part of the identity."""
     batch_size: int = Field(1, gt=0)
     """Greedy calls generated together at most (``LLM.batch`` keeps twice as many in
     flight, so that a full batch waits while one runs). Not part of the identity: a
