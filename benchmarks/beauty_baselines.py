@@ -8,12 +8,14 @@ Run from the project root: ``.venv/bin/python benchmarks/beauty_baselines.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,25 @@ COLDREC = str(Path(sys.executable).with_name("coldrec"))
 MODELS = ("popularity", "itemknn", "bm25", "bm25_dense")
 
 
-def run_coldrec(command: list[str], done: Path | None = None) -> None:
+def run_coldrec(
+    command: list[str], done: Path | None = None, every_minute: Callable[[], None] | None = None
+) -> None:
     """Run one coldrec command on one thread (``OMP_NUM_THREADS=1``: two benchmarks can
-    share the two cores), printing it first; skipped when ``done`` exists."""
+    share the two cores), printing it first; skipped when ``done`` exists.
+    ``every_minute`` is called each minute while it runs and once at its end (to keep
+    what a long run has finished so far)."""
     if done is not None and done.exists():
         return
     print("coldrec", shlex.join(command), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([COLDREC, "-q", *command], cwd=ROOT, check=True, env=env)
+    with subprocess.Popen([COLDREC, "-q", *command], cwd=ROOT, env=env) as process:
+        while process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=60)
+            if every_minute is not None:
+                every_minute()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, ["coldrec", *command])
 
 
 def kept_run(command: list[str], kept: Path) -> dict[str, Any]:

@@ -6,9 +6,10 @@ a stopped run resumes); beside them the ColdRec toolkit's runs of the same split
 (``peer_coldrec_toolkit.py``'s kept figures, when it has run) and, on Beauty, E0 and the
 best thesis-pipeline configuration of ``beauty_e0_e3.json``.
 
-Each finished run's metrics are kept in ``benchmarks/results/coldstart_<data>/``
-(committed). Writes ``benchmarks/results/coldstart_baselines.{md,json}`` from whatever is
-kept for either data set. Run from the project root:
+Each finished model's metrics are kept in ``benchmarks/results/coldstart_<data>/``
+(committed) as soon as it is written; a kept model is not run again (the run goes seed by
+seed over the models not kept). Writes ``benchmarks/results/coldstart_baselines.{md,json}``
+from whatever is kept for either data set. Run from the project root:
 ``.venv/bin/python benchmarks/coldstart_baselines.py --data ml100k`` (or ``beauty``;
 ``--report`` only rewrites the report).
 """
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from _common import RESULTS, mean_std, write_results
+from _common import RESULTS, ROOT, mean_std, write_results
 from beauty_baselines import run_coldrec
 from lagcl import keep_metrics
 
@@ -42,14 +44,28 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     args = parser.parse_args()
     for data in [] if args.report else args.data:
-        out = Path("runs") / f"coldstart_{data}"
-        run_coldrec(command(data))
-        keep_metrics(out, RESULTS / f"coldstart_{data}")
+        run_missing(data)
     report()
 
 
 def command(data: str) -> list[str]:
     return ["run", f"configs/{data}/coldstart_{data}.yaml", "--out", f"runs/coldstart_{data}"]
+
+
+def run_missing(data: str) -> None:
+    """Run, seed by seed, the models of ``data``'s config whose metrics are not kept yet,
+    keeping each model's as soon as it is written (a stopped machine loses no finished
+    model; the models of one seed share their teacher, fitted once in the process)."""
+    out, kept = Path("runs") / f"coldstart_{data}", RESULTS / f"coldstart_{data}"
+    config = yaml.safe_load((ROOT / command(data)[1]).read_text())
+    for seed in config["seeds"]:
+        missing = {model: settings for model, settings in config["baselines"].items()
+                   if not (kept / model / f"seed{seed}").is_dir()}  # fmt: skip
+        if missing:
+            only = [f"baselines.{m}={json.dumps(s)}" for m, s in missing.items()]
+            flags = ["--set", f"seeds=[{seed}]", "--set", "baselines={}"]
+            flags += [flag for setting in only for flag in ("--set", setting)]
+            run_coldrec(command(data) + flags, every_minute=lambda: keep_metrics(out, kept))
 
 
 def kept_runs(data: str) -> dict[str, list[dict[str, Any]]]:
@@ -124,7 +140,9 @@ def report() -> None:
         rows = [model_row(model, seeds) for model, seeds in runs.items()]
         rows += toolkit_rows(data) + (thesis_rows() if data == "beauty" else [])
         sections.append(f"## {title}\n\n{HEADER}\n" + "\n".join(rows) + "\n\n    coldrec "
-                        + shlex.join(command(data)) + "\n")  # fmt: skip
+                        + shlex.join(command(data)) + "\n\n(seed by seed, with `--set seeds=[N]` "
+                        "and the models of the seed not kept yet: `--set baselines={} "
+                        "--set baselines.<model>=...`)\n")  # fmt: skip
     markdown = f"""# The item cold-start literature's models beside coldrec
 
 Global 70/30 time split, full ranking over warm and cold items in one list, mean ± sample

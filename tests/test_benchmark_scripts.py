@@ -5,6 +5,7 @@ peers' own packages in their environments, are left out."""
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,3 +22,47 @@ def test_the_benchmark_script_imports(script: str, monkeypatch: pytest.MonkeyPat
     module = importlib.import_module(script)
     assert module.__file__ == str(BENCHMARKS / f"{script}.py")
     sys.modules.pop(script, None)
+
+
+@pytest.fixture
+def scripts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+
+@pytest.mark.usefixtures("scripts")
+def test_coldstart_baselines_run_seed_by_seed_the_models_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import coldstart_baselines
+
+    models = list(coldstart_baselines.MODELS)
+    kept = tmp_path / "coldstart_ml100k"
+    for model in models:
+        (kept / model / "seed0").mkdir(parents=True)
+    (kept / "bprmf" / "seed1").mkdir()
+    runs: list[list[str]] = []
+    monkeypatch.setattr(coldstart_baselines, "RESULTS", tmp_path)
+    monkeypatch.setattr(coldstart_baselines, "run_coldrec",
+                        lambda command, every_minute: runs.append(command))  # fmt: skip
+    coldstart_baselines.run_missing("ml100k")
+    assert len(runs) == 2  # seed 0 is kept whole
+    for run, seed, wanted in ((runs[0], 1, models[1:]), (runs[1], 2, models)):
+        base = coldstart_baselines.command("ml100k")
+        assert run[: len(base)] == base
+        assert set(run[len(base) :: 2]) == {"--set"}
+        settings = run[len(base) + 1 :: 2]
+        assert settings[:2] == [f"seeds=[{seed}]", "baselines={}"]
+        assert [s.split("=")[0] for s in settings[2:]] == [f"baselines.{m}" for m in wanted]
+    sys.modules.pop("coldstart_baselines", None)
+
+
+@pytest.mark.usefixtures("scripts")
+def test_run_coldrec_calls_back_at_the_end_and_raises_on_failure() -> None:
+    from beauty_baselines import run_coldrec
+
+    calls: list[int] = []
+    run_coldrec(["--help"], every_minute=lambda: calls.append(1))
+    assert calls == [1]
+    with pytest.raises(subprocess.CalledProcessError):
+        run_coldrec(["no-such-command"], every_minute=lambda: calls.append(1))
+    assert calls == [1, 1]
