@@ -23,14 +23,14 @@ Runs, with the commands printed in the result:
 Each finished run's summary is kept in ``benchmarks/results/llm_rank_beauty/`` (committed:
 a kept run is not repeated). Writes ``benchmarks/results/llm_rank_beauty.{md,json}``.
 Run from the project root: ``.venv/bin/python benchmarks/llm_rank.py [--users 200] [--llm-users 20]
-[--backends embedding smollm2] [--server]``.
+[--backends embedding smollm2] [--server] [--judge]``; ``--report`` rewrites the report from
+whatever runs of the whole grid are kept (at ``--users``), running nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,42 +76,53 @@ def main() -> None:
                         help="dollars per million prompt / completion tokens for the cost "
                              "column (a price you pay; none: tokens only)")  # fmt: skip
     parser.add_argument("--report", action="store_true",
-                        help="only rewrite the report from the kept figures")  # fmt: skip
+                        help="only rewrite the report from the kept runs of the whole grid "
+                             "(at --users / --llm-users)")  # fmt: skip
     args = parser.parse_args()
-    if args.report:
-        kept = json.loads((RESULTS / "llm_rank_beauty.json").read_text())
-        report(kept["summaries"], kept["commands"], kept["judges"], args.price)
-        return
-    if not BEAUTY.is_dir():
-        raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
     e0 = ["run", "configs/beauty/e0.yaml", "--out", str(E0), "--set", "seeds=[0]"]
-    run_coldrec(e0, ROOT / RUN / "valid_ranked.parquet")
-    backends = [*args.backends, *(["smollm2_http"] if args.server else [])]
+    if args.report:  # every kept run of the whole grid, judges included
+        backends, args.judge = list(BACKENDS), True
+    else:
+        if not BEAUTY.is_dir():
+            raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
+        run_coldrec(e0, ROOT / RUN / "valid_ranked.parquet")
+        backends = [*args.backends, *(["smollm2_http"] if args.server else [])]
     commands = [e0]
     users = {b: args.users if b == "embedding" else args.llm_users or args.users for b in backends}
     summaries = {}
     for backend in backends:
-        with served(backend) as extra:
+        with served(backend, start=not args.report) as extra:
             for run in grid(backend):
                 command = run.command(users[backend], extra)
-                commands.append(command)
                 name = f"{run.name}_u{users[backend]}"
-                summaries[name] = kept_run(command, KEPT / f"{name}.json")
-    judged = judge(args.llm_users or args.users, commands) if args.judge else {}
+                found = kept_or_run(command, KEPT / f"{name}.json", run=not args.report)
+                if found is not None:
+                    commands.append(command)
+                    summaries[name] = found
+    judged = judge(args.llm_users or args.users, commands, not args.report) if args.judge else {}
     report(summaries, commands, judged, args.price)
 
 
-def judge(users: int, commands: list[list[str]]) -> dict[str, Any]:
+def kept_or_run(command: list[str], kept: Path, run: bool) -> dict[str, Any] | None:
+    """The kept summary of ``command``, run first when missing if ``run`` (else None)."""
+    if not run and not kept.is_file():
+        return None
+    return kept_run(command, kept)
+
+
+def judge(users: int, commands: list[list[str]], run: bool) -> dict[str, Any]:
     """The embedding judge, then SmolLM2 against it, on ``users`` test users; their kept
-    summaries."""
+    summaries (without ``run``, those kept)."""
     outs = {name: E0.parent / f"judge_{name}_u{users}" for name in JUDGES}
     found = {}
     for name, flags in JUDGES.items():
         against = [] if name == "embedding" else ["--against", str(outs["embedding"])]
         command = ["judge", "--dataset", str(E0 / "data"), *flags, "--users", str(users),
                    *against, "--out", str(outs[name])]  # fmt: skip
-        commands.append(command)
-        found[name] = kept_run(command, KEPT / f"judge_{name}_u{users}.json")
+        summary = kept_or_run(command, KEPT / f"judge_{name}_u{users}.json", run)
+        if summary is not None:
+            commands.append(command)
+            found[name] = summary
     return found
 
 
@@ -151,10 +162,14 @@ def grid(backend: str) -> list[Variant]:
 
 
 @contextlib.contextmanager
-def served(backend: str) -> Iterator[list[str]]:
-    """The extra flags of ``backend``: a local llama.cpp server's URL for the HTTP one."""
+def served(backend: str, start: bool = True) -> Iterator[list[str]]:
+    """The extra flags of ``backend``: a local llama.cpp server's URL for the HTTP one
+    (the server started unless ``start`` is false)."""
     if backend != "smollm2_http":
         yield []
+        return
+    if not start:
+        yield ["--base-url", "<the local llama_cpp.server's URL>"]
         return
     from coldrec.llm.server import local_server
 
