@@ -192,8 +192,12 @@ def report(
                  row(f"random order of the same 20 (expected), {users} users",
                      first["metrics"]["random"])]  # fmt: skip
     for name, summary in summaries.items():
-        rows.append(row(f"{name}: LLM order", summary["metrics"]["llm"], summary))
-        rows.append(row(f"{name}: fused, α {summary['alpha']:g}", summary["metrics"]["fused"]))
+        metrics = summary["metrics"]
+        rows.append(row(f"{name}: LLM order", metrics["llm"],
+                        versus(summary, "llm_vs_model", "llm_vs_random"),
+                        invalid_share(summary)))  # fmt: skip
+        rows.append(row(f"{name}: fused, α {summary['alpha']:g}", metrics["fused"],
+                        versus(summary, "fused_vs_model", None)))  # fmt: skip
     cost = [cost_row(name, summary, price) for name, summary in summaries.items()]
     header = " | ".join(f"{s} NDCG@10 | {s} R@10" for s in SEGMENTS)
     listed = "\n".join(f"    coldrec {shlex.join(c)}" for c in commands)
@@ -206,9 +210,11 @@ is the start of a larger one) its top 20 go to the LLM with the user's 50 most r
 items. α of the fusion is chosen on as many validation users (E0's validation twin),
 never on test. The random line is the exact expectation over random orders of the same
 20. Recall@20 is the same for every order of the same 20 items, so the table stops at 10.
+The differences are means over the same users of the row's per-user NDCG@10 minus E0's
+or chance's, ± their standard error (runs kept before they were recorded: empty).
 
-| order | {header} | invalid answers |
-|---|{"---:|" * (2 * len(SEGMENTS) + 1)}
+| order | {header} | all NDCG@10 − E0's | all NDCG@10 − chance | invalid answers |
+|---|{"---:|" * (2 * len(SEGMENTS) + 3)}
 {chr(10).join(rows)}
 
 Quality beside what it cost (every call of the run: test and validation users; cached
@@ -262,17 +268,33 @@ judge's):
 
 
 def row(
-    label: str, table: dict[str, dict[str, float]], summary: dict[str, Any] | None = None
+    label: str,
+    table: dict[str, dict[str, float]],
+    versus: tuple[dict[str, float] | None, ...] = (None, None),
+    invalid: str = "",
 ) -> str:
-    cells = " | ".join(f"{figure(table[s]['ndcg@10'])} | {figure(table[s]['recall@10'])}"
-                       for s in SEGMENTS)  # fmt: skip
-    invalid = ""
-    if summary is not None and summary["backend"]["llm"]:
-        faults = [summary["answer_faults"][split] for split in ("test", "valid")]
-        answers = sum(f["answers"] for f in faults)
-        bad = sum(f["unusable"] + f["partial"] for f in faults)
-        invalid = f"{bad / max(1, answers):.1%} of {answers:,}"
-    return f"| {label} | {cells} | {invalid} |"
+    """A table row: NDCG and Recall at 10 per segment, the all NDCG@10 differences
+    ``versus`` E0's and chance (mean ± standard error), the invalid answers."""
+    cells = [f"{figure(table[s]['ndcg@10'])} | {figure(table[s]['recall@10'])}" for s in SEGMENTS]
+    cells += [f"{d['mean']:+.4f} ± {d['se']:.4f}" if d else "" for d in versus]
+    return f"| {label} | {' | '.join(cells)} | {invalid} |"
+
+
+def versus(summary: dict[str, Any], *names: str | None) -> tuple[dict[str, float] | None, ...]:
+    """The all NDCG@10 differences ``names`` of a summary (None: none; an older summary
+    has none)."""
+    differences = summary.get("differences", {})
+    return tuple(differences[n]["all"]["ndcg@10"] if n in differences else None for n in names)
+
+
+def invalid_share(summary: dict[str, Any]) -> str:
+    """The share of the LLM's answers that were unusable or partly invalid."""
+    if not summary["backend"]["llm"]:
+        return ""
+    faults = [summary["answer_faults"][split] for split in ("test", "valid")]
+    answers = sum(f["answers"] for f in faults)
+    bad = sum(f["unusable"] + f["partial"] for f in faults)
+    return f"{bad / max(1, answers):.1%} of {answers:,}"
 
 
 def price_note(price: list[float] | None) -> str:

@@ -14,6 +14,7 @@ from unittest.mock import patch
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from coldrec.cli import app
@@ -219,8 +220,9 @@ def test_llm_rank_compares_the_llm_order_with_the_runs(served_run: Path, tmp_pat
     fused = fused_scores(scores, points, summary["alpha"], config.temperature)
     test["fused"] = fused.ravel()
 
-    def recall_at_10(column: str, ascending: bool, segment: str) -> float:
-        values = []
+    def at_10(column: str, ascending: bool, segment: str) -> tuple[list[float], list[float]]:
+        """Each user's Recall@10 and NDCG@10 of the order by ``column``, by hand."""
+        recalls, ndcgs = [], []
         for user, rows in users:
             targets = held[user] - set(history[user].tolist())
             if segment != "all":
@@ -228,16 +230,30 @@ def test_llm_rank_compares_the_llm_order_with_the_runs(served_run: Path, tmp_pat
             if targets:
                 order = test.loc[rows.index].sort_values(column, ascending=ascending,
                                                           kind="stable")  # fmt: skip
-                values.append(len(targets & set(order["item_idx"][:10])) / len(targets))
-        return float(np.mean(values))
+                top = list(order["item_idx"][:10])
+                recalls.append(len(targets & set(top)) / len(targets))
+                gains = sum(1 / np.log2(i + 2) for i, item in enumerate(top) if item in targets)
+                ndcgs.append(gains / sum(1 / np.log2(i + 2) for i in range(min(len(targets), 10))))
+        return recalls, ndcgs
 
-    table = summary["metrics"]
+    table, differences = summary["metrics"], summary["differences"]
     for segment in ("all", "warm", "cold"):
+        per_user = {}
         for name, column, ascending in (("model", "model_position", True),
                                         ("llm", "llm_points", False),
                                         ("fused", "fused", False)):  # fmt: skip
-            expected = recall_at_10(column, ascending, segment)
+            recalls, per_user[name] = at_10(column, ascending, segment)
+            expected = float(np.mean(recalls))
             assert table[name][segment]["recall@10"] == pytest.approx(expected), (name, segment)
+        for name, first, second in (("llm_vs_model", "llm", "model"),
+                                    ("fused_vs_model", "fused", "model")):  # fmt: skip
+            paired = np.subtract(per_user[first], per_user[second])
+            found = differences[name][segment]["ndcg@10"]
+            assert found["mean"] == pytest.approx(paired.mean(), abs=1e-12), (name, segment)
+            assert found["se"] == pytest.approx(stats.sem(paired), abs=1e-12), (name, segment)
+        random = differences["llm_vs_random"][segment]["ndcg@10"]["mean"]
+        assert random == pytest.approx(table["llm"][segment]["ndcg@10"]
+                                       - table["random"][segment]["ndcg@10"])  # fmt: skip
     for _, rows in users:  # one shuffle answered in its order: C … 1
         assert sorted(rows["llm_points"]) == list(range(1, 21))
     answers = summary["users"]["test"] + summary["users"]["valid"]

@@ -20,14 +20,21 @@ scores instead). Reported per segment (all / warm / cold), Recall and NDCG at ``
   ``h`` hits among the C at every position with probability ``1 / C``, so the expected
   metric is the metric of a hit row filled with ``h / C``.
 
-Writes ``summary.json`` (the table, α and its validation curve, the answers' faults,
-the calls' tokens, seconds and cost), ``rankings.parquet`` (per shown candidate: split,
-user, the model's position and score, the LLM's points) and ``calls.jsonl``.
+A sample's hits are few (200 Beauty users' top 20 hold about 20), so orders differ by
+little against the noise: ``differences`` gives, per segment and metric, the mean over
+the same users of the LLM's order minus the model's, of the LLM's minus chance and of the
+fused minus the model's, with its standard error.
+
+Writes ``summary.json`` (the table, the differences, α and its validation curve, the
+answers' faults, the calls' tokens, seconds and cost), ``rankings.parquet`` (per shown
+candidate: split, user, the model's position and score, the LLM's points) and
+``calls.jsonl``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -41,6 +48,7 @@ from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
 from coldrec.errors import ConfigError
+from coldrec.eval.metrics import METRICS as METRIC_FUNCTIONS
 from coldrec.eval.metrics import mean_metrics
 from coldrec.eval.protocol import EvaluationPlan
 from coldrec.llm.client import LLM
@@ -129,12 +137,17 @@ def run_llm_rank(config: LLMRankConfig, dataset_path: Path, run: Path, out: Path
                   "fused": test.fused_order(alpha)}  # fmt: skip
         table = {name: test.metrics(order) for name, order in orders.items()}
         table["random"] = test.metrics(None)
+        model, llm_order, fused = orders["model"], orders["llm"], orders["fused"]
+        differences = {"llm_vs_model": test.difference(llm_order, model),
+                       "llm_vs_random": test.difference(llm_order, None),
+                       "fused_vs_model": test.difference(fused, model)}  # fmt: skip
         parts = (("test", test), ("valid", valid))
         summary = {
             "users": {"test": len(test.users), "valid": len(valid.users)},
             "top_c": config.top_c, "ks": list(config.ks), "prompt": config.prompt,
             "answer": config.answer, "bootstrap": config.bootstrap,
-            "metrics": table, "alpha": alpha, "validation_curve": curve,
+            "metrics": table, "differences": differences, "alpha": alpha,
+            "validation_curve": curve,
             "invalid_users": {name: part.relevance.invalid_users() for name, part in parts},
             "answer_faults": {name: part.relevance.faults.as_dict() for name, part in parts},
             "backend": llm.described(), "calls": llm.totals(),
@@ -178,9 +191,34 @@ class _Ranked:
     def metrics(self, order: np.ndarray | None) -> dict[str, dict[str, float]]:
         """Recall and NDCG at ``ks`` per segment of ``order`` (None: a random order's
         expectation), with the segment's user count."""
+        return {name: {**mean_metrics(hits, n_targets, self.config.ks, METRICS),
+                       "users": len(n_targets)}
+                for name, hits, n_targets in self._segment_hits(order)}  # fmt: skip
+
+    def difference(
+        self, order: np.ndarray | None, other: np.ndarray | None
+    ) -> dict[str, dict[str, dict[str, float]]]:
+        """Per segment and metric, the mean over the segment's users of ``order``'s metric
+        minus ``other``'s (the same users: a paired difference) and its standard error."""
+        table: dict[str, dict[str, dict[str, float]]] = {}
+        for (name, hits, n_targets), (_, other_hits, _) in zip(
+            self._segment_hits(order), self._segment_hits(other), strict=True
+        ):
+            table[name] = {}
+            for k in self.config.ks:
+                for metric in METRICS:
+                    score = METRIC_FUNCTIONS[metric]
+                    paired = score(hits, n_targets, k) - score(other_hits, n_targets, k)
+                    table[name][f"{metric}@{k}"] = _mean_and_error(paired)
+        return table
+
+    def _segment_hits(
+        self, order: np.ndarray | None
+    ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """``(segment, hit rows, target counts)`` of the sampled users of each segment
+        under ``order`` (None: a random order's expected hits)."""
         cold = self.dataset.items["cold"].to_numpy()
         position = pd.Index(self.rows)
-        table = {}
         for name, rows, targets in self.plan.segments(cold):
             if name == "cold_users":
                 continue
@@ -189,10 +227,7 @@ class _Ranked:
             hits = hit_matrix(self.top[at] if order is None else order[at], targets[picked])
             if order is None:
                 hits = expected_random_hits(hits)
-            n_targets = list_lengths(targets[picked])
-            table[name] = {**mean_metrics(hits, n_targets, self.config.ks, METRICS),
-                           "users": len(picked)}  # fmt: skip
-        return table
+            yield name, hits, list_lengths(targets[picked])
 
     def frame(self, split: str) -> pd.DataFrame:
         c = self.top.shape[1]
@@ -213,6 +248,14 @@ def _sampled_rows(plan: EvaluationPlan, ranked: Candidates, config: LLMRankConfi
     # a prefix of one seeded order: a larger sample holds a smaller one (and its cached answers)
     order = np.random.default_rng(config.seed).permutation(eligible)
     return np.sort(order[: config.users])
+
+
+def _mean_and_error(values: np.ndarray) -> dict[str, float]:
+    """The mean of ``values`` and its standard error (NaN for fewer than two values)."""
+    n = len(values)
+    mean = float(values.mean()) if n else float("nan")
+    error = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return {"mean": mean, "se": error}
 
 
 def expected_random_hits(hits: np.ndarray) -> np.ndarray:
