@@ -45,7 +45,7 @@ E0 = Path("runs") / "llm_rank_beauty" / "e0"
 RUN = E0 / "rank" / "seed0"
 KEPT = RESULTS / "llm_rank_beauty"
 PROMPTS = ("sequential", "recency")
-BOOTSTRAPS = (1, 3)
+BOOTSTRAPS = (1, 3)  # the first: no bootstrapping
 SMOLLM2 = ["--backend", "transformers", "--set", "llm.backend.dtype=bfloat16", "--set",
            "llm.backend.compact=true", "--set", "llm.backend.batch_size=8"]  # fmt: skip
 BACKENDS = {
@@ -157,8 +157,9 @@ def grid(backend: str) -> list[Variant]:
     call, its whole grid of 3,600 calls would take 14 hours of one core)."""
     if backend in ("embedding", "smollm2_http"):
         return [Variant(backend)]
-    ranked = [Variant(backend, prompt, bootstrap) for bootstrap in BOOTSTRAPS for prompt in PROMPTS]
-    return [*ranked, Variant(backend, answer="scores")]
+    single = [Variant(backend, prompt) for prompt in PROMPTS]
+    bootstrapped = [Variant(backend, prompt, b) for b in BOOTSTRAPS[1:] for prompt in PROMPTS]
+    return [*single, Variant(backend, answer="scores"), *bootstrapped]
 
 
 @contextlib.contextmanager
