@@ -65,9 +65,11 @@ SEQUENTIAL: dict[str, SequentialConfig] = {
                            training=LEARN),
     "gru4rec": GRU4RecConfig(dim=32, n_negatives=10, dropout=0.0, early_stopping=False,
                              training=LEARN),
-    # 80 epochs reached 117 of 120 users on one thread (1.0 on 2 and 4): 120 on all three
+    # how far a few epochs get depends on the CPU's kernels and threads: 80 epochs reached
+    # 117 of 120 users on one thread of an Intel CPU, 120 epochs 112 on two of an AMD EPYC;
+    # 200 reach all on 1-4 threads of the latter (160 barely did on two)
     "bert4rec": BERT4RecConfig(dim=32, n_negatives=10, dropout=0.0, early_stopping=False,
-                               mask_prob=0.4, training=LEARN.model_copy(update={"epochs": 120})),
+                               mask_prob=0.4, training=LEARN.model_copy(update={"epochs": 200})),
     "sasrec_delta": SASRecConfig(dim=32, n_negatives=10, dropout=0.0, early_stopping=False,
                                  training=LEARN, delta=DeltaConfig(max_norm=None)),
 }  # fmt: skip
