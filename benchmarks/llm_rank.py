@@ -80,8 +80,9 @@ def main() -> None:
                              "(at --users / --llm-users)")  # fmt: skip
     args = parser.parse_args()
     e0 = ["run", "configs/beauty/e0.yaml", "--out", str(E0), "--set", "seeds=[0]"]
-    if args.report:  # every kept run of the whole grid, judges included
-        backends, args.judge = list(BACKENDS), True
+    judging = args.judge or args.report  # a report shows every kept run, judges included
+    if args.report:
+        backends = list(BACKENDS)
     else:
         if not BEAUTY.is_dir():
             raise SystemExit(f"Amazon Beauty not found at {BEAUTY}")
@@ -99,7 +100,7 @@ def main() -> None:
                 if found is not None:
                     commands.append(command)
                     summaries[name] = found
-    judged = judge(args.llm_users or args.users, commands, not args.report) if args.judge else {}
+    judged = judge(args.llm_users or args.users, commands, not args.report) if judging else {}
     report(summaries, commands, judged, args.price)
 
 
