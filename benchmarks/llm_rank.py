@@ -177,7 +177,7 @@ def served(backend: str, start: bool = True) -> Iterator[list[str]]:
 
     log = ROOT / E0.parent / "server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with local_server(n_ctx=4096, log=log) as base:
+    with local_server(n_ctx=4096, log=log, threads=1) as base:  # one thread, as every run
         yield ["--base-url", base]
 
 

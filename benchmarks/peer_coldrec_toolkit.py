@@ -39,7 +39,8 @@ coldrec's MiniLM item vectors as content, their rankings scored by coldrec's pro
 Each finished model/seed is kept in ``benchmarks/results/coldstart_toolkit_<name>/``
 (rerun only when its settings change). Writes
 ``benchmarks/results/coldstart_toolkit_<name>.{md,json}``. Run from the project root:
-``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/peer_coldrec_toolkit.py --data ml100k``.
+``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/peer_coldrec_toolkit.py --data ml100k``
+(``--report``: rewrite the report from the kept runs, training nothing).
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ PINS = ("numpy==2.4.6", "scipy==1.17.1", "scikit-learn==1.9.1", "faiss-cpu==1.15
 BACKBONE = "MF"
 MODELS = ("DropoutNet", "Heater", "CLCRec", "ALDI")
 ON_BACKBONE = ("DropoutNet", "Heater", "ALDI")
+# A diagnostic, run only when named in --models: the toolkit's DropoutNet leaves the
+# backbone's vectors, which are also its regression targets, trainable (its Heater and
+# ALDI freeze theirs); frozen, the gap it leaves to coldrec's DropoutNet can be measured.
+FROZEN = {"DropoutNet-frozen": "DropoutNet"}
 SEGMENTS = ("all", "warm", "cold")
 TOP_N = 100
 WORK = ROOT / "runs"
@@ -133,16 +138,18 @@ def model_epochs(args: argparse.Namespace, model: str) -> int:
 
 def toolkit_arguments(name: str, model: str, seed: int, epochs: int) -> list[str]:
     """``main.py``'s arguments for one run (the toolkit's defaults otherwise)."""
-    return ["--dataset", name, "--model", model, "--cold_object", "item", "--use_gpu", "false",
-            "--epochs", str(epochs), "--seed", str(seed), "--topN", f"20,{TOP_N}",
-            "--early_stop", "0", "--save_emb", str(model == BACKBONE).lower()]  # fmt: skip
+    return ["--dataset", name, "--model", FROZEN.get(model, model), "--cold_object", "item",
+            "--use_gpu", "false", "--epochs", str(epochs), "--seed", str(seed), "--topN",
+            f"20,{TOP_N}", "--early_stop", "0", "--save_emb",
+            str(model == BACKBONE).lower()]  # fmt: skip
 
 
 def worker_command(work: Path, model: str, arguments: list[str]) -> str:
     """The worker's command line, run in ``work`` (paths relative to it); it writes to
     ``work/<model>``."""
     paths = [os.path.relpath(path, work) for path in (VENV / "bin" / "python", WORKER, TOOLKIT)]
-    return shlex.join([*paths, model, *arguments])
+    frozen = ["--frozen-backbone"] if model in FROZEN else []
+    return shlex.join([*paths, model, *frozen, *arguments])
 
 
 def run_toolkit(work: Path, model: str, arguments: list[str]) -> dict[str, Any]:
@@ -186,7 +193,8 @@ def run_seed(dataset: Dataset, converted: dict[str, int], seed: int, args: argpa
         if path.is_file() and json.loads(path.read_text())["settings"] == settings:
             continue
         backbone = work / "emb" / f"{name}_cold_item_{BACKBONE}_item_emb.pt"
-        if model in ON_BACKBONE and not backbone.is_file():  # runs/ lost: same seed, same MF
+        # runs/ lost: the same seed gives the same MF
+        if FROZEN.get(model, model) in ON_BACKBONE and not backbone.is_file():
             run_toolkit(work, BACKBONE,
                         toolkit_arguments(name, BACKBONE, seed, args.backbone_epochs))  # fmt: skip
         run = run_toolkit(work, model, toolkit_arguments(name, model, seed, epochs))
@@ -209,11 +217,13 @@ def tables(records: list[dict[str, Any]]) -> tuple[str, str]:
     head = " | ".join(f"{'R' if m[0] == 'r' else 'NDCG'}@20 {s}" for m, s in metrics)
     ours = [f"| model | seed | {head} | s / epoch |", "|---" * (3 + len(metrics)) + "|"]
     theirs = [f"| model | {head} |", "|---" * (1 + len(metrics)) + "|"]
-    for model in (BACKBONE, *MODELS):
+    for model in (BACKBONE, *MODELS, *FROZEN):
         runs = [r for r in records if r["model"] == model]
         if not runs:
             continue
-        label = f"{model} (backbone)" if model == BACKBONE else model
+        labels = {BACKBONE: f"{model} (backbone)", **{m: f"{FROZEN[m]}, backbone frozen "
+                  "(diagnostic)" for m in FROZEN}}  # fmt: skip
+        label = labels.get(model, model)
         for r in runs:
             cells = [f"{r['segments'][s][m]:.4f}" for m, s in metrics]
             seconds = np.median(r["epoch_seconds"])
@@ -248,7 +258,7 @@ def report(
     """Write ``coldstart_toolkit_<name>.{md,json}`` from the kept runs of ``args.seeds``
     (those that exist: a model not yet run is left out)."""
     kept = RESULTS / f"coldstart_toolkit_{name}"
-    paths = [kept / f"{model}-seed{seed}.json" for model in (BACKBONE, *MODELS)
+    paths = [kept / f"{model}-seed{seed}.json" for model in (BACKBONE, *MODELS, *FROZEN)
              for seed in args.seeds]  # fmt: skip
     records = [json.loads(path.read_text()) for path in paths if path.is_file()]
     ours, theirs = tables(records)
@@ -263,7 +273,8 @@ def report(
 
 The toolkit's BPR-MF backbone ({args.backbone_epochs} epochs) and its DropoutNet, Heater,
 CLCRec and ALDI ({args.epochs} epochs{own_epochs(args)}, the toolkit's default settings, last
-epoch kept: no validation), trained by the toolkit (CPU, one thread) on coldrec's history with the
+epoch kept: no validation; a "backbone frozen" row: the same with the BPR-MF vectors held
+fixed, a diagnostic), trained by the toolkit (CPU, one thread) on coldrec's history with the
 MiniLM item vectors as content; their top {TOP_N} items per test user scored by coldrec's
 protocol (full catalogue, history masked) over seeds {args.seeds} (mean ± sample std).
 Seconds per epoch: median wall time of a training epoch.
@@ -288,7 +299,7 @@ rounded to 5 decimals). Dataset hash {figures["data_hash"]}; converted:
 """
     runs = {model: [{**r, "seconds_per_epoch": float(np.median(r["epoch_seconds"]))}
                     for r in records if r["model"] == model]
-            for model in (BACKBONE, *MODELS)}  # fmt: skip
+            for model in (BACKBONE, *MODELS, *FROZEN)}  # fmt: skip
     write_results(f"coldstart_toolkit_{name}", {**figures, "runs": runs}, markdown)
 
 
@@ -303,8 +314,12 @@ def main() -> None:
     parser.add_argument("--epochs-of", nargs="*", default=[], metavar="MODEL=N",
                         help="a model's own epochs, e.g. CLCRec=20 (at its defaults an epoch "
                              "costs ~100 times DropoutNet's)")  # fmt: skip
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
-                        help="run only these (the report shows every model kept)")  # fmt: skip
+    parser.add_argument("--models", nargs="+", choices=[*MODELS, *FROZEN], default=list(MODELS),
+                        help="run only these (the report shows every model kept); "
+                             "DropoutNet-frozen: the toolkit's DropoutNet with the backbone's "
+                             "vectors frozen (a diagnostic)")  # fmt: skip
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: rewrite the report from the kept runs")  # fmt: skip
     args = parser.parse_args()
     args.epochs_of = {m: int(n) for m, _, n in (item.partition("=") for item in args.epochs_of)}
     if unknown := set(args.epochs_of) - set(MODELS):
@@ -314,7 +329,7 @@ def main() -> None:
     vectors = TextEncoder(TextEncoderConfig()).encode(dataset.item_text, progress=False)
     converted = convert(dataset, vectors, WORK / f"coldrec_toolkit_{name}", name)
     versions = install()
-    for seed in args.seeds:
+    for seed in [] if args.report else args.seeds:
         run_seed(dataset, converted, seed, args, name)
     figures = {"data_hash": dataset.data_hash(), "converted": converted, "versions": versions,
                "epochs": args.epochs, "epochs_of": args.epochs_of,

@@ -66,3 +66,23 @@ def test_run_coldrec_calls_back_at_the_end_and_raises_on_failure() -> None:
     with pytest.raises(subprocess.CalledProcessError):
         run_coldrec(["no-such-command"], every_minute=lambda: calls.append(1))
     assert calls == [1, 1]
+
+
+@pytest.mark.usefixtures("scripts")
+def test_the_frozen_diagnostic_runs_the_toolkits_dropoutnet_with_its_vectors_held(
+    tmp_path: Path,
+) -> None:
+    import shlex
+
+    import peer_coldrec_toolkit as toolkit
+
+    frozen = toolkit.toolkit_arguments("beauty", "DropoutNet-frozen", 1, 5)
+    assert frozen == toolkit.toolkit_arguments("beauty", "DropoutNet", 1, 5)
+    assert frozen[frozen.index("--model") + 1] == "DropoutNet"
+    # the worker reads the flag right after its output folder (argv[2])
+    words = shlex.split(toolkit.worker_command(tmp_path, "DropoutNet-frozen", frozen))
+    assert words[3:5] == ["DropoutNet-frozen", "--frozen-backbone"]
+    assert words[5:] == frozen
+    plain = shlex.split(toolkit.worker_command(tmp_path, "DropoutNet", frozen))
+    assert "--frozen-backbone" not in plain
+    sys.modules.pop("peer_coldrec_toolkit", None)
