@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from _common import ROOT, write_results
 from beauty_baselines import run_coldrec
-from llm_rank import E0, RUN
+from llm_rank import E0, RUN, order_agreement
 
 OUT = Path("runs") / "llm_batching"
 SETTINGS = ((1, False), (8, False), (1, True), (8, True))  # (batch size, compact)
@@ -57,7 +55,8 @@ def main() -> None:
             "batch_size": batch, "compact": compact}  # fmt: skip
     for name, run in runs.items():
         alone = ROOT / OUT / name_of(1, run["compact"])
-        run["same_order_as_one_at_a_time"] = same_orders(alone, ROOT / OUT / name)
+        same = order_agreement(alone, ROOT / OUT / name)
+        run["same_order_as_one_at_a_time"] = [same["same_order"], same["users"]]
     report(runs, commands)
 
 
@@ -78,19 +77,6 @@ def figures(out: Path, seconds: float) -> dict[str, Any]:
         "faulty": sum(f["unusable"] + f["partial"] for f in faults),
         "llm_ndcg@10": summary["metrics"]["llm"]["all"]["ndcg@10"],
     }
-
-
-def same_orders(first: Path, other: Path) -> list[int]:
-    """[users whose LLM order is the same in both runs, users]."""
-    keys = ["split", "user_idx", "llm_points", "model_position"]  # the LLM's points first
-    orders = [
-        pd.read_parquet(out / "rankings.parquet")
-        .sort_values(keys, ascending=[True, True, False, True])
-        .groupby(["split", "user_idx"])["item_idx"]
-        .apply(tuple)
-        for out in (first, other)
-    ]
-    return [int((orders[0] == orders[1]).sum()), len(orders[0])]
 
 
 def report(runs: dict[str, dict[str, Any]], commands: list[list[str]]) -> None:

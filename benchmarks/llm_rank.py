@@ -37,6 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
 from _common import BEAUTY, RESULTS, ROOT, write_results
 from beauty_baselines import kept_run, run_coldrec
 from coldrec.experiment.llm_rank import figure
@@ -201,6 +205,7 @@ def report(
         rows.append(row(f"{name}: fused, α {summary['alpha']:g}", metrics["fused"],
                         versus(summary, "fused_vs_model", None)))  # fmt: skip
     cost = [cost_row(name, summary, price) for name, summary in summaries.items()]
+    agreement = transport(max(s["users"]["test"] for s in summaries.values()))
     header = " | ".join(f"{s} NDCG@10 | {s} R@10" for s in SEGMENTS)
     listed = "\n".join(f"    coldrec {shlex.join(c)}" for c in commands)
     title = "The LLM as ranker on Amazon Beauty (E0's top 20)"
@@ -231,12 +236,49 @@ candidate. SmolLM2-135M follows the answer schema but ranks poorly; it proves th
 plumbing, and the same commands measure a capable model behind any OpenAI-compatible
 server (`--backend openai --base-url …`, `--set llm.price_per_million=[P,C]` for its cost).
 
-{judge_markdown(judged)}Commands:
+{transport_markdown(agreement)}{judge_markdown(judged)}Commands:
 
 {listed}
 """
-    figures = {"summaries": summaries, "judges": judged, "commands": commands, "price": price}
+    figures = {"summaries": summaries, "judges": judged, "transport": agreement,
+               "commands": commands, "price": price}  # fmt: skip
     write_results("llm_rank_beauty", figures, markdown)
+
+
+def order_agreement(first: Path, other: Path) -> dict[str, Any]:
+    """How alike the LLM orders of two ``llm-rank`` runs over the same users are (their
+    ``rankings.parquet``): users, users given the same points (for a ranking answer: the
+    same order), and the mean Kendall τ between a user's two sets of points."""
+    runs = [pd.read_parquet(out / "rankings.parquet") for out in (first, other)]
+    both = runs[0].merge(runs[1], on=["split", "user_idx", "model_position"])
+    users = [(g["llm_points_x"].to_numpy(), g["llm_points_y"].to_numpy())
+             for _, g in both.groupby(["split", "user_idx"])]  # fmt: skip
+    return {
+        "users": len(users),
+        "same_order": sum(bool((a == b).all()) for a, b in users),
+        "mean_kendall_tau": float(np.mean([kendalltau(a, b).statistic for a, b in users])),
+    }
+
+
+def transport(users: int) -> dict[str, Any]:
+    """SmolLM2 in this process against behind llama_cpp.server (sequential, B = 1), when
+    both runs are here (empty otherwise)."""
+    names = ("smollm2_sequential_b1", "smollm2_http_sequential_b1")
+    outs = [ROOT / E0.parent / f"{name}_u{users}" for name in names]
+    if not all((out / "rankings.parquet").is_file() for out in outs):
+        return {}
+    return order_agreement(*outs)
+
+
+def transport_markdown(transport: dict[str, Any]) -> str:
+    if not transport:
+        return ""
+    return f"""The transport check, SmolLM2 in this process (`transformers`, bfloat16) against the
+same GGUF behind `llama_cpp.server` (`openai` backend), sequential prompt, B = 1, test and
+validation users: the same order for {transport["same_order"]} of {transport["users"]}
+users, mean Kendall τ between a user's two orders {transport["mean_kendall_tau"]:.2f}.
+
+"""
 
 
 def judge_markdown(judged: dict[str, Any]) -> str:

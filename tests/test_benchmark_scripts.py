@@ -86,3 +86,22 @@ def test_the_frozen_diagnostic_runs_the_toolkits_dropoutnet_with_its_vectors_hel
     plain = shlex.split(toolkit.worker_command(tmp_path, "DropoutNet", frozen))
     assert "--frozen-backbone" not in plain
     sys.modules.pop("peer_coldrec_toolkit", None)
+
+
+@pytest.mark.usefixtures("scripts")
+def test_order_agreement_counts_same_orders_and_averages_kendall_tau(tmp_path: Path) -> None:
+    import pandas as pd
+
+    import llm_rank
+
+    points = {"first": [[3, 2, 1], [3, 2, 1]], "other": [[3, 2, 1], [1, 2, 3]]}
+    for name, users in points.items():
+        (tmp_path / name).mkdir()
+        pd.DataFrame([{"split": "test", "user_idx": user, "model_position": position + 1,
+                       "item_idx": 10 * user + position, "llm_points": float(p)}
+                      for user, row in enumerate(users) for position, p in enumerate(row)]
+                     ).to_parquet(tmp_path / name / "rankings.parquet")  # fmt: skip
+    agreement = llm_rank.order_agreement(tmp_path / "first", tmp_path / "other")
+    # user 0: the same order (τ 1); user 1: reversed (τ −1)
+    assert agreement == {"users": 2, "same_order": 1, "mean_kendall_tau": 0.0}
+    sys.modules.pop("llm_rank", None)

@@ -37,6 +37,9 @@ counts how often that changes an answer).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 import os
 import re
@@ -169,7 +172,10 @@ class TransformersBackend(Backend):
                 raise LLMError(f"{self.identity}: {error}") from error
         answers = [out[row, start : start + r.max_tokens] for row, r in enumerate(requests)]
         rows = zip(requests, answers, map(len, prompts), strict=True)
-        return [self._generation(request, new, prompt) for request, new, prompt in rows]
+        generations = [self._generation(request, new, prompt) for request, new, prompt in rows]
+        del out, answers
+        _return_freed_memory()
+        return generations
 
     def _generation(self, request: Request, new: Any, prompt_tokens: int) -> Generation:
         """One row's answer: its tokens up to the first end."""
@@ -364,6 +370,24 @@ def _as_schema(value: Any, schema: Any) -> Any:
     if isinstance(value, list) and isinstance(schema, dict):
         return [_as_schema(v, schema.get("items", {})) for v in value]
     return value
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
+def _return_freed_memory() -> None:
+    """Give the C heap's free pages back to the system. A batch's activations (hundreds of
+    MB for eight 1,200-token prompts) are freed in whichever calling thread ran it, and
+    glibc keeps freed pages in that thread's arena: a process answering 1,200 SmolLM2
+    ranking calls from 16 threads grew to 14 GB of resident memory without this, under
+    1 GB with it."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _answer_tokens(enforcer: Any, ids: list[int], eos: int) -> list[int]:
