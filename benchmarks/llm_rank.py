@@ -288,9 +288,6 @@ def judge_markdown(judged: dict[str, Any]) -> str:
     rows = [f"| {name} ({s['backend']['note']}) | {s['users']} | {s['grade_auc']:.3f} | "
             f"{s['pairwise_accuracy']:.3f} | {s['listwise_auc']:.3f} | "
             f"{s['listwise_tau_b']:.3f} |" for name, s in judged.items()]  # fmt: skip
-    against = judged["smollm2"]["against"]
-    matrix = "\n".join(f"| {grade} | {' | '.join(str(n) for n in counts)} |"
-                       for grade, counts in enumerate(against["confusion"]))  # fmt: skip
     return f"""## The LLM as judge (`coldrec judge`, the same data)
 
 Per sampled test user: 5 held-out items and 5 never-touched trained items, judged
@@ -300,7 +297,14 @@ pointwise (grade 0-3), pairwise (held-out against random) and listwise.
 |---|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
-SmolLM2 against the embedding judge: Cohen's κ {against["kappa"]:.3f} over
+{agreement_markdown(judged["smollm2"]["against"]) if "smollm2" in judged else ""}"""
+
+
+def agreement_markdown(against: dict[str, Any]) -> str:
+    """SmolLM2's grades against the embedding judge's: κ and the confusion matrix."""
+    matrix = "\n".join(f"| {grade} | {' | '.join(str(n) for n in counts)} |"
+                       for grade, counts in enumerate(against["confusion"]))  # fmt: skip
+    return f"""SmolLM2 against the embedding judge: Cohen's κ {against["kappa"]:.3f} over
 {against["rows"]:,} graded pairs; confusion (rows SmolLM2's grade, columns the embedding
 judge's):
 
