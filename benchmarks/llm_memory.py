@@ -77,7 +77,8 @@ def report(
 `coldrec llm-rank`, SmolLM2-135M (bfloat16, compact answers, batches of 8, one thread),
 {users} Beauty test and {users} validation users ({2 * users} calls), each arm from an
 empty answer cache, one after the other. `untrimmed`: the backend's `malloc_trim` after
-each batch replaced by a no-op. Peak resident memory of the process:
+each batch replaced by a no-op. Peak resident memory of the process, and its wall seconds
+(comparable between the arms only when the machine ran the same beside both):
 
 | arm | peak resident MB | seconds |
 |---|---:|---:|
