@@ -270,13 +270,13 @@ def transport(users: int) -> dict[str, Any]:
     return order_agreement(*outs)
 
 
-def transport_markdown(transport: dict[str, Any]) -> str:
-    if not transport:
+def transport_markdown(agreement: dict[str, Any]) -> str:
+    if not agreement:
         return ""
     return f"""The transport check, SmolLM2 in this process (`transformers`, bfloat16) against the
 same GGUF behind `llama_cpp.server` (`openai` backend), sequential prompt, B = 1, test and
-validation users: the same order for {transport["same_order"]} of {transport["users"]}
-users, mean Kendall τ between a user's two orders {transport["mean_kendall_tau"]:.2f}.
+validation users: the same order for {agreement["same_order"]} of {agreement["users"]}
+users, mean Kendall τ between a user's two orders {agreement["mean_kendall_tau"]:.2f}.
 
 """
 

@@ -217,12 +217,12 @@ def tables(records: list[dict[str, Any]]) -> tuple[str, str]:
     head = " | ".join(f"{'R' if m[0] == 'r' else 'NDCG'}@20 {s}" for m, s in metrics)
     ours = [f"| model | seed | {head} | s / epoch |", "|---" * (3 + len(metrics)) + "|"]
     theirs = [f"| model | {head} |", "|---" * (1 + len(metrics)) + "|"]
+    labels = {BACKBONE: f"{BACKBONE} (backbone)",
+              **{m: f"{FROZEN[m]}, backbone frozen (diagnostic)" for m in FROZEN}}  # fmt: skip
     for model in (BACKBONE, *MODELS, *FROZEN):
         runs = [r for r in records if r["model"] == model]
         if not runs:
             continue
-        labels = {BACKBONE: f"{model} (backbone)", **{m: f"{FROZEN[m]}, backbone frozen "
-                  "(diagnostic)" for m in FROZEN}}  # fmt: skip
         label = labels.get(model, model)
         for r in runs:
             cells = [f"{r['segments'][s][m]:.4f}" for m, s in metrics]

@@ -383,8 +383,8 @@ def _return_freed_memory() -> None:
     """Give the C heap's free pages back to the system. A batch's activations (hundreds of
     MB for eight 1,200-token prompts) are freed in whichever calling thread ran it, and
     glibc keeps freed pages in that thread's arena: a process answering 1,200 SmolLM2
-    ranking calls from 16 threads grew to 14 GB of resident memory without this, under
-    1 GB with it."""
+    ranking calls from 16 threads grew to 14 GB of resident memory without this (96 calls:
+    a peak of 6.6 GB without, 2.6 GB with it, ``benchmarks/results/llm_memory.md``)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
