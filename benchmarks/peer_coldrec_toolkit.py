@@ -53,7 +53,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -73,10 +73,28 @@ PINS = ("numpy==2.4.6", "scipy==1.17.1", "scikit-learn==1.9.1", "faiss-cpu==1.15
 BACKBONE = "MF"
 MODELS = ("DropoutNet", "Heater", "CLCRec", "ALDI")
 ON_BACKBONE = ("DropoutNet", "Heater", "ALDI")
-# A diagnostic, run only when named in --models: the toolkit's DropoutNet leaves the
-# backbone's vectors, which are also its regression targets, trainable (its Heater and
-# ALDI freeze theirs); frozen, the gap it leaves to coldrec's DropoutNet can be measured.
-FROZEN = {"DropoutNet-frozen": "DropoutNet"}
+
+
+class Diagnostic(NamedTuple):
+    """A variant of one of ``MODELS``, run only when named in ``--models``."""
+
+    model: str
+    label: str
+    frozen: bool = False
+    """The backbone's vectors held fixed (the worker's ``--frozen-backbone``)."""
+    epochs: int | None = None
+    """Its own epochs instead of ``--epochs``."""
+
+
+DIAGNOSTICS = {
+    # The toolkit's DropoutNet leaves the backbone's vectors, which are also its regression
+    # targets, trainable (its Heater and ALDI freeze theirs): the gap that leaves.
+    "DropoutNet-frozen": Diagnostic("DropoutNet", "DropoutNet, backbone frozen", frozen=True),
+    # coldrec's ALDI trains for the epochs its validation picks (5 on Beauty's seed 0), the
+    # toolkit's for --epochs: what training length does to the student's cold scores.
+    "ALDI-5-epochs": Diagnostic("ALDI", "ALDI, 5 epochs", epochs=5),
+}
+
 SEGMENTS = ("all", "warm", "cold")
 TOP_N = 100
 WORK = ROOT / "runs"
@@ -133,12 +151,20 @@ def own_epochs(args: argparse.Namespace) -> str:
 
 def model_epochs(args: argparse.Namespace, model: str) -> int:
     """The epochs of ``model``: the backbone's, a ``--epochs-of`` one, or ``--epochs``."""
-    return args.backbone_epochs if model == BACKBONE else args.epochs_of.get(model, args.epochs)
+    if model == BACKBONE:
+        return args.backbone_epochs
+    own = DIAGNOSTICS[model].epochs if model in DIAGNOSTICS else None
+    return own if own is not None else args.epochs_of.get(model, args.epochs)
+
+
+def toolkit_model(model: str) -> str:
+    """The toolkit's name of ``model`` (a diagnostic's is its model's)."""
+    return DIAGNOSTICS[model].model if model in DIAGNOSTICS else model
 
 
 def toolkit_arguments(name: str, model: str, seed: int, epochs: int) -> list[str]:
     """``main.py``'s arguments for one run (the toolkit's defaults otherwise)."""
-    return ["--dataset", name, "--model", FROZEN.get(model, model), "--cold_object", "item",
+    return ["--dataset", name, "--model", toolkit_model(model), "--cold_object", "item",
             "--use_gpu", "false", "--epochs", str(epochs), "--seed", str(seed), "--topN",
             f"20,{TOP_N}", "--early_stop", "0", "--save_emb",
             str(model == BACKBONE).lower()]  # fmt: skip
@@ -148,7 +174,7 @@ def worker_command(work: Path, model: str, arguments: list[str]) -> str:
     """The worker's command line, run in ``work`` (paths relative to it); it writes to
     ``work/<model>``."""
     paths = [os.path.relpath(path, work) for path in (VENV / "bin" / "python", WORKER, TOOLKIT)]
-    frozen = ["--frozen-backbone"] if model in FROZEN else []
+    frozen = ["--frozen-backbone"] if model in DIAGNOSTICS and DIAGNOSTICS[model].frozen else []
     return shlex.join([*paths, model, *frozen, *arguments])
 
 
@@ -194,7 +220,7 @@ def run_seed(dataset: Dataset, converted: dict[str, int], seed: int, args: argpa
             continue
         backbone = work / "emb" / f"{name}_cold_item_{BACKBONE}_item_emb.pt"
         # runs/ lost: the same seed gives the same MF
-        if FROZEN.get(model, model) in ON_BACKBONE and not backbone.is_file():
+        if toolkit_model(model) in ON_BACKBONE and not backbone.is_file():
             run_toolkit(work, BACKBONE,
                         toolkit_arguments(name, BACKBONE, seed, args.backbone_epochs))  # fmt: skip
         run = run_toolkit(work, model, toolkit_arguments(name, model, seed, epochs))
@@ -218,8 +244,8 @@ def tables(records: list[dict[str, Any]]) -> tuple[str, str]:
     ours = [f"| model | seed | {head} | s / epoch |", "|---" * (3 + len(metrics)) + "|"]
     theirs = [f"| model | {head} |", "|---" * (1 + len(metrics)) + "|"]
     labels = {BACKBONE: f"{BACKBONE} (backbone)",
-              **{m: f"{FROZEN[m]}, backbone frozen (diagnostic)" for m in FROZEN}}  # fmt: skip
-    for model in (BACKBONE, *MODELS, *FROZEN):
+              **{m: f"{d.label} (diagnostic)" for m, d in DIAGNOSTICS.items()}}  # fmt: skip
+    for model in (BACKBONE, *MODELS, *DIAGNOSTICS):
         runs = [r for r in records if r["model"] == model]
         if not runs:
             continue
@@ -258,7 +284,7 @@ def report(
     """Write ``coldstart_toolkit_<name>.{md,json}`` from the kept runs of ``args.seeds``
     (those that exist: a model not yet run is left out)."""
     kept = RESULTS / f"coldstart_toolkit_{name}"
-    paths = [kept / f"{model}-seed{seed}.json" for model in (BACKBONE, *MODELS, *FROZEN)
+    paths = [kept / f"{model}-seed{seed}.json" for model in (BACKBONE, *MODELS, *DIAGNOSTICS)
              for seed in args.seeds]  # fmt: skip
     records = [json.loads(path.read_text()) for path in paths if path.is_file()]
     ours, theirs = tables(records)
@@ -273,10 +299,11 @@ def report(
 
 The toolkit's BPR-MF backbone ({args.backbone_epochs} epochs) and its DropoutNet, Heater,
 CLCRec and ALDI ({args.epochs} epochs{own_epochs(args)}, the toolkit's default settings, last
-epoch kept: no validation; a "backbone frozen" row: the same with the BPR-MF vectors held
-fixed, a diagnostic), trained by the toolkit (CPU, one thread) on coldrec's history with the
-MiniLM item vectors as content; their top {TOP_N} items per test user scored by coldrec's
-protocol (full catalogue, history masked) over seeds {args.seeds} (mean ± sample std).
+epoch kept: no validation; diagnostic rows: "backbone frozen", the same with the BPR-MF
+vectors held fixed; "N epochs", the same trained for N epochs), trained by the toolkit
+(CPU, one thread) on coldrec's history with the MiniLM item vectors as content; their top
+{TOP_N} items per test user scored by coldrec's protocol (full catalogue, history masked)
+over seeds {args.seeds} (mean ± sample std).
 Seconds per epoch: median wall time of a training epoch.
 
 {ours}
@@ -299,7 +326,7 @@ rounded to 5 decimals). Dataset hash {figures["data_hash"]}; converted:
 """
     runs = {model: [{**r, "seconds_per_epoch": float(np.median(r["epoch_seconds"]))}
                     for r in records if r["model"] == model]
-            for model in (BACKBONE, *MODELS, *FROZEN)}  # fmt: skip
+            for model in (BACKBONE, *MODELS, *DIAGNOSTICS)}  # fmt: skip
     write_results(f"coldstart_toolkit_{name}", {**figures, "runs": runs}, markdown)
 
 
@@ -314,10 +341,11 @@ def main() -> None:
     parser.add_argument("--epochs-of", nargs="*", default=[], metavar="MODEL=N",
                         help="a model's own epochs, e.g. CLCRec=20 (at its defaults an epoch "
                              "costs ~100 times DropoutNet's)")  # fmt: skip
-    parser.add_argument("--models", nargs="+", choices=[*MODELS, *FROZEN], default=list(MODELS),
+    parser.add_argument("--models", nargs="+", choices=[*MODELS, *DIAGNOSTICS],
+                        default=list(MODELS),
                         help="run only these (the report shows every model kept); "
-                             "DropoutNet-frozen: the toolkit's DropoutNet with the backbone's "
-                             "vectors frozen (a diagnostic)")  # fmt: skip
+                             "the diagnostics: DropoutNet-frozen (the toolkit's DropoutNet "
+                             "with the backbone's vectors frozen), ALDI-5-epochs")  # fmt: skip
     parser.add_argument("--report", action="store_true",
                         help="train nothing: rewrite the report from the kept runs")  # fmt: skip
     args = parser.parse_args()

@@ -89,6 +89,24 @@ def test_the_frozen_diagnostic_runs_the_toolkits_dropoutnet_with_its_vectors_hel
 
 
 @pytest.mark.usefixtures("scripts")
+def test_the_epochs_diagnostic_runs_the_toolkits_aldi_for_its_own_epochs(tmp_path: Path) -> None:
+    import argparse
+    import shlex
+
+    import peer_coldrec_toolkit as toolkit
+
+    args = argparse.Namespace(backbone_epochs=100, epochs=100, epochs_of={"ALDI": 40})
+    assert toolkit.model_epochs(args, "ALDI-5-epochs") == 5
+    assert toolkit.model_epochs(args, "ALDI") == 40
+    assert toolkit.model_epochs(args, "DropoutNet-frozen") == 100
+    short = toolkit.toolkit_arguments("beauty", "ALDI-5-epochs", 0, 5)
+    assert short == toolkit.toolkit_arguments("beauty", "ALDI", 0, 5)
+    words = shlex.split(toolkit.worker_command(tmp_path, "ALDI-5-epochs", short))
+    assert words[3] == "ALDI-5-epochs" and "--frozen-backbone" not in words
+    sys.modules.pop("peer_coldrec_toolkit", None)
+
+
+@pytest.mark.usefixtures("scripts")
 def test_order_agreement_counts_same_orders_and_averages_kendall_tau(tmp_path: Path) -> None:
     import pandas as pd
 
