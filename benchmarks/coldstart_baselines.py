@@ -109,12 +109,11 @@ def toolkit_rows(data: str) -> list[str]:
         return []
     rows = []
     for model, seeds in json.loads(path.read_text())["runs"].items():
-        if not seeds:  # a model not run yet
-            continue
         seconds = [s["seconds_per_epoch"] for s in seeds if s.get("seconds_per_epoch")]
         timing = f"{np.median(seconds):.2f}" if seconds else "–"
         cells = " | ".join(figure_cells([s["segments"] for s in seeds]))
-        rows.append(f"| toolkit {model} | {cells} | {timing} | | |")
+        epochs = "/".join(dict.fromkeys(str(s["settings"]["epochs"]) for s in seeds))
+        rows.append(f"| toolkit {model} | {cells} | {timing} | | {epochs} |")
     return rows
 
 

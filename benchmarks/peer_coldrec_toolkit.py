@@ -145,10 +145,6 @@ def convert(dataset: Dataset, vectors: np.ndarray, work: Path, name: str) -> dic
             "catalogue_items_left_out": dataset.n_items - len(items)}  # fmt: skip
 
 
-def own_epochs(args: argparse.Namespace) -> str:
-    return "".join(f"; {model} {n}" for model, n in args.epochs_of.items())
-
-
 def model_epochs(args: argparse.Namespace, model: str) -> int:
     """The epochs of ``model``: the backbone's, a ``--epochs-of`` one, or ``--epochs``."""
     if model == BACKBONE:
@@ -241,7 +237,7 @@ def tables(records: list[dict[str, Any]]) -> tuple[str, str]:
     """coldrec's scoring per model and seed with the mean ± std, and the toolkit's own."""
     metrics = [(m, s) for m in ("recall@20", "ndcg@20") for s in SEGMENTS]
     head = " | ".join(f"{'R' if m[0] == 'r' else 'NDCG'}@20 {s}" for m, s in metrics)
-    ours = [f"| model | seed | {head} | s / epoch |", "|---" * (3 + len(metrics)) + "|"]
+    ours = [f"| model | seed | {head} | epochs | s / epoch |", "|---" * (4 + len(metrics)) + "|"]
     theirs = [f"| model | {head} |", "|---" * (1 + len(metrics)) + "|"]
     labels = {BACKBONE: f"{BACKBONE} (backbone)",
               **{m: f"{d.label} (diagnostic)" for m, d in DIAGNOSTICS.items()}}  # fmt: skip
@@ -252,11 +248,13 @@ def tables(records: list[dict[str, Any]]) -> tuple[str, str]:
         label = labels.get(model, model)
         for r in runs:
             cells = [f"{r['segments'][s][m]:.4f}" for m, s in metrics]
-            seconds = np.median(r["epoch_seconds"])
-            ours.append(f"| {label} | {r['seed']} | {' | '.join(cells)} | {seconds:.2f} |")
+            epochs, seconds = r["settings"]["epochs"], np.median(r["epoch_seconds"])
+            cells += [str(epochs), f"{seconds:.2f}"]
+            ours.append(f"| {label} | {r['seed']} | {' | '.join(cells)} |")
         means = [mean_std([r["segments"][s][m] for r in runs]) for m, s in metrics]
+        epochs = "/".join(str(e) for e in dict.fromkeys(r["settings"]["epochs"] for r in runs))
         seconds = mean_std([float(np.median(r["epoch_seconds"])) for r in runs], 2)
-        ours.append(f"| {label} | mean | {' | '.join(means)} | {seconds} |")
+        ours.append(f"| {label} | mean | {' | '.join(means)} | {epochs} | {seconds} |")
         own = [mean_std([r["toolkit_metrics"][s][m] for r in runs]) for m, s in metrics]
         theirs.append(f"| {label} | {' | '.join(own)} |")
     return "\n".join(ours), "\n".join(theirs)
@@ -291,20 +289,18 @@ def report(
     gap = max(abs(r["readback_recall@20"] - r["toolkit_metrics"]["all"]["recall@20"])
               for r in records)  # fmt: skip
     first, commands = WORK / f"coldrec_toolkit_{name}" / f"seed{args.seeds[0]}", [*commands]
-    for model in dict.fromkeys(r["model"] for r in records):  # the first seed's commands
-        epochs = model_epochs(args, model)
+    for model, epochs in dict.fromkeys((r["model"], r["settings"]["epochs"]) for r in records):
         arguments = toolkit_arguments(name, model, args.seeds[0], epochs)
         commands.append(f"(in {first.relative_to(ROOT)}) {worker_command(first, model, arguments)}")
     markdown = f"""# The ColdRec toolkit's cold-start models on coldrec's split ({name})
 
-The toolkit's BPR-MF backbone ({args.backbone_epochs} epochs) and its DropoutNet, Heater,
-CLCRec and ALDI ({args.epochs} epochs{own_epochs(args)}, the toolkit's default settings, last
-epoch kept: no validation; diagnostic rows: "backbone frozen", the same with the BPR-MF
-vectors held fixed; "N epochs", the same trained for N epochs), trained by the toolkit
-(CPU, one thread) on coldrec's history with the MiniLM item vectors as content; their top
-{TOP_N} items per test user scored by coldrec's protocol (full catalogue, history masked)
-over seeds {args.seeds} (mean ± sample std).
-Seconds per epoch: median wall time of a training epoch.
+The toolkit's BPR-MF backbone and its DropoutNet, Heater, CLCRec and ALDI (the epochs of
+the table, the toolkit's default settings otherwise, last epoch kept: no validation;
+diagnostic rows: "backbone frozen", the same with the BPR-MF vectors held fixed; "N
+epochs", the same trained for N epochs), trained by the toolkit (CPU, one thread) on
+coldrec's history with the MiniLM item vectors as content; their top {TOP_N} items per test
+user scored by coldrec's protocol (full catalogue, history masked) over seeds {args.seeds}
+(mean ± sample std). Seconds per epoch: median wall time of a training epoch.
 
 {ours}
 
@@ -324,9 +320,10 @@ rounded to 5 decimals). Dataset hash {figures["data_hash"]}; converted:
 
 {chr(10).join("    " + c for c in commands)}
 """
-    runs = {model: [{**r, "seconds_per_epoch": float(np.median(r["epoch_seconds"]))}
-                    for r in records if r["model"] == model]
-            for model in (BACKBONE, *MODELS, *DIAGNOSTICS)}  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        runs.setdefault(r["model"], []).append(
+            {**r, "seconds_per_epoch": float(np.median(r["epoch_seconds"]))})  # fmt: skip
     write_results(f"coldstart_toolkit_{name}", {**figures, "runs": runs}, markdown)
 
 
@@ -359,9 +356,7 @@ def main() -> None:
     versions = install()
     for seed in [] if args.report else args.seeds:
         run_seed(dataset, converted, seed, args, name)
-    figures = {"data_hash": dataset.data_hash(), "converted": converted, "versions": versions,
-               "epochs": args.epochs, "epochs_of": args.epochs_of,
-               "backbone_epochs": args.backbone_epochs}  # fmt: skip
+    figures = {"data_hash": dataset.data_hash(), "converted": converted, "versions": versions}
     report(name, args, figures, commands)
 
 
