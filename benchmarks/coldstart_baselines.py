@@ -31,6 +31,7 @@ from lagcl import keep_metrics
 
 DATA = {"beauty": "Amazon Beauty 2014 5-core", "ml100k": "MovieLens-100K"}
 MODELS = ("bprmf", "deepmusic", "dropoutnet", "heater", "clcrec", "aldi", "itemknn")
+ALONE = ("clcrec",)  # no teacher to share, and the longest fit by far (run_missing)
 SEGMENTS = ("all", "warm", "cold")
 METRICS = ("recall@20", "ndcg@20")
 HEADER = ("| model | " + " | ".join(f"{s} R@20 | {s} NDCG@20" for s in SEGMENTS)
@@ -55,16 +56,20 @@ def command(data: str) -> list[str]:
 def run_missing(data: str) -> None:
     """Run, seed by seed, the models of ``data``'s config whose metrics are not kept yet,
     keeping each model's as soon as it is written (a stopped machine loses no finished
-    model; the models of one seed share their teacher, fitted once in the process)."""
+    model; the models of one command share their teacher, fitted once in the process).
+    ``ALONE`` models get a command of their own: a run's checkpoints belong to its step,
+    whose key covers the command's models, so a long fit resumes after a stop only if
+    its command names the same models as before, however many others were kept since."""
     out, kept = Path("runs") / f"coldstart_{data}", RESULTS / f"coldstart_{data}"
     config = yaml.safe_load((ROOT / command(data)[1]).read_text())
     for seed in config["seeds"]:
         missing = {model: settings for model, settings in config["baselines"].items()
                    if not (kept / model / f"seed{seed}").is_dir()}  # fmt: skip
-        if missing:
-            only = [f"baselines.{m}={json.dumps(s)}" for m, s in missing.items()]
+        together = [m for m in missing if m not in ALONE]
+        for models in [together] * bool(together) + [[m] for m in missing if m in ALONE]:
             flags = ["--set", f"seeds=[{seed}]", "--set", "baselines={}"]
-            flags += [flag for setting in only for flag in ("--set", setting)]
+            for model in models:
+                flags += ["--set", f"baselines.{model}={json.dumps(missing[model])}"]
             run_coldrec(command(data) + flags, every_minute=lambda: keep_metrics(out, kept))
 
 

@@ -45,8 +45,10 @@ def test_coldstart_baselines_run_seed_by_seed_the_models_not_kept(
     monkeypatch.setattr(coldstart_baselines, "run_coldrec",
                         lambda command, every_minute: runs.append(command))  # fmt: skip
     coldstart_baselines.run_missing("ml100k")
-    assert len(runs) == 2  # seed 0 is kept whole
-    for run, seed, wanted in ((runs[0], 1, models[1:]), (runs[1], 2, models)):
+    assert len(runs) == 4  # seed 0 is kept whole; CLCRec runs alone
+    shared = [m for m in models if m != "clcrec"]
+    for run, seed, wanted in ((runs[0], 1, shared[1:]), (runs[1], 1, ["clcrec"]),
+                              (runs[2], 2, shared), (runs[3], 2, ["clcrec"])):  # fmt: skip
         base = coldstart_baselines.command("ml100k")
         assert run[: len(base)] == base
         assert set(run[len(base) :: 2]) == {"--set"}
