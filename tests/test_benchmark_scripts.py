@@ -125,3 +125,20 @@ def test_order_agreement_counts_same_orders_and_averages_kendall_tau(tmp_path: P
     # user 0: the same order (τ 1); user 1: reversed (τ −1)
     assert agreement == {"users": 2, "same_order": 1, "mean_kendall_tau": 0.0}
     sys.modules.pop("llm_rank", None)
+
+
+@pytest.mark.usefixtures("scripts")
+def test_cold_slots_counts_places_and_hits_by_hand() -> None:
+    import numpy as np
+    from scipy import sparse
+
+    import cold_slots
+
+    cold = np.array([False, False, True, True, False])
+    top = np.array([[2, 0, 3, -1], [4, 1, 0, 2]])  # user 0: 2 cold of 4 places, one empty
+    targets = sparse.csr_array(np.array([[0, 0, 1, 0, 0], [1, 1, 0, 0, 1]]))
+    figures = cold_slots.places(top, targets, cold)
+    assert figures["cold_share"] == pytest.approx((2 / 4 + 1 / 4) / 2)
+    assert figures["cold_hits_per_1000"] == pytest.approx(1000 * 1 / 3)  # item 2 for user 0
+    assert figures["warm_hits_per_1000"] == pytest.approx(1000 * 3 / 4)  # 4, 1, 0 for user 1
+    sys.modules.pop("cold_slots", None)

@@ -1,0 +1,110 @@
+"""Where a model's cold Recall@20 comes from (issue 29): how many of its top-20 places
+go to cold items, and how often a cold place is a hit, beside the same for warm places.
+
+A list's cold Recall grows with both: more cold places, or better cold items in them.
+CLCRec beats E0 on cold items in the one list; this says which of the two it does, and so
+what E0 would need to match it.
+
+For every coldrec cold-start model kept by ``coldstart_baselines.py --data beauty``
+(``runs/coldstart_beauty/baselines/<model>/seed<S>/model``) the top 20 of each test user
+with a history is ranked again by ``coldrec.eval.protocol.rank`` (full catalogue, history
+masked, as its metrics were); E0's comes from its rank run's ``ranked.parquet`` (default:
+``llm_rank.py``'s E0, seed 0, the same Dataset by data hash). Per model and seed: the
+share of top-20 places holding a cold item (mean over users), hits per 1,000 cold places
+and per 1,000 warm places. Writes ``benchmarks/results/cold_slots_beauty.{md,json}``.
+Run from the project root: ``.venv/bin/python benchmarks/cold_slots.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from _common import ROOT, mean_std, write_results
+from coldrec._util.sparse import hit_matrix
+from coldrec.data.dataset import Dataset
+from coldrec.errors import DataError
+from coldrec.eval.protocol import EvaluationPlan, rank
+from coldrec.training.saving import SIDECAR, import_class
+
+RUN = ROOT / "runs" / "coldstart_beauty"
+E0 = ROOT / "runs" / "llm_rank_beauty" / "e0" / "rank" / "seed0" / "ranked.parquet"
+K = 20
+
+
+def places(top: np.ndarray, targets: sparse.csr_array, cold: np.ndarray) -> dict[str, float]:
+    """The cold share of the places of ``top`` (users × places, ``-1``: empty) and hits
+    per 1,000 cold and warm places (``targets``: the users' test items, as rows)."""
+    filled = top >= 0
+    is_cold = filled & cold[np.maximum(top, 0)]
+    hits = hit_matrix(top, targets) & filled
+    warm = filled & ~is_cold
+    return {"cold_share": float((is_cold.sum(1) / top.shape[1]).mean()),
+            "cold_hits_per_1000": 1000 * float(hits[is_cold].sum() / max(is_cold.sum(), 1)),
+            "warm_hits_per_1000": 1000 * float(hits[warm].sum() / max(warm.sum(), 1))}  # fmt: skip
+
+
+def model_top(folder: Path, dataset: Dataset, plan: EvaluationPlan) -> np.ndarray:
+    """The saved model's top ``K`` for the plan's users with a history."""
+    cls = import_class(json.loads((folder / SIDECAR).read_text())["class"], folder)
+    model = cls.load(folder, dataset)
+    n = plan.n_with_history
+    return rank(model, plan.users[:n], plan.history[:n], K)
+
+
+def ranked_top(path: Path, plan: EvaluationPlan) -> np.ndarray:
+    """The top ``K`` of a rank run's ``ranked.parquet`` for the plan's users with a history."""
+    frame = pd.read_parquet(path, columns=["user", "item", "rank"])
+    users = plan.users[: plan.n_with_history]
+    frame = frame[(frame["rank"] <= K) & frame["user"].isin(users)]
+    if missing := len(users) - frame["user"].nunique():
+        raise DataError(f"{path}: no ranking for {missing} of the Dataset's test users")
+    top = np.full((len(users), K), -1, dtype=np.int64)
+    row = np.searchsorted(users, frame["user"].to_numpy(), sorter=np.argsort(users))
+    top[np.argsort(users)[row], frame["rank"].to_numpy() - 1] = frame["item"].to_numpy()
+    return top
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--e0", type=Path, default=E0, help="E0's ranked.parquet")
+    args = parser.parse_args()
+    dataset = Dataset.load(RUN / "data")
+    plan = EvaluationPlan.of(dataset)
+    cold = dataset.items["cold"].to_numpy()
+    targets = plan.targets[: plan.n_with_history]
+    runs: dict[str, list[dict[str, float]]] = {}
+    for folder in sorted((RUN / "baselines").glob("*/seed*/model")):
+        figures = places(model_top(folder, dataset, plan), targets, cold)
+        runs.setdefault(folder.parent.parent.name, []).append(
+            {"seed": int(folder.parent.name.removeprefix("seed")), **figures})  # fmt: skip
+    if args.e0.is_file():
+        runs["E0"] = [{"seed": 0, **places(ranked_top(args.e0, plan), targets, cold)}]
+    rows = [f"| {name} | {len(seeds)} | "
+            + " | ".join(mean_std([s[key] for s in seeds], digits)
+                         for key, digits in (("cold_share", 3), ("cold_hits_per_1000", 1),
+                                             ("warm_hits_per_1000", 1)))
+            + " |" for name, seeds in runs.items()]  # fmt: skip
+    markdown = f"""# Cold and warm places in the top 20 (Amazon Beauty, global split)
+
+Test users with a history ({plan.n_with_history:,}); {int(cold.sum()):,} of
+{dataset.n_items:,} items cold. Per model, mean ± std over the seeds kept: the share of
+top-20 places holding a cold item, and hits per 1,000 places of each kind (a place is a
+hit when its item is one of the user's test items).
+
+| model | seeds | cold share of the top 20 | hits per 1,000 cold places | per 1,000 warm |
+|---|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+    .venv/bin/python benchmarks/cold_slots.py --e0 {args.e0.relative_to(ROOT)}
+"""
+    write_results("cold_slots_beauty", {"runs": runs}, markdown)
+
+
+if __name__ == "__main__":
+    main()
