@@ -142,3 +142,21 @@ def test_cold_slots_counts_places_and_hits_by_hand() -> None:
     assert figures["cold_hits_per_1000"] == pytest.approx(1000 * 1 / 3)  # item 2 for user 0
     assert figures["warm_hits_per_1000"] == pytest.approx(1000 * 3 / 4)  # 4, 1, 0 for user 1
     sys.modules.pop("cold_slots", None)
+
+
+@pytest.mark.usefixtures("scripts")
+def test_a_cold_prior_adds_to_a_rankings_own_scores_of_cold_candidates() -> None:
+    import numpy as np
+
+    import cold_slots
+    from coldrec.data.candidates import Candidates
+
+    ranked = Candidates(users=np.array([4, 7]), items=np.array([[0, 2, -1], [3, 1, 2]]),
+                        scores=np.array([[0.9, 0.5, 0.0], [0.8, 0.7, 0.4]]))  # fmt: skip
+    cold = np.array([False, False, True, False])
+    shown = np.array([[3, 1, 2]])  # user 7's candidates, as the protocol passes them
+    scored = cold_slots.ColdPrior(ranked, cold, 0.5).score(np.array([7]), shown)
+    np.testing.assert_allclose(scored, [[0.8, 0.7, 0.9]])
+    with pytest.raises(ValueError, match="candidates only"):
+        cold_slots.ColdPrior(ranked, cold, 0.5).score(np.array([7]))
+    sys.modules.pop("cold_slots", None)
