@@ -1,15 +1,15 @@
 """Seconds per training epoch of coldrec's cold-start models beside the ColdRec toolkit's
-(issue 29), side by side in one run on MovieLens-100K (``peer_coldrec_toolkit.py``'s
-Dataset, converted data and venv): per model, the toolkit's run of ``--epochs`` epochs
-(DropoutNet, Heater and ALDI from its BPR-MF backbone, trained first when missing; CLCRec
-its own), then coldrec's, one thread each, the models' default settings, no early stopping.
-Each side's figure is the median wall time of its training epochs (the toolkit's from its
-worker; coldrec's from the model's training log: its BPR-MF teacher, fitted once before,
-is not counted). The two sides run in turn, model by model, so whatever else the machine
-does weighs on both alike; the ratio is the figure to read.
+(issue 29), side by side in one run on MovieLens-100K or Beauty (``--data``;
+``peer_coldrec_toolkit.py``'s Dataset, converted data and venv): per model, the toolkit's
+run of ``--epochs`` epochs (DropoutNet, Heater and ALDI from its BPR-MF backbone, trained
+first when missing; CLCRec its own), then coldrec's, one thread each, the models' default
+settings, no early stopping. Each side's figure is the median wall time of its training
+epochs (the toolkit's from its worker; coldrec's from the model's training log: its BPR-MF
+teacher, fitted once before, is not counted). The two sides run in turn, model by model,
+so whatever else the machine does weighs on both alike; the ratio is the figure to read.
 
-Writes ``benchmarks/results/coldstart_speed.{md,json}``. Run from the project root:
-``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/coldstart_speed.py [--epochs 3]``.
+Writes ``benchmarks/results/coldstart_speed_<data>.{md,json}``. Run from the project root:
+``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/coldstart_speed.py [--data ml100k] [--epochs 3]``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from _common import ROOT, write_results
 from coldrec.coldstart import ALDIConfig, CLCRecConfig, DropoutNetConfig, HeaterConfig
 from coldrec.data import Dataset
 from coldrec.encode import TextEncoder, TextEncoderConfig
+from coldstart_baselines import DATA
 from peer_coldrec_toolkit import (
     BACKBONE,
     ON_BACKBONE,
@@ -42,8 +43,8 @@ SEED = 0
 
 
 def coldrec_seconds(model: str, dataset: Dataset, epochs: int) -> float:
-    """Median seconds of coldrec's ``model`` over ``epochs`` training epochs (defaults of
-    ``configs/ml100k/coldstart_ml100k.yaml``, no early stopping)."""
+    """Median seconds of coldrec's ``model`` over ``epochs`` training epochs (its default
+    settings, as ``configs/<data>/coldstart_<data>.yaml`` uses them; no early stopping)."""
     config = CONFIGS[model](early_stopping=False, training={"epochs": epochs})
     fitted = config.build().fit(dataset, generator=torch.Generator().manual_seed(SEED))
     return float(fitted.training_log.final.summary()["seconds_per_epoch"])
@@ -61,11 +62,12 @@ def toolkit_seconds(model: str, name: str, epochs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("ml100k", "beauty"), default="ml100k")
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed on each side")
     parser.add_argument("--models", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    name, folder, commands = prepared(argparse.Namespace(data="ml100k", dataset=None))
+    name, folder, commands = prepared(argparse.Namespace(data=args.data, dataset=None))
     dataset = Dataset.load(folder)
     vectors = TextEncoder(TextEncoderConfig()).encode(dataset.item_text, progress=False)
     convert(dataset, vectors, WORK / f"coldrec_toolkit_{name}", name)
@@ -80,7 +82,7 @@ def main() -> None:
         rows.append(f"| {model} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.1f}× |")
     markdown = f"""# Seconds per epoch: coldrec's cold-start models beside the ColdRec toolkit's
 
-MovieLens-100K, coldrec's global time split (the toolkit's layout of it from
+{DATA[args.data]}, coldrec's global time split (the toolkit's layout of it from
 `peer_coldrec_toolkit.py`), the models' default settings on both sides, {args.epochs}
 epochs each, one thread, no early stopping; median seconds of a training epoch (coldrec's
 BPR-MF teacher and the toolkit's backbone not counted). Model by model, the toolkit's run
@@ -93,9 +95,10 @@ then coldrec's, so both sides share whatever else the machine was doing.
 Data: {"; ".join(commands) or folder.relative_to(ROOT)}. Toolkit venv versions (torch,
 numpy, faiss): {versions}.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/coldstart_speed.py --epochs {args.epochs}
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/coldstart_speed.py --data {args.data} \\
+        --epochs {args.epochs} --models {" ".join(args.models)}
 """
-    write_results("coldstart_speed", figures, markdown)
+    write_results(f"coldstart_speed_{args.data}", figures, markdown)
     print(markdown)
 
 
