@@ -93,6 +93,9 @@ DIAGNOSTICS = {
     # coldrec's ALDI trains for the epochs its validation picks (5 on Beauty's seed 0), the
     # toolkit's for --epochs: what training length does to the student's cold scores.
     "ALDI-5-epochs": Diagnostic("ALDI", "ALDI, 5 epochs", epochs=5),
+    # The toolkit's CLCRec takes 279 s an epoch on ML-100K (coldstart_speed.py), 8 hours
+    # of one core a seed at 100 epochs, about 19 on Beauty: 5 epochs, coldrec's fewest.
+    "CLCRec-5-epochs": Diagnostic("CLCRec", "CLCRec, 5 epochs", epochs=5),
 }
 
 SEGMENTS = ("all", "warm", "cold")
@@ -342,7 +345,8 @@ def main() -> None:
                         default=list(MODELS),
                         help="run only these (the report shows every model kept); "
                              "the diagnostics: DropoutNet-frozen (the toolkit's DropoutNet "
-                             "with the backbone's vectors frozen), ALDI-5-epochs")  # fmt: skip
+                             "with the backbone's vectors frozen), ALDI-5-epochs, "
+                             "CLCRec-5-epochs")  # fmt: skip
     parser.add_argument("--report", action="store_true",
                         help="train nothing: rewrite the report from the kept runs")  # fmt: skip
     args = parser.parse_args()
