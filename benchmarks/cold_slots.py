@@ -8,8 +8,10 @@ what E0 would need to match it.
 For every coldrec cold-start model kept by ``coldstart_baselines.py --data beauty``
 (``runs/coldstart_beauty/baselines/<model>/seed<S>/model``) the top 20 of each test user
 with a history is ranked again by ``coldrec.eval.protocol.rank`` (full catalogue, history
-masked, as its metrics were); E0's comes from its rank run's ``ranked.parquet`` (default:
-``llm_rank.py``'s E0, seed 0, the same Dataset by data hash). Per model and seed: the
+masked, as its metrics were); the ColdRec toolkit's from the top-100 lists its runs left
+(``peer_coldrec_toolkit.py --data beauty``: ``runs/coldrec_toolkit_beauty/seed<S>/<model>``);
+E0's from its rank run's ``ranked.parquet`` (default: ``llm_rank.py``'s E0, seed 0, the same
+Dataset by data hash). Per model and seed: the
 share of top-20 places holding a cold item (mean over users), hits per 1,000 cold places
 and per 1,000 warm places.
 
@@ -38,8 +40,10 @@ from coldrec.data.prepare import validation_view
 from coldrec.errors import DataError
 from coldrec.eval.protocol import EvaluationPlan, Selection, evaluate, rank
 from coldrec.training.saving import SIDECAR, import_class
+from peer_recbole import TopList
 
 RUN = ROOT / "runs" / "coldstart_beauty"
+TOOLKIT = ROOT / "runs" / "coldrec_toolkit_beauty"
 E0 = ROOT / "runs" / "llm_rank_beauty" / "e0" / "rank" / "seed0" / "ranked.parquet"
 K = 20
 PRIORS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 1.0)
@@ -99,6 +103,16 @@ def model_top(folder: Path, dataset: Dataset, plan: EvaluationPlan) -> np.ndarra
     return rank(model, plan.users[:n], plan.history[:n], K)
 
 
+def toolkit_top(folder: Path, dataset: Dataset, plan: EvaluationPlan) -> np.ndarray:
+    """The top ``K`` of a toolkit run's ``top.npz`` (its ids mapped back by the
+    converted data's ``ids.npz``), history masked, for the plan's users with a history."""
+    ids, top = np.load(folder.parent.parent / "ids.npz"), np.load(folder / "top.npz")
+    lists = TopList(ids["users"][top["users"]], ids["items"][top["items"]], dataset.n_items,
+                    dataset.n_users)  # fmt: skip
+    n = plan.n_with_history
+    return rank(lists, plan.users[:n], plan.history[:n], K)
+
+
 def ranked_top(path: Path, plan: EvaluationPlan) -> np.ndarray:
     """The top ``K`` of a rank run's ``ranked.parquet`` for the plan's users with a history."""
     frame = pd.read_parquet(path, columns=["user", "item", "rank"])
@@ -125,6 +139,10 @@ def main() -> None:
         figures = places(model_top(folder, dataset, plan), targets, cold)
         runs.setdefault(folder.parent.parent.name, []).append(
             {"seed": int(folder.parent.name.removeprefix("seed")), **figures})  # fmt: skip
+    for folder in sorted(TOOLKIT.glob("seed*/*/top.npz")):
+        figures = places(toolkit_top(folder.parent, dataset, plan), targets, cold)
+        runs.setdefault(f"toolkit {folder.parent.name}", []).append(
+            {"seed": int(folder.parent.parent.name.removeprefix("seed")), **figures})  # fmt: skip
     curve: list[dict[str, float]] = []
     if args.e0.is_file():
         runs["E0"] = [{"seed": 0, **places(ranked_top(args.e0, plan), targets, cold)}]
