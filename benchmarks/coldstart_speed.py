@@ -52,7 +52,8 @@ def coldrec_seconds(model: str, dataset: Dataset, epochs: int) -> float:
 
 def toolkit_seconds(model: str, name: str, epochs: int) -> float:
     """Median seconds of the toolkit's ``model`` over ``epochs`` epochs (seed 0)."""
-    work = WORK / f"coldrec_toolkit_{name}" / f"seed{SEED}"
+    # a folder of its own: a seed's folder holds the benchmark runs' lists (cold_slots.py)
+    work = WORK / f"coldrec_toolkit_{name}" / f"speed-seed{SEED}"
     backbone = work / "emb" / f"{name}_cold_item_{BACKBONE}_item_emb.pt"
     if model in ON_BACKBONE and not backbone.is_file():
         run_toolkit(work, BACKBONE, toolkit_arguments(name, BACKBONE, SEED, 100))
