@@ -5,15 +5,16 @@ A list's cold Recall grows with both: more cold places, or better cold items in 
 CLCRec beats E0 on cold items in the one list; this says which of the two it does, and so
 what E0 would need to match it.
 
-For every coldrec cold-start model kept by ``coldstart_baselines.py --data beauty``
-(``runs/coldstart_beauty/baselines/<model>/seed<S>/model``) the top 20 of each test user
-with a history is ranked again by ``coldrec.eval.protocol.rank`` (full catalogue, history
-masked, as its metrics were); the ColdRec toolkit's from the top-100 lists its runs left
-(``peer_coldrec_toolkit.py --data beauty``: ``runs/coldrec_toolkit_beauty/seed<S>/<model>``);
-E0's from its rank run's ``ranked.parquet`` (default: ``llm_rank.py``'s E0, seed 0, the same
-Dataset by data hash). Per model and seed: the
-share of top-20 places holding a cold item (mean over users), hits per 1,000 cold places
-and per 1,000 warm places.
+For every coldrec cold-start model saved by ``coldstart_baselines.py --data beauty``
+(``runs/coldstart_beauty/baselines/<model>/seed<S>/model``) and by the diagnostic runs
+into ``runs/coldstart_beauty_diag`` (``docs/results.md`` gives their commands), the top 20
+of each test user with a history is ranked again by ``coldrec.eval.protocol.rank`` (full
+catalogue, history masked, as its metrics were); the ColdRec toolkit's from the top-100
+lists its runs left (``peer_coldrec_toolkit.py --data beauty``:
+``runs/coldrec_toolkit_beauty/seed<S>/<model>``); E0's from its rank run's
+``ranked.parquet`` (default: ``llm_rank.py``'s E0, seed 0, the same Dataset by data hash).
+Per model and seed: Recall@20 per segment (``evaluate``), the share of top-20 places
+holding a cold item (mean over users), hits per 1,000 cold places and per 1,000 warm ones.
 
 Then what E0 would gain from more cold places: its top 100 re-ordered by its score plus
 ``prior`` for a cold item, ``prior`` chosen on the validation view (E0's validation twin's
@@ -29,7 +30,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy import sparse
 
 from _common import ROOT, mean_std, write_results
@@ -37,12 +37,12 @@ from coldrec._util.sparse import hit_matrix
 from coldrec.data.candidates import Candidates
 from coldrec.data.dataset import Dataset
 from coldrec.data.prepare import validation_view
-from coldrec.errors import DataError
-from coldrec.eval.protocol import EvaluationPlan, Selection, evaluate, rank
+from coldrec.eval.protocol import EvaluationPlan, Scorer, Selection, evaluate, rank
 from coldrec.training.saving import SIDECAR, import_class
 from peer_recbole import TopList
 
-RUN = ROOT / "runs" / "coldstart_beauty"
+# coldstart_baselines.py's run, and the diagnostics' (results.md names their commands)
+RUNS = (ROOT / "runs" / "coldstart_beauty", ROOT / "runs" / "coldstart_beauty_diag")
 TOOLKIT = ROOT / "runs" / "coldrec_toolkit_beauty"
 E0 = ROOT / "runs" / "llm_rank_beauty" / "e0" / "rank" / "seed0" / "ranked.parquet"
 K = 20
@@ -95,73 +95,73 @@ def places(top: np.ndarray, targets: sparse.csr_array, cold: np.ndarray) -> dict
             "warm_hits_per_1000": 1000 * float(hits[warm].sum() / max(warm.sum(), 1))}  # fmt: skip
 
 
-def model_top(folder: Path, dataset: Dataset, plan: EvaluationPlan) -> np.ndarray:
-    """The saved model's top ``K`` for the plan's users with a history."""
+def saved_model(folder: Path, dataset: Dataset) -> Scorer:
+    """The coldrec model saved in ``folder``."""
     cls = import_class(json.loads((folder / SIDECAR).read_text())["class"], folder)
-    model = cls.load(folder, dataset)
-    n = plan.n_with_history
-    return rank(model, plan.users[:n], plan.history[:n], K)
+    model: Scorer = cls.load(folder, dataset)
+    return model
 
 
-def toolkit_top(folder: Path, dataset: Dataset, plan: EvaluationPlan) -> np.ndarray:
-    """The top ``K`` of a toolkit run's ``top.npz`` (its ids mapped back by the
-    converted data's ``ids.npz``), history masked, for the plan's users with a history."""
+def toolkit_lists(folder: Path, dataset: Dataset) -> TopList:
+    """A toolkit run's ``top.npz`` as a scorer (ids mapped back by ``ids.npz``)."""
     ids, top = np.load(folder.parent.parent / "ids.npz"), np.load(folder / "top.npz")
-    lists = TopList(ids["users"][top["users"]], ids["items"][top["items"]], dataset.n_items,
-                    dataset.n_users)  # fmt: skip
+    return TopList(ids["users"][top["users"]], ids["items"][top["items"]], dataset.n_items,
+                   dataset.n_users)  # fmt: skip
+
+
+def figures(
+    scorer: Scorer, dataset: Dataset, plan: EvaluationPlan, candidates: Candidates | None = None
+) -> dict[str, float]:
+    """Recall@20 per segment (coldrec's protocol) and :func:`places` of ``scorer``'s top
+    20 for the users with a history (over ``candidates`` only when given)."""
     n = plan.n_with_history
-    return rank(lists, plan.users[:n], plan.history[:n], K)
+    block = None if candidates is None else candidates.for_users(plan.users[:n])
+    top = rank(scorer, plan.users[:n], plan.history[:n], K, block)
+    segments = evaluate(scorer, dataset, ks=(K,), candidates=candidates)["segments"]
+    recall = {f"{s}_recall": segments[s][f"recall@{K}"] for s in ("all", "warm", "cold")}
+    return {**recall, **places(top, plan.targets[:n], dataset.items["cold"].to_numpy())}
 
 
-def ranked_top(path: Path, plan: EvaluationPlan) -> np.ndarray:
-    """The top ``K`` of a rank run's ``ranked.parquet`` for the plan's users with a history."""
-    frame = pd.read_parquet(path, columns=["user", "item", "rank"])
-    users = plan.users[: plan.n_with_history]
-    frame = frame[(frame["rank"] <= K) & frame["user"].isin(users)]
-    if missing := len(users) - frame["user"].nunique():
-        raise DataError(f"{path}: no ranking for {missing} of the Dataset's test users")
-    top = np.full((len(users), K), -1, dtype=np.int64)
-    row = np.searchsorted(users, frame["user"].to_numpy(), sorter=np.argsort(users))
-    top[np.argsort(users)[row], frame["rank"].to_numpy() - 1] = frame["item"].to_numpy()
-    return top
+def seed_of(folder: Path) -> int:
+    return int(folder.name.removeprefix("seed"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--e0", type=Path, default=E0, help="E0's ranked.parquet")
     args = parser.parse_args()
-    dataset = Dataset.load(RUN / "data")
+    dataset = Dataset.load(RUNS[0] / "data")
     plan = EvaluationPlan.of(dataset)
-    cold = dataset.items["cold"].to_numpy()
-    targets = plan.targets[: plan.n_with_history]
     runs: dict[str, list[dict[str, float]]] = {}
-    for folder in sorted((RUN / "baselines").glob("*/seed*/model")):
-        figures = places(model_top(folder, dataset, plan), targets, cold)
+    for folder in sorted(f for run in RUNS for f in (run / "baselines").glob("*/seed*/model")):
+        found = figures(saved_model(folder, dataset), dataset, plan)
         runs.setdefault(folder.parent.parent.name, []).append(
-            {"seed": int(folder.parent.name.removeprefix("seed")), **figures})  # fmt: skip
+            {"seed": seed_of(folder.parent), **found})  # fmt: skip
     for folder in sorted(TOOLKIT.glob("seed*/*/top.npz")):
-        figures = places(toolkit_top(folder.parent, dataset, plan), targets, cold)
+        found = figures(toolkit_lists(folder.parent, dataset), dataset, plan)
         runs.setdefault(f"toolkit {folder.parent.name}", []).append(
-            {"seed": int(folder.parent.parent.name.removeprefix("seed")), **figures})  # fmt: skip
+            {"seed": seed_of(folder.parent.parent), **found})  # fmt: skip
     curve: list[dict[str, float]] = []
     if args.e0.is_file():
-        runs["E0"] = [{"seed": 0, **places(ranked_top(args.e0, plan), targets, cold)}]
+        ranked = Candidates.load(args.e0)
+        runs["E0"] = [{"seed": 0, **figures(ranked, dataset, plan, ranked)}]
         curve = prior_curve(dataset, args.e0.parent)
     best = max(curve, key=lambda point: point["valid_mean"]) if curve else None
+    columns = (("all_recall", 4), ("warm_recall", 4), ("cold_recall", 4), ("cold_share", 3),
+               ("cold_hits_per_1000", 1), ("warm_hits_per_1000", 1))  # fmt: skip
     rows = [f"| {name} | {len(seeds)} | "
-            + " | ".join(mean_std([s[key] for s in seeds], digits)
-                         for key, digits in (("cold_share", 3), ("cold_hits_per_1000", 1),
-                                             ("warm_hits_per_1000", 1)))
+            + " | ".join(mean_std([s[key] for s in seeds], digits) for key, digits in columns)
             + " |" for name, seeds in runs.items()]  # fmt: skip
+    cold = dataset.items["cold"].to_numpy()
     markdown = f"""# Cold and warm places in the top 20 (Amazon Beauty, global split)
 
 Test users with a history ({plan.n_with_history:,}); {int(cold.sum()):,} of
-{dataset.n_items:,} items cold. Per model, mean ± std over the seeds kept: the share of
-top-20 places holding a cold item, and hits per 1,000 places of each kind (a place is a
-hit when its item is one of the user's test items).
+{dataset.n_items:,} items cold. Per model, mean ± std over the seeds kept: Recall@20 per
+segment, the share of top-20 places holding a cold item, and hits per 1,000 places of
+each kind (‰: per 1,000; a place is a hit when its item is one of the user's test items).
 
-| model | seeds | cold share of the top 20 | hits per 1,000 cold places | per 1,000 warm |
-|---|---:|---:|---:|---:|
+| model | seeds | all R@20 | warm R@20 | cold R@20 | cold share | hits ‰ cold places | hits ‰ warm |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 {prior_table(curve, best)}
     .venv/bin/python benchmarks/cold_slots.py --e0 {args.e0.relative_to(ROOT)}
