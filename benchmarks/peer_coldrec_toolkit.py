@@ -93,8 +93,8 @@ DIAGNOSTICS = {
     # coldrec's ALDI trains for the epochs its validation picks (5 on Beauty's seed 0), the
     # toolkit's for --epochs: what training length does to the student's cold scores.
     "ALDI-5-epochs": Diagnostic("ALDI", "ALDI, 5 epochs", epochs=5),
-    # The toolkit's CLCRec takes 279 s an epoch on ML-100K (coldstart_speed.py), 8 hours
-    # of one core a seed at 100 epochs, about 19 on Beauty: 5 epochs, coldrec's fewest.
+    # The toolkit's CLCRec takes 279 s an epoch on ML-100K, 245 on Beauty (one core):
+    # 7-8 hours a seed at 100 epochs. 5 epochs: the fewest coldrec's validation picks.
     "CLCRec-5-epochs": Diagnostic("CLCRec", "CLCRec, 5 epochs", epochs=5),
 }
 
