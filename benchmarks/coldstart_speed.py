@@ -45,7 +45,9 @@ SEED = 0
 def coldrec_seconds(model: str, dataset: Dataset, epochs: int) -> float:
     """Median seconds of coldrec's ``model`` over ``epochs`` training epochs (its default
     settings, as ``configs/<data>/coldstart_<data>.yaml`` uses them; no early stopping)."""
-    config = CONFIGS[model](early_stopping=False, training={"epochs": epochs})
+    default = CONFIGS[model]()  # its own optimiser settings, only the epochs changed
+    config = default.model_copy(update={"early_stopping": False, "training": default.training
+                                        .model_copy(update={"epochs": epochs})})  # fmt: skip
     fitted = config.build().fit(dataset, generator=torch.Generator().manual_seed(SEED))
     return float(fitted.training_log.final.summary()["seconds_per_epoch"])
 
