@@ -61,26 +61,26 @@ class ColdPrior:
         return self.ranked.score(users, items) + self.prior * self.cold[np.maximum(items, 0)]
 
 
-def prior_curve(dataset: Dataset, run: Path) -> list[dict[str, float]]:
+def prior_curve(dataset: Dataset, run: Path) -> tuple[list[dict[str, float]], float]:
     """Warm and cold Recall@20 on validation and test of ``run``'s ranking (a ``coldrec
-    rank`` run folder) re-ordered with each of ``PRIORS``."""
+    rank`` run folder) re-ordered with each of ``PRIORS``, and the spread of its scores
+    (a larger prior puts every cold candidate first)."""
     share = json.loads((run / "config.json").read_text())["model"]["valid_share"]
-    views = {"valid": (validation_view(dataset, share), run / "valid_ranked.parquet"),
-             "test": (dataset, run / "ranked.parquet")}  # fmt: skip
+    views = {name: (view, Candidates.load(run / file)) for name, view, file in (
+        ("valid", validation_view(dataset, share), "valid_ranked.parquet"),
+        ("test", dataset, "ranked.parquet"))}  # fmt: skip
+    spread = max(float(np.ptp(ranked.scores[ranked.items >= 0])) for _, ranked in views.values())
     curve = []
     for prior in PRIORS:
-        point = {"prior": prior, "spread": 0.0}
-        for name, (view, path) in views.items():
-            ranked = Candidates.load(path)
-            scores = ranked.scores[ranked.items >= 0]
-            point["spread"] = max(point["spread"], float(scores.max() - scores.min()))
+        point = {"prior": prior}
+        for name, (view, ranked) in views.items():
             cold = view.items["cold"].to_numpy()
             found = evaluate(ColdPrior(ranked, cold, prior), view, ks=(K,), candidates=ranked)
             for segment in ("all", "warm", "cold"):
                 point[f"{name}_{segment}"] = found["segments"][segment][f"recall@{K}"]
         point["valid_mean"] = Selection().score(point["valid_warm"], point["valid_cold"])
         curve.append(point)
-    return curve
+    return curve, spread
 
 
 def places(top: np.ndarray, targets: sparse.csr_array, cold: np.ndarray) -> dict[str, float]:
@@ -142,10 +142,11 @@ def main() -> None:
         runs.setdefault(f"toolkit {folder.parent.name}", []).append(
             {"seed": seed_of(folder.parent.parent), **found})  # fmt: skip
     curve: list[dict[str, float]] = []
+    spread = 0.0
     if args.e0.is_file():
         ranked = Candidates.load(args.e0)
         runs["E0"] = [{"seed": 0, **figures(ranked, dataset, plan, ranked)}]
-        curve = prior_curve(dataset, args.e0.parent)
+        curve, spread = prior_curve(dataset, args.e0.parent)
     best = max(curve, key=lambda point: point["valid_mean"]) if curve else None
     columns = (("all_recall", 4), ("warm_recall", 4), ("cold_recall", 4), ("cold_share", 3),
                ("cold_hits_per_1000", 1), ("warm_hits_per_1000", 1))  # fmt: skip
@@ -163,14 +164,15 @@ each kind (‰: per 1,000; a place is a hit when its item is one of the user's t
 | model | seeds | all R@20 | warm R@20 | cold R@20 | cold share | hits ‰ cold places | hits ‰ warm |
 |---|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
-{prior_table(curve, best)}
+{prior_table(curve, best, spread)}
     .venv/bin/python benchmarks/cold_slots.py --e0 {args.e0.relative_to(ROOT)}
 """
-    write_results("cold_slots_beauty", {"runs": runs, "prior_curve": curve,
-                                        "chosen_prior": best}, markdown)  # fmt: skip
+    write_results("cold_slots_beauty", {"runs": runs, "prior_curve": curve, "chosen_prior": best,
+                                        "e0_score_spread": spread}, markdown)  # fmt: skip
 
 
-def prior_table(curve: list[dict[str, float]], best: dict[str, float] | None) -> str:
+def prior_table(curve: list[dict[str, float]], best: dict[str, float] | None,
+                spread: float) -> str:  # fmt: skip
     """The Markdown of E0's prior curve (empty without one)."""
     if best is None:
         return ""
@@ -180,7 +182,7 @@ def prior_table(curve: list[dict[str, float]], best: dict[str, float] | None) ->
     return f"""
 E0's top 100 re-ordered by its score plus a prior for cold items (Recall@20; the prior
 chosen on validation by the mean of warm and cold, then applied to test). E0's scores span
-{best["spread"]:.2f} (validation and test): a larger prior puts every cold candidate of the
+{spread:.2f} (validation and test): a larger prior puts every cold candidate of the
 top 100 first.
 
 | prior | valid warm | valid cold | valid mean | test all | test warm | test cold |

@@ -66,7 +66,8 @@ def run_missing(data: str) -> None:
         missing = {model: settings for model, settings in config["baselines"].items()
                    if not (kept / model / f"seed{seed}").is_dir()}  # fmt: skip
         together = [m for m in missing if m not in ALONE]
-        for models in [together] * bool(together) + [[m] for m in missing if m in ALONE]:
+        groups = ([together] if together else []) + [[m] for m in missing if m in ALONE]
+        for models in groups:
             flags = ["--set", f"seeds=[{seed}]", "--set", "baselines={}"]
             for model in models:
                 flags += ["--set", f"baselines.{model}={json.dumps(missing[model])}"]

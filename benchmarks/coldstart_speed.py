@@ -65,7 +65,7 @@ def toolkit_seconds(model: str, name: str, epochs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("ml100k", "beauty"), default="ml100k")
+    parser.add_argument("--data", choices=DATA, default="ml100k")
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed on each side")
     parser.add_argument("--models", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     args = parser.parse_args()
